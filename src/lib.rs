@@ -1,0 +1,9 @@
+//! fixgw: a FIX 4.4 exchange gateway.
+//!
+//! Layers (dependencies point down): `venue` glues `session` (FIX session
+//! protocol, over `fix`, the wire format) to `engine` (the exchange core,
+//! which knows nothing of FIX).
+
+pub mod engine;
+pub mod fix;
+pub mod session;

@@ -1,0 +1,284 @@
+//! Framing: cuts FIX messages out of a TCP byte stream the way QuickFIX does,
+//! and drops garbled frames (wrong BodyLength or CheckSum) silently.
+//!
+//! A frame starts at `8=`, its body is `BodyLength` bytes after the `9=`
+//! field, and it ends at the SOH after the first `<SOH>10=` found at or after
+//! the declared end of the body. So a too-long BodyLength swallows whatever
+//! follows up to the next checksum field (scenario 2m), and nothing inside a
+//! discarded span is re-scanned.
+
+use bytes::{Buf, Bytes, BytesMut};
+use memchr::memmem;
+use tokio_util::codec::{Decoder, Encoder as CodecEncoder};
+
+use super::encoder::checksum;
+use super::message::parse_u64;
+use super::SOH;
+
+/// Default limit on one message's size in bytes (`MaxMessageSize`).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
+
+/// Errors that end a connection (as opposed to garbled frames, which are skipped).
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// Socket error.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    /// A frame larger than the configured maximum.
+    #[error("message of {size} bytes exceeds MaxMessageSize {max}")]
+    TooLarge {
+        /// Declared or buffered size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Why a frame was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Garbled {
+    /// BodyLength (9) did not match the body.
+    BodyLength,
+    /// CheckSum (10) did not match the bytes.
+    CheckSum,
+    /// BodyLength was not a number.
+    BadLengthField,
+}
+
+/// Framing codec for FIX over a byte stream.
+#[derive(Debug, Clone)]
+pub struct FixCodec {
+    max_message_size: usize,
+    validate_length_and_checksum: bool,
+    /// Frames dropped as garbled since creation (for logs and metrics).
+    pub garbled: u64,
+    /// Why the last frame was dropped.
+    pub last_garbled: Option<Garbled>,
+}
+
+impl Default for FixCodec {
+    fn default() -> Self {
+        FixCodec::new(DEFAULT_MAX_MESSAGE_SIZE, true)
+    }
+}
+
+impl FixCodec {
+    /// A codec with a size limit; `validate` = QuickFIX's ValidateLengthAndChecksum.
+    pub fn new(max_message_size: usize, validate: bool) -> FixCodec {
+        FixCodec {
+            max_message_size,
+            validate_length_and_checksum: validate,
+            garbled: 0,
+            last_garbled: None,
+        }
+    }
+
+    fn too_large(&self, size: usize) -> FrameError {
+        FrameError::TooLarge {
+            size,
+            max: self.max_message_size,
+        }
+    }
+
+    /// Tries to cut one frame (valid or not) from the front of `src`.
+    /// `Ok(None)` means more bytes are needed.
+    fn cut(&mut self, src: &mut BytesMut) -> Result<Option<Result<Bytes, Garbled>>, FrameError> {
+        let Some(begin) = memmem::find(src, b"8=") else {
+            // Keep a trailing '8' that may start the next frame.
+            let keep = usize::from(src.last() == Some(&b'8'));
+            src.advance(src.len() - keep);
+            return Ok(None);
+        };
+        src.advance(begin);
+        let Some(nine) = memmem::find(src, b"\x019=") else {
+            return self.need_more(src.len()).map(|_| None);
+        };
+        let len_start = nine + 3;
+        let Some(len_soh) = memchr::memchr(SOH, &src[len_start..]) else {
+            return self.need_more(src.len()).map(|_| None);
+        };
+        let len_end = len_start + len_soh;
+        let Some(body_len) = parse_u64(&src[len_start..len_end]) else {
+            src.advance(len_end + 1);
+            return Ok(Some(Err(Garbled::BadLengthField)));
+        };
+        let body_len = body_len as usize;
+        if body_len > self.max_message_size {
+            return Err(self.too_large(body_len));
+        }
+        let body_start = len_end + 1;
+        let body_end = body_start + body_len;
+        if src.len() < body_end {
+            src.reserve(body_end - src.len());
+            return Ok(None);
+        }
+        let Some(ten) = memmem::find(&src[body_end - 1..], b"\x0110=") else {
+            return self.need_more(src.len()).map(|_| None);
+        };
+        let ten = body_end - 1 + ten;
+        let Some(end_soh) = memchr::memchr(SOH, &src[ten + 4..]) else {
+            return self.need_more(src.len()).map(|_| None);
+        };
+        let end = ten + 4 + end_soh + 1;
+        let frame = src.split_to(end).freeze();
+        if !self.validate_length_and_checksum {
+            return Ok(Some(Ok(frame)));
+        }
+        if ten + 1 - body_start != body_len {
+            return Ok(Some(Err(Garbled::BodyLength)));
+        }
+        let declared = parse_u64(&frame[ten + 4..end - 1]);
+        if declared != Some(u64::from(checksum(&frame[..ten + 1]))) {
+            return Ok(Some(Err(Garbled::CheckSum)));
+        }
+        Ok(Some(Ok(frame)))
+    }
+
+    fn need_more(&self, buffered: usize) -> Result<(), FrameError> {
+        if buffered > self.max_message_size + 64 {
+            Err(self.too_large(buffered))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Decoder for FixCodec {
+    type Item = Bytes;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
+        loop {
+            match self.cut(src)? {
+                None => return Ok(None),
+                Some(Ok(frame)) => return Ok(Some(frame)),
+                Some(Err(why)) => {
+                    self.garbled += 1;
+                    self.last_garbled = Some(why);
+                    tracing::debug!(?why, "discarded garbled frame");
+                }
+            }
+        }
+    }
+}
+
+impl CodecEncoder<Bytes> for FixCodec {
+    type Error = FrameError;
+
+    fn encode(&mut self, item: Bytes, dst: &mut BytesMut) -> Result<(), FrameError> {
+        dst.extend_from_slice(&item);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fix::Encoder;
+
+    fn msg(body: &[(i32, &str)]) -> Vec<u8> {
+        let mut e = Encoder::new();
+        e.start(body[0].1.as_bytes());
+        for (t, v) in &body[1..] {
+            e.field(*t, v.as_bytes());
+        }
+        e.finish(b"FIX.4.4").to_vec()
+    }
+
+    fn frames(codec: &mut FixCodec, input: &[u8]) -> Vec<Bytes> {
+        let mut buf = BytesMut::from(input);
+        let mut out = Vec::new();
+        while let Some(f) = codec.decode(&mut buf).unwrap() {
+            out.push(f);
+        }
+        out
+    }
+
+    #[test]
+    fn frames_back_to_back_messages_and_skips_junk() {
+        let a = msg(&[(35, "0"), (34, "2")]);
+        let b = msg(&[(35, "1"), (34, "3"), (112, "X")]);
+        let mut input = b"junk".to_vec();
+        input.extend_from_slice(&a);
+        input.extend_from_slice(&b);
+        let mut c = FixCodec::default();
+        let f = frames(&mut c, &input);
+        assert_eq!(f, vec![Bytes::from(a), Bytes::from(b)]);
+    }
+
+    #[test]
+    fn partial_input_waits() {
+        let a = msg(&[(35, "0"), (34, "2")]);
+        let mut c = FixCodec::default();
+        let mut buf = BytesMut::new();
+        for (i, byte) in a.iter().enumerate() {
+            buf.extend_from_slice(&[*byte]);
+            let got = c.decode(&mut buf).unwrap();
+            assert_eq!(got.is_some(), i == a.len() - 1);
+        }
+    }
+
+    #[test]
+    fn bad_checksum_is_dropped() {
+        let mut a = msg(&[(35, "0"), (34, "2")]);
+        let n = a.len();
+        a[n - 2] = if a[n - 2] == b'9' { b'0' } else { a[n - 2] + 1 };
+        let b = msg(&[(35, "0"), (34, "3")]);
+        a.extend_from_slice(&b);
+        let mut c = FixCodec::default();
+        assert_eq!(frames(&mut c, &a), vec![Bytes::from(b)]);
+        assert_eq!(c.last_garbled, Some(Garbled::CheckSum));
+    }
+
+    #[test]
+    fn too_long_body_length_swallows_next_message() {
+        // Scenario 2m: a BodyLength reaching into the next message makes the
+        // frame end at that message's checksum; both are dropped.
+        let good = msg(&[(35, "D"), (34, "4"), (11, "ID")]);
+        let s = String::from_utf8(good.clone()).unwrap();
+        let declared: usize = s[12..].split('\x01').next().unwrap().parse().unwrap();
+        let long = s.replacen(&format!("9={declared}"), &format!("9={}", declared + 10), 1);
+        let next = msg(&[(35, "D"), (34, "5"), (11, "ID")]);
+        let after = msg(&[(35, "0"), (34, "6")]);
+        let mut input = long.into_bytes();
+        input.extend_from_slice(&next);
+        input.extend_from_slice(&after);
+        let mut c = FixCodec::default();
+        assert_eq!(frames(&mut c, &input), vec![Bytes::from(after)]);
+        assert_eq!(c.garbled, 1);
+    }
+
+    #[test]
+    fn too_short_body_length_dropped_next_kept() {
+        let good = msg(&[(35, "D"), (34, "2"), (11, "ID"), (55, "INTC")]);
+        let s = String::from_utf8(good).unwrap();
+        let declared: &str = s[12..].split('\x01').next().unwrap();
+        let short = s.replacen(&format!("9={declared}"), "9=10", 1);
+        let next = msg(&[(35, "D"), (34, "3")]);
+        let mut input = short.into_bytes();
+        input.extend_from_slice(&next);
+        let mut c = FixCodec::default();
+        assert_eq!(frames(&mut c, &input), vec![Bytes::from(next)]);
+        assert_eq!(c.last_garbled, Some(Garbled::BodyLength));
+    }
+
+    #[test]
+    fn oversize_is_an_error() {
+        let mut c = FixCodec::new(100, true);
+        let mut buf = BytesMut::from(&b"8=FIX.4.4\x019=5000\x0135=0\x01"[..]);
+        assert!(matches!(
+            c.decode(&mut buf),
+            Err(FrameError::TooLarge { size: 5000, .. })
+        ));
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        use proptest::prelude::*;
+        proptest!(|(data in proptest::collection::vec(any::<u8>(), 0..400))| {
+            let mut c = FixCodec::new(256, true);
+            let mut buf = BytesMut::from(&data[..]);
+            while let Ok(Some(_)) = c.decode(&mut buf) {}
+        });
+    }
+}

@@ -1,0 +1,1 @@
+//! Data dictionary in QuickFIX's XML format (placeholder; being written).

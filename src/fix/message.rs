@@ -1,0 +1,142 @@
+//! A received FIX message: the frame bytes (shared, never copied) and the
+//! offsets of its fields in wire order.
+
+use bytes::Bytes;
+
+use super::parser::{parse_message, ParseError};
+use super::tags;
+
+/// One field of a message: its tag and the byte range of its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldSpan {
+    /// Tag number as sent (may be 0 or negative in hostile input).
+    pub tag: i32,
+    /// Offset of the value's first byte in the frame.
+    pub start: u32,
+    /// Offset one past the value's last byte.
+    pub end: u32,
+}
+
+/// A parsed FIX message backed by its frame bytes.
+#[derive(Clone)]
+pub struct Message {
+    raw: Bytes,
+    fields: Vec<FieldSpan>,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.raw).replace('\x01', "|"))
+    }
+}
+
+impl Message {
+    /// Parses a complete frame (8, 9, 35 first; 10 last). Framing checks
+    /// (BodyLength, CheckSum) are the codec's job and are not repeated here.
+    pub fn parse(raw: Bytes) -> Result<Message, ParseError> {
+        let mut fields = Vec::with_capacity(24);
+        parse_message(&raw, &mut fields)?;
+        Ok(Message { raw, fields })
+    }
+
+    /// The frame bytes, exactly as received.
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    /// Fields in wire order.
+    pub fn fields(&self) -> &[FieldSpan] {
+        &self.fields
+    }
+
+    /// The bytes of a field's value.
+    pub fn value(&self, f: &FieldSpan) -> &[u8] {
+        &self.raw[f.start as usize..f.end as usize]
+    }
+
+    /// Iterates `(tag, value)` in wire order.
+    pub fn iter(&self) -> impl Iterator<Item = (i32, &[u8])> + '_ {
+        self.fields.iter().map(move |f| (f.tag, self.value(f)))
+    }
+
+    /// First occurrence of `tag`.
+    pub fn get(&self, tag: i32) -> Option<&[u8]> {
+        self.fields
+            .iter()
+            .find(|f| f.tag == tag)
+            .map(|f| self.value(f))
+    }
+
+    /// First occurrence of `tag` as UTF-8 text.
+    pub fn get_str(&self, tag: i32) -> Option<&str> {
+        self.get(tag).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// First occurrence of `tag` as a non-negative integer.
+    pub fn get_u64(&self, tag: i32) -> Option<u64> {
+        self.get(tag).and_then(parse_u64)
+    }
+
+    /// True when `tag` is present with value `Y`.
+    pub fn get_flag(&self, tag: i32) -> bool {
+        self.get(tag) == Some(b"Y")
+    }
+
+    /// True when `tag` is present.
+    pub fn has(&self, tag: i32) -> bool {
+        self.fields.iter().any(|f| f.tag == tag)
+    }
+
+    /// BeginString (8).
+    pub fn begin_string(&self) -> &[u8] {
+        self.value(&self.fields[0])
+    }
+
+    /// MsgType (35).
+    pub fn msg_type(&self) -> &[u8] {
+        self.value(&self.fields[2])
+    }
+
+    /// MsgSeqNum (34), if present and numeric.
+    pub fn seq_num(&self) -> Option<u64> {
+        self.get_u64(tags::MSG_SEQ_NUM)
+    }
+}
+
+/// Parses an unsigned decimal integer with no sign and no spaces.
+pub fn parse_u64(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &d in v {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + u64::from(d - b'0');
+    }
+    Some(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn getters() {
+        let raw = Bytes::from("8=FIX.4.4\x019=20\x0135=0\x0134=12\x0143=Y\x0110=000\x01");
+        let m = Message::parse(raw).unwrap();
+        assert_eq!(m.msg_type(), b"0");
+        assert_eq!(m.seq_num(), Some(12));
+        assert!(m.get_flag(tags::POSS_DUP_FLAG));
+        assert!(!m.has(tags::TEXT));
+    }
+
+    #[test]
+    fn parse_u64_rejects_signs_and_junk() {
+        assert_eq!(parse_u64(b"007"), Some(7));
+        assert_eq!(parse_u64(b"+7"), None);
+        assert_eq!(parse_u64(b""), None);
+        assert_eq!(parse_u64(b"99999999999999999999"), None);
+    }
+}

@@ -1,0 +1,43 @@
+//! Tag numbers used by the session layer and the venue glue.
+#![allow(missing_docs)]
+
+pub const BEGIN_SEQ_NO: i32 = 7;
+pub const BEGIN_STRING: i32 = 8;
+pub const BODY_LENGTH: i32 = 9;
+pub const CHECK_SUM: i32 = 10;
+pub const CL_ORD_ID: i32 = 11;
+pub const END_SEQ_NO: i32 = 16;
+pub const MSG_SEQ_NUM: i32 = 34;
+pub const MSG_TYPE: i32 = 35;
+pub const NEW_SEQ_NO: i32 = 36;
+pub const POSS_DUP_FLAG: i32 = 43;
+pub const REF_SEQ_NUM: i32 = 45;
+pub const SENDER_COMP_ID: i32 = 49;
+pub const SENDER_SUB_ID: i32 = 50;
+pub const SENDING_TIME: i32 = 52;
+pub const TARGET_COMP_ID: i32 = 56;
+pub const TARGET_SUB_ID: i32 = 57;
+pub const TEXT: i32 = 58;
+pub const POSS_RESEND: i32 = 97;
+pub const ENCRYPT_METHOD: i32 = 98;
+pub const HEART_BT_INT: i32 = 108;
+pub const TEST_REQ_ID: i32 = 112;
+pub const ON_BEHALF_OF_COMP_ID: i32 = 115;
+pub const ON_BEHALF_OF_SUB_ID: i32 = 116;
+pub const ORIG_SENDING_TIME: i32 = 122;
+pub const GAP_FILL_FLAG: i32 = 123;
+pub const DELIVER_TO_COMP_ID: i32 = 128;
+pub const DELIVER_TO_SUB_ID: i32 = 129;
+pub const RESET_SEQ_NUM_FLAG: i32 = 141;
+pub const SENDER_LOCATION_ID: i32 = 142;
+pub const TARGET_LOCATION_ID: i32 = 143;
+pub const ON_BEHALF_OF_LOCATION_ID: i32 = 144;
+pub const DELIVER_TO_LOCATION_ID: i32 = 145;
+pub const REF_TAG_ID: i32 = 371;
+pub const REF_MSG_TYPE: i32 = 372;
+pub const SESSION_REJECT_REASON: i32 = 373;
+pub const BUSINESS_REJECT_REF_ID: i32 = 379;
+pub const BUSINESS_REJECT_REASON: i32 = 380;
+pub const USERNAME: i32 = 553;
+pub const PASSWORD: i32 = 554;
+pub const NEXT_EXPECTED_MSG_SEQ_NUM: i32 = 789;

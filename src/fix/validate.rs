@@ -1,0 +1,1 @@
+//! Message validation against a data dictionary (placeholder; being written).

@@ -66,8 +66,8 @@ impl FieldPatterns {
             let (tag, re) = line
                 .split_once('=')
                 .ok_or_else(|| format!("line {}: expected tag=regex", i + 1))?;
-            let regex =
-                Regex::new(re).map_err(|e| format!("line {}: bad regex for tag {tag}: {e}", i + 1))?;
+            let regex = Regex::new(re)
+                .map_err(|e| format!("line {}: bad regex for tag {tag}: {e}", i + 1))?;
             patterns.insert(tag.trim().as_bytes().to_vec(), regex);
         }
         Ok(FieldPatterns { patterns })
@@ -190,9 +190,15 @@ mod tests {
     #[test]
     fn other_fields_compare_exactly() {
         let err = cmp("35=0|34=2|", "35=0|34=3|").unwrap_err();
-        assert!(err.contains("field 2: tag 34: expected value 2, received 3"), "{err}");
+        assert!(
+            err.contains("field 2: tag 34: expected value 2, received 3"),
+            "{err}"
+        );
         assert!(cmp("9=51|", "9=52|").is_err());
-        assert!(cmp("58=a=b|", "58=a=c|").is_err(), "split on first '=' only");
+        assert!(
+            cmp("58=a=b|", "58=a=c|").is_err(),
+            "split on first '=' only"
+        );
         assert!(cmp("58=a=b|", "58=a=b|").is_ok());
         assert!(cmp("112=|", "112=|").is_ok());
         assert!(cmp("112=|", "112|").is_err());
@@ -218,7 +224,10 @@ mod tests {
     fn custom_patterns_file_format() {
         let p = FieldPatterns::parse("# comment\n\n34=^\\d+$\r\n").unwrap();
         assert!(compare(b"34=1\x01", b"34=77\x01", &p).is_ok());
-        assert!(compare(b"52=1\x01", b"52=2\x01", &p).is_err(), "52 has no pattern now");
+        assert!(
+            compare(b"52=1\x01", b"52=2\x01", &p).is_err(),
+            "52 has no pattern now"
+        );
         assert!(FieldPatterns::parse("nonsense").is_err());
         assert!(FieldPatterns::parse("10=(").is_err());
         let none = FieldPatterns::none();

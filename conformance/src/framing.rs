@@ -42,7 +42,10 @@ pub fn complete(payload: &[u8]) -> Vec<u8> {
     if has_length {
         out.extend_from_slice(body);
     } else {
-        let split = body.iter().position(|b| *b == SOH).map_or(body.len(), |p| p + 1);
+        let split = body
+            .iter()
+            .position(|b| *b == SOH)
+            .map_or(body.len(), |p| p + 1);
         let (first, rest) = body.split_at(split);
         out.extend_from_slice(first);
         out.extend_from_slice(format!("9={}", rest.len()).as_bytes());
@@ -99,7 +102,9 @@ pub fn frame(buf: &[u8]) -> Frame {
 fn body_length_value(v: &[u8]) -> usize {
     v.iter()
         .take_while(|b| b.is_ascii_digit())
-        .fold(0usize, |acc, b| acc.saturating_mul(10).saturating_add((b - b'0') as usize))
+        .fold(0usize, |acc, b| {
+            acc.saturating_mul(10).saturating_add((b - b'0') as usize)
+        })
 }
 
 #[cfg(test)]
@@ -132,7 +137,10 @@ mod tests {
         assert_eq!(out, soh("8=A|9=0|10=094|"));
         // "8=FIX.4.4|9=5|35=0|" sum: 8=FIX.4.4| = 56+61+70+73+88+46+52+46+52+1 = 545
         // 9=5| = 57+61+53+1 = 172; 35=0| = 51+53+61+48+1 = 214; total 931 % 256 = 163
-        assert_eq!(complete(&soh("8=FIX.4.4|35=0|")), soh("8=FIX.4.4|9=5|35=0|10=163|"));
+        assert_eq!(
+            complete(&soh("8=FIX.4.4|35=0|")),
+            soh("8=FIX.4.4|9=5|35=0|10=163|")
+        );
     }
 
     #[test]
@@ -192,9 +200,15 @@ mod tests {
         // BodyLength is trusted: a too-short 9 cuts through the body and the
         // "checksum" ends at the next SOH.
         let short = soh("8=FIX.4.4|9=2|35=0|34=2|10=000|");
-        assert_eq!(frame(&short), Frame::Complete(soh("8=FIX.4.4|9=2|35=0|").len()));
+        assert_eq!(
+            frame(&short),
+            Frame::Complete(soh("8=FIX.4.4|9=2|35=0|").len())
+        );
         // Non-numeric BodyLength counts as 0 (Ruby to_i).
         let bad = soh("8=FIX.4.4|9=x|35=0|");
-        assert_eq!(frame(&bad), Frame::Complete(soh("8=FIX.4.4|9=x|35=0|").len()));
+        assert_eq!(
+            frame(&bad),
+            Frame::Complete(soh("8=FIX.4.4|9=x|35=0|").len())
+        );
     }
 }

@@ -49,12 +49,21 @@ pub fn expand(line: &[u8], now: DateTime<Utc>, base_dir: &Path) -> Result<Vec<u8
             && end > digits_start
             && out.get(end) == Some(&b'>');
         let offset = well_formed
-            .then(|| std::str::from_utf8(&out[digits_start..end]).ok()?.parse::<i64>().ok())
+            .then(|| {
+                std::str::from_utf8(&out[digits_start..end])
+                    .ok()?
+                    .parse::<i64>()
+                    .ok()
+            })
             .flatten();
         match offset {
             Some(n) => {
                 let delta = Duration::seconds(n);
-                let t = if sign == Some(b'+') { now + delta } else { now - delta };
+                let t = if sign == Some(b'+') {
+                    now + delta
+                } else {
+                    now - delta
+                };
                 let s = format_time(t);
                 out.splice(start..=end, s.bytes());
                 pos = start + s.len();
@@ -117,7 +126,10 @@ mod tests {
         assert_eq!(ex("<TIME+10>"), "20240301-00:00:08");
         assert_eq!(ex("<TIME-1>"), "20240229-23:59:57");
         assert_eq!(ex("<TIME-121>"), "20240229-23:57:57");
-        assert_eq!(ex("a<TIME+121>b<TIME>c"), "a20240301-00:01:59b20240229-23:59:58c");
+        assert_eq!(
+            ex("a<TIME+121>b<TIME>c"),
+            "a20240301-00:01:59b20240229-23:59:58c"
+        );
     }
 
     #[test]

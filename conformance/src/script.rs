@@ -178,13 +178,22 @@ mod tests {
     #[test]
     fn connection_id_requires_digit_and_comma() {
         let l = p("i1,CONNECT").unwrap();
-        assert_eq!((l.command, l.conn, &l.payload[..]), (Command::Initiate, 1, &b"CONNECT"[..]));
+        assert_eq!(
+            (l.command, l.conn, &l.payload[..]),
+            (Command::Initiate, 1, &b"CONNECT"[..])
+        );
         let l = p("iCONNECT").unwrap();
         assert_eq!((l.conn, &l.payload[..]), (1, &b"CONNECT"[..]));
         let l = p("e2,DISCONNECT").unwrap();
-        assert_eq!((l.command, l.conn, &l.payload[..]), (Command::ExpectAction, 2, &b"DISCONNECT"[..]));
+        assert_eq!(
+            (l.command, l.conn, &l.payload[..]),
+            (Command::ExpectAction, 2, &b"DISCONNECT"[..])
+        );
         let l = p("E0,8=FIX.4.4|").unwrap();
-        assert_eq!((l.command, l.conn, &l.payload[..]), (Command::Expect, 0, &b"8=FIX.4.4\x01"[..]));
+        assert_eq!(
+            (l.command, l.conn, &l.payload[..]),
+            (Command::Expect, 0, &b"8=FIX.4.4\x01"[..])
+        );
         let l = p("I2,8=FIX.4.4|35=A|").unwrap();
         assert_eq!((l.command, l.conn), (Command::Send, 2));
         assert_eq!(l.payload, b"8=FIX.4.4\x0135=A\x01");

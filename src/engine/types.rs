@@ -92,7 +92,9 @@ impl Tif {
 }
 
 /// Self-trade prevention mode of an account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum StpMode {
     /// Orders of the same account may trade with each other.

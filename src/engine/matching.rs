@@ -1,0 +1,1167 @@
+//! The engine: applies one command at a time to books, risk and positions
+//! and reports what happened as events. Price-time matching, order types,
+//! time in force, stops, icebergs, self-trade prevention, halts and expiry
+//! live here. It never reads a clock, allocates ids from anywhere but its own
+//! counters, or does I/O: the same commands always give the same events.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::engine::book::Book;
+use crate::engine::command::{Command, NewOrder};
+use crate::engine::config::{
+    AccountSpec, ConfigError, EngineSettings, InstrumentSpec, VenueConfig,
+};
+use crate::engine::event::{CancelReason, CancelRejectReason, Event, OrderInfo, RejectReason};
+use crate::engine::order::{Order, OrderSlab, OrderState, NIL};
+use crate::engine::positions::{AccountTotals, PositionView};
+use crate::engine::risk::{self, AccountState, AcctInst, Exposure};
+use crate::engine::types::{
+    AccountId, InstrumentId, Lots, OrdType, OrderId, Owner, Side, StpMode, Ticks, Tif,
+};
+
+/// Largest order quantity the engine represents (keeps every product in i64).
+pub const MAX_QTY_LOTS: Lots = 1 << 40;
+/// Largest price the engine represents, ticks.
+pub const MAX_PRICE_TICKS: Ticks = 1 << 22;
+
+/// Per-instrument state.
+#[derive(Debug, Clone)]
+pub(crate) struct InstrumentState {
+    pub spec: InstrumentSpec,
+    pub book: Book,
+    pub halted: bool,
+    /// Reference price set by config or command (band centre).
+    pub reference: Option<Ticks>,
+    pub last_trade: Option<Ticks>,
+    /// Untriggered buy stops by (stop price, seq): trigger when last >= stop.
+    pub buy_stops: BTreeMap<(Ticks, u64), u32>,
+    /// Untriggered sell stops by (-stop price, seq): trigger when last <= stop.
+    pub sell_stops: BTreeMap<(Ticks, u64), u32>,
+}
+
+impl InstrumentState {
+    /// Current band: around the reference, else around the last trade.
+    fn band(&self) -> Option<(Ticks, Ticks)> {
+        self.spec.band_around(self.reference.or(self.last_trade)?)
+    }
+}
+
+/// Why matching of an aggressor stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MatchEnd {
+    Filled,
+    NoLiquidity,
+    NoCross,
+    SelfTrade,
+}
+
+/// One level touched during a command, with its state before the first touch.
+#[derive(Debug, Clone, Copy)]
+struct Touched {
+    instrument: InstrumentId,
+    side: Side,
+    price: Ticks,
+    order: u32,
+    qty_before: Lots,
+    count_before: u32,
+}
+
+/// The exchange core. Single-threaded; feed it one sequenced command stream.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    pub(crate) settings: EngineSettings,
+    pub(crate) instruments: Vec<InstrumentState>,
+    pub(crate) accounts: Vec<AccountState>,
+    /// Indexed by `account * instruments.len() + instrument`.
+    pub(crate) acct_inst: Vec<AcctInst>,
+    pub(crate) slab: OrderSlab,
+    /// Time-priority counter.
+    pub(crate) seq: u64,
+    pub(crate) next_trade_id: u64,
+    pub(crate) now_ns: u64,
+    /// GTD orders by (expire time, order id).
+    pub(crate) expiries: BTreeSet<(u64, OrderId)>,
+    touched: Vec<Touched>,
+    scratch: Vec<u32>,
+}
+
+impl Engine {
+    /// Builds an empty engine for a venue config (validated here).
+    pub fn new(cfg: &VenueConfig) -> Result<Engine, ConfigError> {
+        cfg.validate()?;
+        let mut instruments = Vec::with_capacity(cfg.instruments.len());
+        for ins in &cfg.instruments {
+            let spec = InstrumentSpec::from_config(ins)?;
+            instruments.push(InstrumentState {
+                reference: spec.reference_ticks,
+                spec,
+                book: Book::default(),
+                halted: false,
+                last_trade: None,
+                buy_stops: BTreeMap::new(),
+                sell_stops: BTreeMap::new(),
+            });
+        }
+        let mut accounts = Vec::with_capacity(cfg.accounts.len());
+        let mut acct_inst = Vec::with_capacity(cfg.accounts.len() * instruments.len());
+        for acc in &cfg.accounts {
+            let mut first = None;
+            for ins in &instruments {
+                let spec = AccountSpec::from_config(acc, &ins.spec)?;
+                acct_inst.push(AcctInst::new(&spec));
+                first.get_or_insert(spec);
+            }
+            let spec = first.ok_or_else(|| ConfigError::Invalid("no instruments".into()))?;
+            accounts.push(AccountState {
+                blocked: acc.blocked,
+                stp: acc.self_trade,
+                max_open_orders: spec.max_open_orders,
+                max_order_notional_cash: spec.max_order_notional_cash,
+                credit_limit_cash: spec.credit_limit_cash,
+                open_orders: 0,
+                open_buy_cash: 0,
+                position_cost_cash: 0,
+            });
+        }
+        Ok(Engine {
+            settings: cfg.engine.clone(),
+            instruments,
+            accounts,
+            acct_inst,
+            slab: OrderSlab::default(),
+            seq: 0,
+            next_trade_id: 1,
+            now_ns: 0,
+            expiries: BTreeSet::new(),
+            touched: Vec::with_capacity(64),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Applies one command, appending its events to `out` (which is not cleared).
+    pub fn apply(&mut self, cmd: &Command, out: &mut Vec<Event>) {
+        let ts = cmd.ts_ns();
+        if ts > self.now_ns {
+            self.now_ns = ts;
+        }
+        self.expire_due(out);
+        match *cmd {
+            Command::NewOrder(ref o) => self.new_order(o, out),
+            Command::Cancel {
+                owner,
+                account,
+                order_id,
+                client_ref,
+                ..
+            } => self.cancel(owner, account, order_id, client_ref, out),
+            Command::Replace {
+                owner,
+                account,
+                order_id,
+                client_ref,
+                new_qty,
+                new_price,
+                new_stop_price,
+                ..
+            } => self.replace(
+                owner,
+                account,
+                order_id,
+                client_ref,
+                (new_qty, new_price, new_stop_price),
+                out,
+            ),
+            Command::MassCancel {
+                owner,
+                client_ref,
+                account,
+                instrument,
+                side,
+                ..
+            } => {
+                let n = self.cancel_where(CancelReason::MassCancel, client_ref, out, |o| {
+                    account.is_none_or(|a| a == o.account)
+                        && instrument.is_none_or(|i| i == o.instrument)
+                        && side.is_none_or(|s| s == o.side)
+                });
+                out.push(Event::MassCancelDone {
+                    owner,
+                    request_ref: client_ref,
+                    cancelled: n,
+                });
+            }
+            Command::Halt { instrument, .. } | Command::Resume { instrument, .. } => {
+                let halted = matches!(cmd, Command::Halt { .. });
+                if let Some(ins) = self.instruments.get_mut(instrument as usize) {
+                    ins.halted = halted;
+                    out.push(Event::InstrumentStatus { instrument, halted });
+                }
+            }
+            Command::SetAccountBlocked {
+                account,
+                blocked,
+                cancel_open,
+                ..
+            } => {
+                if let Some(acc) = self.accounts.get_mut(account as usize) {
+                    acc.blocked = blocked;
+                    out.push(Event::AccountStatus { account, blocked });
+                    if cancel_open {
+                        self.cancel_where(CancelReason::KillSwitch, 0, out, |o| {
+                            o.account == account
+                        });
+                    }
+                }
+            }
+            Command::SetReferencePrice {
+                instrument, price, ..
+            } => {
+                if let Some(ins) = self.instruments.get_mut(instrument as usize) {
+                    if price > 0 && price <= MAX_PRICE_TICKS {
+                        ins.reference = Some(price);
+                        out.push(Event::ReferencePrice { instrument, price });
+                    }
+                }
+            }
+            Command::EndOfDay { .. } => self.end_of_day(out),
+            Command::Tick { .. } => {}
+        }
+        self.flush_touched(out);
+    }
+
+    // ---------------------------------------------------------------- new order
+
+    fn new_order(&mut self, n: &NewOrder, out: &mut Vec<Event>) {
+        let req = requested_info(n);
+        let reject = |out: &mut Vec<Event>, reason, value, limit| {
+            out.push(Event::Rejected {
+                order: req,
+                reason,
+                value,
+                limit,
+            })
+        };
+        let Some(ins) = self.instruments.get(n.instrument as usize) else {
+            return reject(out, RejectReason::UnknownInstrument, 0, 0);
+        };
+        let Some(acct) = self.accounts.get(n.account as usize) else {
+            return reject(out, RejectReason::UnknownAccount, 0, 0);
+        };
+        if let Err(r) = validate_shape(n, self.now_ns) {
+            return reject(out, r, 0, 0);
+        }
+        if acct.blocked {
+            return reject(out, RejectReason::AccountBlocked, 0, 0);
+        }
+        if ins.halted {
+            return reject(out, RejectReason::InstrumentHalted, 0, 0);
+        }
+        let band = ins.band();
+        if let Some((lo, hi)) = band {
+            for (used, p) in [
+                (n.ord_type.has_price(), n.price),
+                (n.ord_type.is_stop(), n.stop_price),
+            ] {
+                if used && (p < lo || p > hi) {
+                    let limit = if p < lo { lo } else { hi };
+                    return reject(out, RejectReason::PriceBand, p, limit);
+                }
+            }
+        }
+        if n.post_only && crosses_book(&ins.book, n.side, n.price) {
+            return reject(out, RejectReason::WouldTakeLiquidity, 0, 0);
+        }
+        if self.slab.live >= self.settings.max_orders {
+            let max = self.settings.max_orders as i64;
+            return reject(out, RejectReason::EngineFull, max, max);
+        }
+        let risk_price = match n.ord_type {
+            OrdType::Limit | OrdType::StopLimit => n.price,
+            OrdType::Stop => n.stop_price,
+            OrdType::Market => market_risk_price(ins, n.side, band),
+        };
+        let ai = &self.acct_inst[self.ai_index(n.account, n.instrument)];
+        let exposure = Exposure {
+            side: n.side,
+            qty: n.qty,
+            leaves: n.qty,
+            risk_price,
+            old_leaves: 0,
+            old_risk_price: 0,
+            new_order: true,
+        };
+        let cash = ins.spec.cash_per_tick_lot;
+        if let Err((reason, v, l)) = risk::check(acct, ai, &exposure, cash) {
+            return reject(out, reason, v, l);
+        }
+        self.seq += 1;
+        let order = Order {
+            client_ref: n.client_ref,
+            owner: n.owner,
+            account: n.account,
+            instrument: n.instrument,
+            side: n.side,
+            ord_type: n.ord_type,
+            tif: n.tif,
+            state: OrderState::Active,
+            post_only: n.post_only,
+            price: if n.ord_type.has_price() { n.price } else { 0 },
+            stop_price: if n.ord_type.is_stop() {
+                n.stop_price
+            } else {
+                0
+            },
+            qty: n.qty,
+            max_floor: if n.max_floor >= n.qty { 0 } else { n.max_floor },
+            expire_ts_ns: if n.tif == Tif::Gtd { n.expire_ts_ns } else { 0 },
+            seq: self.seq,
+            risk_price,
+            ..Order::EMPTY
+        };
+        let slot = self.slab.insert(order);
+        self.reserve(slot, n.qty, 1);
+        self.accounts[n.account as usize].open_orders += 1;
+        if n.tif == Tif::Gtd {
+            self.expiries
+                .insert((n.expire_ts_ns, self.slab.get(slot).id));
+        }
+        out.push(Event::Accepted {
+            order: self.slab.get(slot).info(false),
+        });
+        if n.ord_type.is_stop() {
+            self.park_stop(slot);
+        } else {
+            self.execute(slot, out);
+        }
+        self.run_stops(n.instrument, out);
+    }
+
+    /// Matches an active (non-stop) order, then rests or cancels its remainder.
+    fn execute(&mut self, slot: u32, out: &mut Vec<Event>) {
+        let o = *self.slab.get(slot);
+        let ins = &self.instruments[o.instrument as usize];
+        let is_market = matches!(o.ord_type, OrdType::Market | OrdType::Stop);
+        let band = ins.band();
+        let limit = if is_market {
+            match (o.side, band) {
+                (Side::Buy, Some((_, hi))) => hi,
+                (Side::Sell, Some((lo, _))) => lo,
+                (Side::Buy, None) => Ticks::MAX,
+                (Side::Sell, None) => Ticks::MIN,
+            }
+        } else {
+            o.price
+        };
+        if o.tif == Tif::Fok && self.reachable(&o, limit) < o.leaves() {
+            return self.cancel_slot(slot, CancelReason::FokUnfilled, 0, out);
+        }
+        let end = self.match_aggressor(slot, limit, out);
+        if self.slab.get(slot).leaves() == 0 {
+            return self.finish(slot);
+        }
+        let reason = match end {
+            MatchEnd::SelfTrade => CancelReason::SelfTrade,
+            _ if !is_market && o.tif.rests() => return self.rest(slot),
+            _ if !is_market => CancelReason::IocRemainder,
+            MatchEnd::NoCross => CancelReason::PriceBand,
+            _ => CancelReason::MarketNoLiquidity,
+        };
+        self.cancel_slot(slot, reason, 0, out);
+    }
+
+    /// Quantity an aggressor could fill at `limit` or better, honouring STP.
+    fn reachable(&self, o: &Order, limit: Ticks) -> Lots {
+        let ins = &self.instruments[o.instrument as usize];
+        let stp = self.accounts[o.account as usize].stp;
+        let need = o.leaves();
+        let mut got: Lots = 0;
+        for level in ins.book.level_slots(o.side.opposite()) {
+            if got >= need || !crosses(o.side, limit, level.price) {
+                break;
+            }
+            if stp == StpMode::Allow {
+                got += level.total_qty;
+                continue;
+            }
+            let at_level_start = got;
+            let mut ahead_visible: Lots = 0;
+            let mut cur = level.head;
+            while cur != NIL {
+                let m = self.slab.get(cur);
+                if m.account != o.account {
+                    got += m.leaves();
+                    ahead_visible += m.visible;
+                } else if stp != StpMode::CancelResting {
+                    // Matching stops at the first own order; icebergs ahead of it
+                    // give only their displayed slice before refilling behind it.
+                    return at_level_start + ahead_visible;
+                }
+                cur = m.next;
+            }
+        }
+        got
+    }
+
+    /// Core price-time matching loop of one aggressor against the opposite side.
+    fn match_aggressor(&mut self, slot: u32, limit: Ticks, out: &mut Vec<Event>) -> MatchEnd {
+        let (side, account, inst) = {
+            let t = self.slab.get(slot);
+            (t.side, t.account, t.instrument)
+        };
+        let stp = self.accounts[account as usize].stp;
+        let opp = side.opposite();
+        loop {
+            if self.slab.get(slot).leaves() == 0 {
+                return MatchEnd::Filled;
+            }
+            let book = &self.instruments[inst as usize].book;
+            let Some(l) = book.best_slot(opp) else {
+                return MatchEnd::NoLiquidity;
+            };
+            let level = *book.level(l);
+            if !crosses(side, limit, level.price) {
+                return MatchEnd::NoCross;
+            }
+            let head = level.head;
+            if stp != StpMode::Allow && self.slab.get(head).account == account {
+                if stp != StpMode::CancelAggressor {
+                    self.cancel_slot(head, CancelReason::SelfTrade, 0, out);
+                }
+                if stp == StpMode::CancelResting {
+                    continue;
+                }
+                return MatchEnd::SelfTrade;
+            }
+            self.fill(inst, slot, head, l, level.price, out);
+        }
+    }
+
+    /// One trade between taker `t` and the maker at the head of level `l`.
+    fn fill(
+        &mut self,
+        inst: InstrumentId,
+        t: u32,
+        m: u32,
+        l: u32,
+        price: Ticks,
+        out: &mut Vec<Event>,
+    ) {
+        let q = self.slab.get(t).leaves().min(self.slab.get(m).visible);
+        let (maker_side, lvl) = (
+            self.slab.get(m).side,
+            *self.instruments[inst as usize].book.level(l),
+        );
+        self.touch(inst, maker_side, price, lvl.visible_qty, lvl.count);
+        for s in [m, t] {
+            let o = self.slab.get_mut(s);
+            o.cum_qty += q;
+            o.cum_notional = o.cum_notional.saturating_add(q as i64 * price);
+        }
+        self.slab.get_mut(m).visible -= q;
+        let ins = &mut self.instruments[inst as usize];
+        ins.book.adjust(l, -(q as i64), -(q as i64));
+        ins.last_trade = Some(price);
+        self.reserve(m, q, -1);
+        self.reserve(t, q, -1);
+        self.position_fill(m, q, price);
+        self.position_fill(t, q, price);
+        let trade_id = self.next_trade_id;
+        self.next_trade_id += 1;
+        let maker = *self.slab.get(m);
+        let taker = self.slab.get(t);
+        out.push(Event::Trade {
+            trade_id,
+            instrument: inst,
+            price,
+            qty: q,
+            aggressor: taker.side,
+            maker: maker.info(false),
+            taker: taker.info(false),
+        });
+        if maker.visible > 0 {
+            return;
+        }
+        let book = &mut self.instruments[inst as usize].book;
+        book.unlink(&mut self.slab, m);
+        if maker.leaves() == 0 {
+            self.finish(m);
+        } else {
+            // Iceberg refill: a new displayed slice at the back of the queue.
+            self.seq += 1;
+            let o = self.slab.get_mut(m);
+            o.visible = o.display_slice();
+            o.seq = self.seq;
+            book.push_back(&mut self.slab, m);
+        }
+    }
+
+    /// Puts an active order's remainder on the book.
+    fn rest(&mut self, slot: u32) {
+        let o = self.slab.get_mut(slot);
+        o.visible = o.display_slice();
+        let (inst, side, price) = (o.instrument, o.side, o.price);
+        let book = &mut self.instruments[inst as usize].book;
+        book.push_back(&mut self.slab, slot);
+        let l = *book.level(self.slab.get(slot).level);
+        let vis = self.slab.get(slot).visible;
+        self.touch(inst, side, price, l.visible_qty - vis, l.count - 1);
+    }
+
+    // ---------------------------------------------------------------- stops
+
+    fn park_stop(&mut self, slot: u32) {
+        let o = self.slab.get_mut(slot);
+        o.state = OrderState::Stop;
+        let (inst, side, stop, seq) = (o.instrument, o.side, o.stop_price, o.seq);
+        let ins = &mut self.instruments[inst as usize];
+        match side {
+            Side::Buy => ins.buy_stops.insert((stop, seq), slot),
+            Side::Sell => ins.sell_stops.insert((-stop, seq), slot),
+        };
+    }
+
+    fn unpark_stop(&mut self, slot: u32) {
+        let o = *self.slab.get(slot);
+        let ins = &mut self.instruments[o.instrument as usize];
+        match o.side {
+            Side::Buy => ins.buy_stops.remove(&(o.stop_price, o.seq)),
+            Side::Sell => ins.sell_stops.remove(&(-o.stop_price, o.seq)),
+        };
+    }
+
+    /// Triggers stops reached by the last trade price, oldest first, until none is left.
+    fn run_stops(&mut self, inst: InstrumentId, out: &mut Vec<Event>) {
+        loop {
+            let ins = &self.instruments[inst as usize];
+            let Some(last) = ins.last_trade else { return };
+            let buy = ins
+                .buy_stops
+                .first_key_value()
+                .filter(|(k, _)| k.0 <= last)
+                .map(|(k, &s)| (k.1, s));
+            let sell = ins
+                .sell_stops
+                .first_key_value()
+                .filter(|(k, _)| -k.0 >= last)
+                .map(|(k, &s)| (k.1, s));
+            let slot = match (buy, sell) {
+                (Some(b), Some(s)) => {
+                    if b.0 < s.0 {
+                        b.1
+                    } else {
+                        s.1
+                    }
+                }
+                (Some(b), None) => b.1,
+                (None, Some(s)) => s.1,
+                (None, None) => return,
+            };
+            self.unpark_stop(slot);
+            self.seq += 1;
+            let o = self.slab.get_mut(slot);
+            o.state = OrderState::Active;
+            o.triggered = true;
+            o.seq = self.seq;
+            out.push(Event::Triggered {
+                order: o.info(false),
+            });
+            self.execute(slot, out);
+        }
+    }
+
+    // ---------------------------------------------------------------- cancel / replace
+
+    fn lookup(&self, account: AccountId, order_id: OrderId) -> Option<u32> {
+        let slot = self.slab.slot_of(order_id)?;
+        (self.slab.get(slot).account == account).then_some(slot)
+    }
+
+    fn cancel(
+        &mut self,
+        owner: Owner,
+        account: AccountId,
+        id: OrderId,
+        req: u64,
+        out: &mut Vec<Event>,
+    ) {
+        match self.lookup(account, id) {
+            Some(slot) => self.cancel_slot(slot, CancelReason::User, req, out),
+            None => out.push(Event::CancelRejected {
+                owner,
+                order_id: id,
+                request_ref: req,
+                reason: CancelRejectReason::UnknownOrder,
+            }),
+        }
+    }
+
+    fn replace(
+        &mut self,
+        owner: Owner,
+        account: AccountId,
+        id: OrderId,
+        req: u64,
+        (new_qty, new_price, new_stop): (Lots, Ticks, Ticks),
+        out: &mut Vec<Event>,
+    ) {
+        let refuse = |out: &mut Vec<Event>, reason| {
+            out.push(Event::ReplaceRejected {
+                owner,
+                order_id: id,
+                request_ref: req,
+                reason,
+            })
+        };
+        let Some(slot) = self.lookup(account, id) else {
+            return refuse(out, CancelRejectReason::UnknownOrder);
+        };
+        let o = *self.slab.get(slot);
+        let ins = &self.instruments[o.instrument as usize];
+        if ins.halted {
+            return refuse(out, CancelRejectReason::InstrumentHalted);
+        }
+        if new_qty <= o.cum_qty {
+            return refuse(out, CancelRejectReason::QtyBelowFilled);
+        }
+        let untriggered = o.state == OrderState::Stop;
+        let price = if o.ord_type.has_price() { new_price } else { 0 };
+        let stop = if untriggered { new_stop } else { o.stop_price };
+        if new_qty > MAX_QTY_LOTS
+            || (o.ord_type.has_price() && !(1..=MAX_PRICE_TICKS).contains(&price))
+            || (untriggered && !(1..=MAX_PRICE_TICKS).contains(&stop))
+        {
+            return refuse(out, CancelRejectReason::InvalidReplace);
+        }
+        let risk_reject = |out: &mut Vec<Event>, r| refuse(out, CancelRejectReason::Risk(r));
+        if let Some((lo, hi)) = ins.band() {
+            let bad = |p: Ticks| p < lo || p > hi;
+            if (o.ord_type.has_price() && bad(price)) || (untriggered && bad(stop)) {
+                return risk_reject(out, RejectReason::PriceBand);
+            }
+        }
+        if o.post_only && crosses_book(&ins.book, o.side, price) {
+            return risk_reject(out, RejectReason::WouldTakeLiquidity);
+        }
+        let risk_price = match o.ord_type {
+            OrdType::Stop => stop,
+            _ => price,
+        };
+        let exposure = Exposure {
+            side: o.side,
+            qty: new_qty,
+            leaves: new_qty - o.cum_qty,
+            risk_price,
+            old_leaves: o.leaves(),
+            old_risk_price: o.risk_price,
+            new_order: false,
+        };
+        let ai = &self.acct_inst[self.ai_index(o.account, o.instrument)];
+        let acct = &self.accounts[o.account as usize];
+        if let Err((r, _, _)) = risk::check(acct, ai, &exposure, ins.spec.cash_per_tick_lot) {
+            return risk_reject(out, r);
+        }
+        // Apply: swap the reservation, then re-queue unless priority is kept.
+        self.reserve(slot, o.leaves(), -1);
+        let keeps_priority = new_qty <= o.qty && price == o.price && stop == o.stop_price;
+        if untriggered {
+            self.unpark_stop(slot);
+        } else if !keeps_priority {
+            self.unlink_resting(slot);
+        }
+        let new_leaves = new_qty - o.cum_qty;
+        {
+            let m = self.slab.get_mut(slot);
+            m.qty = new_qty;
+            m.price = price;
+            m.stop_price = stop;
+            m.risk_price = risk_price;
+            m.client_ref = req;
+        }
+        self.reserve(slot, new_leaves, 1);
+        out.push(Event::Replaced {
+            order: self.slab.get(slot).info(false),
+            orig_client_ref: o.client_ref,
+        });
+        if !keeps_priority {
+            self.seq += 1;
+            self.slab.get_mut(slot).seq = self.seq;
+        }
+        if untriggered {
+            self.park_stop(slot);
+        } else if keeps_priority {
+            self.shrink_in_place(slot, o.leaves() - new_leaves);
+        } else {
+            self.slab.get_mut(slot).state = OrderState::Active;
+            self.execute(slot, out);
+        }
+        self.run_stops(o.instrument, out);
+    }
+
+    /// Reduces a resting order's leaves by `by` without moving it.
+    fn shrink_in_place(&mut self, slot: u32, by: Lots) {
+        if by == 0 {
+            return;
+        }
+        let o = *self.slab.get(slot);
+        let ins = &mut self.instruments[o.instrument as usize];
+        let lvl = *ins.book.level(o.level);
+        self.touch(o.instrument, o.side, o.price, lvl.visible_qty, lvl.count);
+        let new_visible = o.visible.min(o.leaves());
+        self.slab.get_mut(slot).visible = new_visible;
+        let ins = &mut self.instruments[o.instrument as usize];
+        ins.book
+            .adjust(o.level, new_visible as i64 - o.visible as i64, -(by as i64));
+    }
+
+    /// Takes a resting order off its level (recording the level change).
+    fn unlink_resting(&mut self, slot: u32) {
+        let o = *self.slab.get(slot);
+        let book = &mut self.instruments[o.instrument as usize].book;
+        let lvl = *book.level(o.level);
+        book.unlink(&mut self.slab, slot);
+        self.touch(o.instrument, o.side, o.price, lvl.visible_qty, lvl.count);
+    }
+
+    /// Removes a working order with a Cancelled event.
+    fn cancel_slot(&mut self, slot: u32, reason: CancelReason, req: u64, out: &mut Vec<Event>) {
+        self.take_out(slot);
+        out.push(Event::Cancelled {
+            order: self.slab.get(slot).info(true),
+            reason,
+            request_ref: req,
+        });
+        self.finish(slot);
+    }
+
+    /// Removes a working order with an Expired event.
+    fn expire_slot(&mut self, slot: u32, out: &mut Vec<Event>) {
+        self.take_out(slot);
+        out.push(Event::Expired {
+            order: self.slab.get(slot).info(true),
+        });
+        self.finish(slot);
+    }
+
+    /// Detaches an order from book or stop list and releases its reservation.
+    fn take_out(&mut self, slot: u32) {
+        match self.slab.get(slot).state {
+            OrderState::Resting => self.unlink_resting(slot),
+            OrderState::Stop => self.unpark_stop(slot),
+            OrderState::Active | OrderState::Free => {}
+        }
+        let leaves = self.slab.get(slot).leaves();
+        self.reserve(slot, leaves, -1);
+    }
+
+    /// Frees a done order's slot (it must be off the book already).
+    fn finish(&mut self, slot: u32) {
+        let o = self.slab.get(slot);
+        let (account, id, tif, exp) = (o.account, o.id, o.tif, o.expire_ts_ns);
+        self.accounts[account as usize].open_orders -= 1;
+        if tif == Tif::Gtd {
+            self.expiries.remove(&(exp, id));
+        }
+        self.slab.remove(slot);
+    }
+
+    /// Cancels every working order matching `pred`, in slot order; returns how many.
+    fn cancel_where(
+        &mut self,
+        reason: CancelReason,
+        req: u64,
+        out: &mut Vec<Event>,
+        pred: impl Fn(&Order) -> bool,
+    ) -> u32 {
+        let mut slots = std::mem::take(&mut self.scratch);
+        slots.clear();
+        slots.extend(
+            self.slab
+                .orders
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| o.state != OrderState::Free && pred(o))
+                .map(|(i, _)| i as u32),
+        );
+        for &s in &slots {
+            self.cancel_slot(s, reason, req, out);
+        }
+        let n = slots.len() as u32;
+        self.scratch = slots;
+        n
+    }
+
+    // ---------------------------------------------------------------- time
+
+    fn expire_due(&mut self, out: &mut Vec<Event>) {
+        while let Some(&(ts, id)) = self.expiries.first() {
+            if ts > self.now_ns {
+                break;
+            }
+            self.expiries.pop_first();
+            if let Some(slot) = self.slab.slot_of(id) {
+                self.expire_slot(slot, out);
+            }
+        }
+    }
+
+    fn end_of_day(&mut self, out: &mut Vec<Event>) {
+        let mut slots = std::mem::take(&mut self.scratch);
+        slots.clear();
+        slots.extend(
+            self.slab
+                .orders
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| o.state != OrderState::Free && o.tif == Tif::Day)
+                .map(|(i, _)| i as u32),
+        );
+        for &s in &slots {
+            self.expire_slot(s, out);
+        }
+        self.scratch = slots;
+    }
+
+    // ---------------------------------------------------------------- bookkeeping
+
+    #[inline]
+    fn ai_index(&self, account: AccountId, instrument: InstrumentId) -> usize {
+        account as usize * self.instruments.len() + instrument as usize
+    }
+
+    /// Reserves (+1) or releases (-1) `lots` of an order's exposure.
+    #[inline]
+    fn reserve(&mut self, slot: u32, lots: Lots, sign: i64) {
+        let o = self.slab.get(slot);
+        let (account, inst, side, rp) = (o.account, o.instrument, o.side, o.risk_price);
+        let i = self.ai_index(account, inst);
+        let cash = self.instruments[inst as usize].spec.cash_per_tick_lot;
+        risk::reserve(
+            &mut self.accounts[account as usize],
+            &mut self.acct_inst[i],
+            side,
+            lots,
+            rp,
+            cash,
+            sign,
+        );
+    }
+
+    #[inline]
+    fn position_fill(&mut self, slot: u32, q: Lots, price: Ticks) {
+        let o = self.slab.get(slot);
+        let (account, inst, side) = (o.account, o.instrument, o.side);
+        let i = self.ai_index(account, inst);
+        let cash = self.instruments[inst as usize].spec.cash_per_tick_lot;
+        let pos = &mut self.acct_inst[i].pos;
+        let before = pos.open_cost.saturating_abs();
+        pos.apply_fill(side, q, price);
+        let delta = pos.open_cost.saturating_abs() - before;
+        let acct = &mut self.accounts[account as usize];
+        acct.position_cost_cash = acct
+            .position_cost_cash
+            .saturating_add(delta.saturating_mul(cash));
+    }
+
+    /// Records a level about to change (with its state before the change).
+    #[inline]
+    fn touch(&mut self, instrument: InstrumentId, side: Side, price: Ticks, qty: Lots, count: u32) {
+        let order = self.touched.len() as u32;
+        self.touched.push(Touched {
+            instrument,
+            side,
+            price,
+            order,
+            qty_before: qty,
+            count_before: count,
+        });
+    }
+
+    /// Emits one BookLevelChanged per level whose displayed aggregate changed.
+    fn flush_touched(&mut self, out: &mut Vec<Event>) {
+        if self.touched.is_empty() {
+            return;
+        }
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable_by_key(|t| (t.instrument, t.side, t.price, t.order));
+        let mut prev: Option<(InstrumentId, Side, Ticks)> = None;
+        for t in &touched {
+            let k = (t.instrument, t.side, t.price);
+            if prev == Some(k) {
+                continue;
+            }
+            prev = Some(k);
+            let book = &self.instruments[t.instrument as usize].book;
+            let (qty, order_count) = book
+                .level_at(t.side, t.price)
+                .map_or((0, 0), |l| (l.qty, l.order_count));
+            if (qty, order_count) != (t.qty_before, t.count_before) {
+                out.push(Event::BookLevelChanged {
+                    instrument: t.instrument,
+                    side: t.side,
+                    price: t.price,
+                    qty,
+                    order_count,
+                });
+            }
+        }
+        touched.clear();
+        self.touched = touched;
+    }
+
+    // ---------------------------------------------------------------- queries
+
+    /// The book of an instrument.
+    pub fn book(&self, instrument: InstrumentId) -> Option<&Book> {
+        Some(&self.instruments.get(instrument as usize)?.book)
+    }
+
+    /// A working order's current state.
+    pub fn order(&self, order_id: OrderId) -> Option<OrderInfo> {
+        let slot = self.slab.slot_of(order_id)?;
+        Some(self.slab.get(slot).info(false))
+    }
+
+    /// Working orders in the engine (resting and stop).
+    pub fn order_count(&self) -> u32 {
+        self.slab.live
+    }
+
+    /// Position and P&L of an account in an instrument.
+    pub fn position(&self, account: AccountId, instrument: InstrumentId) -> Option<PositionView> {
+        if account as usize >= self.accounts.len() {
+            return None;
+        }
+        let ins = self.instruments.get(instrument as usize)?;
+        let position = self.acct_inst[self.ai_index(account, instrument)].pos;
+        Some(PositionView {
+            position,
+            mark: ins.last_trade,
+            unrealized: ins.last_trade.map_or(0, |m| position.unrealized(m)),
+        })
+    }
+
+    /// Money totals of an account across instruments.
+    pub fn account_totals(&self, account: AccountId) -> Option<AccountTotals> {
+        let acct = self.accounts.get(account as usize)?;
+        let mut t = AccountTotals {
+            position_cost_cash: acct.position_cost_cash,
+            open_buy_cash: acct.open_buy_cash,
+            open_orders: acct.open_orders,
+            ..AccountTotals::default()
+        };
+        for (i, ins) in self.instruments.iter().enumerate() {
+            let p = self.position(account, i as InstrumentId)?;
+            let cash = ins.spec.cash_per_tick_lot;
+            t.realized_cash += p.position.realized.saturating_mul(cash);
+            t.unrealized_cash += p.unrealized.saturating_mul(cash);
+        }
+        Some(t)
+    }
+
+    /// True while the instrument is halted.
+    pub fn is_halted(&self, instrument: InstrumentId) -> bool {
+        self.instruments
+            .get(instrument as usize)
+            .is_some_and(|i| i.halted)
+    }
+
+    /// True while the account is blocked.
+    pub fn is_blocked(&self, account: AccountId) -> bool {
+        self.accounts
+            .get(account as usize)
+            .is_some_and(|a| a.blocked)
+    }
+
+    /// Last trade price of an instrument.
+    pub fn last_trade_price(&self, instrument: InstrumentId) -> Option<Ticks> {
+        self.instruments.get(instrument as usize)?.last_trade
+    }
+
+    /// Current price band `[low, high]` of an instrument.
+    pub fn price_band(&self, instrument: InstrumentId) -> Option<(Ticks, Ticks)> {
+        self.instruments.get(instrument as usize)?.band()
+    }
+
+    /// Latest timestamp seen.
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+
+    /// Trades so far (the next trade id minus one).
+    pub fn trade_count(&self) -> u64 {
+        self.next_trade_id - 1
+    }
+
+    /// Checks every structural invariant (books, indexes, reservations); for tests and audits.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let mut resting = 0u32;
+        let mut open = vec![0u32; self.accounts.len()];
+        let mut open_lots = vec![(0u64, 0u64); self.acct_inst.len()];
+        let mut open_buy_cash = vec![0i64; self.accounts.len()];
+        for (slot, o) in self.slab.orders.iter().enumerate() {
+            if o.state == OrderState::Free {
+                continue;
+            }
+            if o.cum_qty >= o.qty {
+                return Err(format!(
+                    "order {} live but filled {}/{}",
+                    o.id, o.cum_qty, o.qty
+                ));
+            }
+            if o.state == OrderState::Active {
+                return Err(format!("order {} left active between commands", o.id));
+            }
+            if self.slab.slot_of(o.id) != Some(slot as u32) {
+                return Err(format!("order {} id does not resolve to its slot", o.id));
+            }
+            let ins = &self.instruments[o.instrument as usize];
+            match o.state {
+                OrderState::Resting => resting += 1,
+                OrderState::Stop => {
+                    let present = match o.side {
+                        Side::Buy => ins.buy_stops.get(&(o.stop_price, o.seq)),
+                        Side::Sell => ins.sell_stops.get(&(-o.stop_price, o.seq)),
+                    };
+                    if present != Some(&(slot as u32)) {
+                        return Err(format!("stop order {} not indexed", o.id));
+                    }
+                }
+                _ => {}
+            }
+            if o.tif == Tif::Gtd && !self.expiries.contains(&(o.expire_ts_ns, o.id)) {
+                return Err(format!("GTD order {} not in expiry index", o.id));
+            }
+            open[o.account as usize] += 1;
+            let i = self.ai_index(o.account, o.instrument);
+            match o.side {
+                Side::Buy => {
+                    open_lots[i].0 += o.leaves();
+                    open_buy_cash[o.account as usize] +=
+                        o.leaves() as i64 * o.risk_price * ins.spec.cash_per_tick_lot;
+                }
+                Side::Sell => open_lots[i].1 += o.leaves(),
+            }
+        }
+        let mut in_books = 0u32;
+        let mut stops = 0usize;
+        for (i, ins) in self.instruments.iter().enumerate() {
+            ins.book
+                .check_invariants(&self.slab)
+                .map_err(|e| format!("instrument {i}: {e}"))?;
+            for side in [Side::Buy, Side::Sell] {
+                in_books += ins
+                    .book
+                    .levels_iter(side)
+                    .map(|l| l.order_count)
+                    .sum::<u32>();
+            }
+            stops += ins.buy_stops.len() + ins.sell_stops.len();
+        }
+        if in_books != resting {
+            return Err(format!("{resting} resting orders but {in_books} in books"));
+        }
+        if stops + resting as usize != self.slab.live as usize {
+            return Err("live count mismatch".into());
+        }
+        if self.expiries.len() > self.slab.live as usize {
+            return Err("stale expiry entries".into());
+        }
+        for (a, acct) in self.accounts.iter().enumerate() {
+            if acct.open_orders != open[a] {
+                return Err(format!(
+                    "account {a}: open_orders {} != {}",
+                    acct.open_orders, open[a]
+                ));
+            }
+            if acct.open_buy_cash != open_buy_cash[a] {
+                return Err(format!("account {a}: open buy notional out of sync"));
+            }
+        }
+        for (i, ai) in self.acct_inst.iter().enumerate() {
+            if (ai.open_buy_lots, ai.open_sell_lots) != open_lots[i] {
+                return Err(format!("account/instrument {i}: open lots out of sync"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The order as requested, for Rejected events.
+fn requested_info(n: &NewOrder) -> OrderInfo {
+    OrderInfo {
+        order_id: 0,
+        client_ref: n.client_ref,
+        owner: n.owner,
+        account: n.account,
+        instrument: n.instrument,
+        side: n.side,
+        ord_type: n.ord_type,
+        tif: n.tif,
+        price: n.price,
+        stop_price: n.stop_price,
+        qty: n.qty,
+        cum_qty: 0,
+        leaves_qty: 0,
+        cum_notional: 0,
+    }
+}
+
+/// Checks that type, prices, quantity, TIF and instructions fit together.
+fn validate_shape(n: &NewOrder, now_ns: u64) -> Result<(), RejectReason> {
+    if n.qty == 0 || n.qty > MAX_QTY_LOTS {
+        return Err(RejectReason::InvalidQuantity);
+    }
+    let price_ok = |p: Ticks| (1..=MAX_PRICE_TICKS).contains(&p);
+    if (n.ord_type.has_price() && !price_ok(n.price))
+        || (n.ord_type.is_stop() && !price_ok(n.stop_price))
+    {
+        return Err(RejectReason::InvalidPrice);
+    }
+    if n.post_only && (n.ord_type != OrdType::Limit || !n.tif.rests()) {
+        return Err(RejectReason::InvalidOrder);
+    }
+    if n.max_floor > 0 && (!n.ord_type.has_price() || !n.tif.rests()) {
+        return Err(RejectReason::InvalidOrder);
+    }
+    if n.ord_type == OrdType::Market && n.tif.rests() && n.tif != Tif::Day {
+        // Market orders never rest: only Day (treated as IOC), IOC and FOK make sense.
+        return Err(RejectReason::InvalidOrder);
+    }
+    if n.tif == Tif::Gtd {
+        if n.expire_ts_ns == 0 {
+            return Err(RejectReason::InvalidOrder);
+        }
+        if n.expire_ts_ns <= now_ns {
+            return Err(RejectReason::AlreadyExpired);
+        }
+    }
+    Ok(())
+}
+
+/// True if a taker on `side` with `limit` can trade at `price`.
+#[inline]
+fn crosses(side: Side, limit: Ticks, price: Ticks) -> bool {
+    match side {
+        Side::Buy => price <= limit,
+        Side::Sell => price >= limit,
+    }
+}
+
+/// True if a limit order at `price` would trade against the opposite best.
+fn crosses_book(book: &Book, side: Side, price: Ticks) -> bool {
+    book.best_price(side.opposite())
+        .is_some_and(|p| crosses(side, price, p))
+}
+
+/// Worst price a market order may trade at, for risk: band edge or the far end of the book.
+fn market_risk_price(ins: &InstrumentState, side: Side, band: Option<(Ticks, Ticks)>) -> Ticks {
+    match (side, band) {
+        (Side::Buy, Some((_, hi))) => hi,
+        (Side::Buy, None) => ins
+            .book
+            .level_slots(Side::Sell)
+            .last()
+            .map_or(0, |l| l.price),
+        (Side::Sell, _) => ins.book.best_price(Side::Buy).unwrap_or(0),
+    }
+}

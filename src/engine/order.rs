@@ -1,0 +1,177 @@
+//! Orders and the slab that holds them. A slot's generation is part of the
+//! order id, so ids are unique, deterministic and resolve to a slot in O(1)
+//! without a hash map. The slab never shrinks; freed slots are reused LIFO.
+
+use crate::engine::event::OrderInfo;
+use crate::engine::types::{
+    AccountId, InstrumentId, Lots, OrdType, OrderId, Owner, Side, Ticks, Tif,
+};
+
+/// "No slot" marker for intrusive links.
+pub(crate) const NIL: u32 = u32::MAX;
+
+/// Where a live order is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OrderState {
+    /// Slot unused.
+    Free,
+    /// In a price level queue.
+    Resting,
+    /// Waiting for its stop trigger.
+    Stop,
+    /// Being matched as aggressor within one command (not in the book).
+    Active,
+}
+
+/// One order; links make the per-level FIFO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Order {
+    pub id: OrderId,
+    pub client_ref: u64,
+    pub owner: Owner,
+    pub account: AccountId,
+    pub instrument: InstrumentId,
+    pub side: Side,
+    pub ord_type: OrdType,
+    pub tif: Tif,
+    pub state: OrderState,
+    pub post_only: bool,
+    pub triggered: bool,
+    pub price: Ticks,
+    pub stop_price: Ticks,
+    pub qty: Lots,
+    pub cum_qty: Lots,
+    pub cum_notional: i64,
+    /// Iceberg display size (0 = all displayed).
+    pub max_floor: Lots,
+    /// Displayed part currently in the level.
+    pub visible: Lots,
+    pub expire_ts_ns: u64,
+    /// Time priority: engine sequence of arrival or last priority loss.
+    pub seq: u64,
+    /// Price used to reserve notional for risk (limit price or band edge).
+    pub risk_price: Ticks,
+    pub prev: u32,
+    pub next: u32,
+    /// Slot of the level in the book's level slab.
+    pub level: u32,
+}
+
+impl Order {
+    pub(crate) const EMPTY: Order = Order {
+        id: 0,
+        client_ref: 0,
+        owner: 0,
+        account: 0,
+        instrument: 0,
+        side: Side::Buy,
+        ord_type: OrdType::Limit,
+        tif: Tif::Day,
+        state: OrderState::Free,
+        post_only: false,
+        triggered: false,
+        price: 0,
+        stop_price: 0,
+        qty: 0,
+        cum_qty: 0,
+        cum_notional: 0,
+        max_floor: 0,
+        visible: 0,
+        expire_ts_ns: 0,
+        seq: 0,
+        risk_price: 0,
+        prev: NIL,
+        next: NIL,
+        level: NIL,
+    };
+
+    /// Quantity still working.
+    pub(crate) fn leaves(&self) -> Lots {
+        self.qty - self.cum_qty
+    }
+
+    /// Display quantity for a (re)fill of the visible part.
+    pub(crate) fn display_slice(&self) -> Lots {
+        if self.max_floor == 0 {
+            self.leaves()
+        } else {
+            self.max_floor.min(self.leaves())
+        }
+    }
+
+    /// Report view, `leaves_qty` forced to 0 when the order is done.
+    pub(crate) fn info(&self, done: bool) -> OrderInfo {
+        OrderInfo {
+            order_id: self.id,
+            client_ref: self.client_ref,
+            owner: self.owner,
+            account: self.account,
+            instrument: self.instrument,
+            side: self.side,
+            ord_type: self.ord_type,
+            tif: self.tif,
+            price: self.price,
+            stop_price: self.stop_price,
+            qty: self.qty,
+            cum_qty: self.cum_qty,
+            leaves_qty: if done { 0 } else { self.leaves() },
+            cum_notional: self.cum_notional,
+        }
+    }
+}
+
+/// Slab of orders with a LIFO free list; slot generations make ids.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OrderSlab {
+    pub orders: Vec<Order>,
+    pub gens: Vec<u32>,
+    pub free: Vec<u32>,
+    pub live: u32,
+}
+
+impl OrderSlab {
+    /// Slot for an id, if that id names a live order.
+    #[inline]
+    pub(crate) fn slot_of(&self, id: OrderId) -> Option<u32> {
+        let slot = (id & 0xFFFF_FFFF) as u32;
+        let o = self.orders.get(slot as usize)?;
+        (o.id == id && o.state != OrderState::Free).then_some(slot)
+    }
+
+    /// Takes a slot and stamps a fresh id into `order`.
+    #[inline]
+    pub(crate) fn insert(&mut self, mut order: Order) -> u32 {
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.orders.push(Order::EMPTY);
+                self.gens.push(0);
+                (self.orders.len() - 1) as u32
+            }
+        };
+        let g = &mut self.gens[slot as usize];
+        *g = g.wrapping_add(1).max(1);
+        order.id = ((*g as u64) << 32) | slot as u64;
+        self.orders[slot as usize] = order;
+        self.live += 1;
+        slot
+    }
+
+    /// Frees a slot.
+    #[inline]
+    pub(crate) fn remove(&mut self, slot: u32) {
+        self.orders[slot as usize].state = OrderState::Free;
+        self.free.push(slot);
+        self.live -= 1;
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, slot: u32) -> &Order {
+        &self.orders[slot as usize]
+    }
+
+    #[inline]
+    pub(crate) fn get_mut(&mut self, slot: u32) -> &mut Order {
+        &mut self.orders[slot as usize]
+    }
+}

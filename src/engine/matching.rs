@@ -20,9 +20,9 @@ use crate::engine::types::{
 };
 
 /// Largest order quantity the engine represents (keeps every product in i64).
-pub const MAX_QTY_LOTS: Lots = 1 << 40;
+pub const MAX_QTY_LOTS: Lots = 1 << 31;
 /// Largest price the engine represents, ticks.
-pub const MAX_PRICE_TICKS: Ticks = 1 << 22;
+pub const MAX_PRICE_TICKS: Ticks = 1 << 31;
 
 /// Per-instrument state.
 #[derive(Debug, Clone)]
@@ -1036,8 +1036,11 @@ impl Engine {
             match o.side {
                 Side::Buy => {
                     open_lots[i].0 += o.leaves();
-                    open_buy_cash[o.account as usize] +=
-                        o.leaves() as i64 * o.risk_price * ins.spec.cash_per_tick_lot;
+                    let cash = (o.leaves() as i64)
+                        .saturating_mul(o.risk_price)
+                        .saturating_mul(ins.spec.cash_per_tick_lot);
+                    let sum = &mut open_buy_cash[o.account as usize];
+                    *sum = sum.saturating_add(cash);
                 }
                 Side::Sell => open_lots[i].1 += o.leaves(),
             }

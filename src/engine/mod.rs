@@ -17,6 +17,8 @@ pub mod snapshot;
 pub mod types;
 
 #[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
 mod tests;
 
 pub use book::{Book, LevelView};

@@ -6,7 +6,7 @@
 
 use crate::engine::codec::{self, DecodeError, Reader, Writer};
 use crate::engine::config::{ConfigError, VenueConfig};
-use crate::engine::matching::Engine;
+use crate::engine::matching::{Engine, MAX_PRICE_TICKS, MAX_QTY_LOTS};
 use crate::engine::order::{Order, OrderState};
 use crate::engine::types::{Side, Tif};
 
@@ -95,6 +95,18 @@ fn read_order(r: &mut Reader<'_>) -> Result<Order, SnapshotError> {
         risk_price: r.i64()?,
         ..Order::EMPTY
     })
+}
+
+/// Field ranges every live order satisfies (the engine's own limits).
+fn sane(o: &Order) -> bool {
+    let price_ok = |p: i64| (0..=MAX_PRICE_TICKS).contains(&p);
+    o.qty <= MAX_QTY_LOTS
+        && o.cum_qty < o.qty
+        && o.visible <= o.qty - o.cum_qty
+        && price_ok(o.price)
+        && price_ok(o.stop_price)
+        && price_ok(o.risk_price)
+        && (o.state != OrderState::Resting || o.visible > 0)
 }
 
 impl Engine {
@@ -219,7 +231,7 @@ impl Engine {
                 if o.instrument as usize >= ni || o.account as usize >= na {
                     return inconsistent(format!("order in slot {slot} has unknown ids"));
                 }
-                if o.id != ((g as u64) << 32) | slot as u64 || o.cum_qty >= o.qty {
+                if o.id != ((g as u64) << 32) | slot as u64 || !sane(&o) {
                     return inconsistent(format!("order in slot {slot} malformed"));
                 }
                 e.slab.live += 1;

@@ -160,6 +160,10 @@ impl Reference {
         m
     }
 
+    fn live(&self) -> impl Iterator<Item = &ROrder> {
+        self.books.values().flatten().chain(self.stops.iter())
+    }
+
     fn all_live(&self) -> Vec<ROrder> {
         let mut v: Vec<ROrder> = self.books.values().flatten().cloned().collect();
         v.extend(self.stops.iter().cloned());
@@ -167,7 +171,7 @@ impl Reference {
     }
 
     fn find(&self, handle: usize) -> Option<ROrder> {
-        self.all_live().into_iter().find(|o| o.handle == handle)
+        self.live().find(|o| o.handle == handle).cloned()
     }
 
     fn remove(&mut self, handle: usize) -> Option<ROrder> {
@@ -181,15 +185,11 @@ impl Reference {
     }
 
     fn open_orders(&self, account: u32) -> u32 {
-        self.all_live()
-            .iter()
-            .filter(|o| o.account == account)
-            .count() as u32
+        self.live().filter(|o| o.account == account).count() as u32
     }
 
     fn open_lots(&self, account: u32, inst: u32, side: Side, except: usize) -> u64 {
-        self.all_live()
-            .iter()
+        self.live()
             .filter(|o| {
                 o.account == account && o.inst == inst && o.side == side && o.handle != except
             })
@@ -204,8 +204,7 @@ impl Reference {
     fn expire_due(&mut self) {
         let now = self.now;
         let due: Vec<usize> = self
-            .all_live()
-            .iter()
+            .live()
             .filter(|o| o.tif == Tif::Gtd && o.expire <= now)
             .map(|o| o.handle)
             .collect();
@@ -983,15 +982,22 @@ fn check_after_prop(e: &Engine, ev: &[Event]) -> Result<(), TestCaseError> {
     check_after(e, ev).map_err(|m| TestCaseError::fail(format!("invariant: {m}")))
 }
 
-fn cases() -> u32 {
-    std::env::var("ENGINE_PROP_CASES")
+/// Cases per property; the defaults add up to 10,000 flows checked against the reference.
+/// `ENGINE_PROP_SCALE=10` runs ten times as many.
+fn config(default: u32) -> ProptestConfig {
+    let scale: u32 = std::env::var("ENGINE_PROP_SCALE")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2_500)
+        .unwrap_or(1);
+    ProptestConfig {
+        cases: default * scale,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: cases(), failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(config(4_000))]
 
     /// Engine == reference, short dense flows (most cases).
     #[test]
@@ -999,12 +1005,20 @@ proptest! {
         run_flow(&flow)?;
     }
 
+}
+
+proptest! {
+    #![proptest_config(config(1500))]
     /// Engine == reference, longer flows that build deeper books.
     #[test]
     fn engine_matches_reference_long(flow in prop::collection::vec(gen_cmd(), 40..160)) {
         run_flow(&flow)?;
     }
 
+}
+
+proptest! {
+    #![proptest_config(config(2500))]
     /// Same flow twice, and via snapshot at a random point, gives identical events and state.
     #[test]
     fn replay_and_snapshot_are_deterministic(flow in prop::collection::vec(gen_cmd(), 1..80), cut in any::<prop::sample::Index>()) {
@@ -1032,6 +1046,10 @@ proptest! {
         prop_assert_eq!(restored.snapshot(), replay.snapshot());
     }
 
+}
+
+proptest! {
+    #![proptest_config(config(2000))]
     /// Every command survives encode/decode; random bytes never panic the decoder.
     #[test]
     fn codec_round_trip(flow in prop::collection::vec(gen_cmd(), 1..30), junk in prop::collection::vec(any::<u8>(), 0..64)) {

@@ -7,3 +7,5 @@
 pub mod engine;
 pub mod fix;
 pub mod session;
+pub mod gateway;
+pub mod venue;

@@ -1,1 +1,100 @@
-fn main() {}
+//! The `fixgw` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use fixgw::gateway::{Gateway, RunOptions};
+use fixgw::session::sled_store::FlushMode;
+
+/// fixgw: a FIX 4.4 exchange gateway.
+#[derive(Parser)]
+#[command(name = "fixgw", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Flush {
+    /// fsync every batch before sending (default)
+    Fsync,
+    /// hand data to the OS only
+    Os,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the gateway.
+    ///
+    /// Example: fixgw run --config sessions/acceptance.cfg
+    Run {
+        /// QuickFIX-format settings file.
+        #[arg(long, default_value = "sessions/gateway.cfg")]
+        config: PathBuf,
+        /// Store directory (default: FileStorePath from the settings, else ./data).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// How store writes are made durable.
+        #[arg(long, value_enum, default_value = "fsync")]
+        flush: Flush,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FIXGW_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command {
+        Command::Run {
+            config,
+            data,
+            flush,
+        } => {
+            let opts = RunOptions {
+                config,
+                data,
+                flush_mode: match flush {
+                    Flush::Fsync => FlushMode::Fsync,
+                    Flush::Os => FlushMode::Os,
+                },
+            };
+            run(opts)
+        }
+    }
+}
+
+fn run(opts: RunOptions) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fixgw: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    rt.block_on(async {
+        let gw = match Gateway::bind(&opts).await {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("fixgw: {e:#}");
+                return ExitCode::from(2);
+            }
+        };
+        tokio::select! {
+            _ = gw.serve() => ExitCode::SUCCESS,
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupted; exiting");
+                ExitCode::SUCCESS
+            }
+        }
+    })
+}

@@ -74,11 +74,20 @@ impl Encoder {
         self
     }
 
+    /// Appends already-encoded `tag=value<SOH>` fields.
+    pub fn raw(&mut self, fields: &[u8]) -> &mut Self {
+        self.buf.extend_from_slice(fields);
+        self
+    }
+
     /// Writes 8 and 9 in front of the body and 10 after it; returns the
     /// complete message. Panics only if `begin_string` is absurdly long,
     /// which is a configuration error caught at start-up.
     pub fn finish(&mut self, begin_string: &[u8]) -> &[u8] {
-        assert!(begin_string.len() <= MAX_BEGIN_STRING, "BeginString too long");
+        assert!(
+            begin_string.len() <= MAX_BEGIN_STRING,
+            "BeginString too long"
+        );
         let body_len = self.buf.len() - PREFIX_RESERVE;
         let mut prefix = [0u8; PREFIX_RESERVE];
         let mut n = 0;

@@ -1,1 +1,23 @@
-//! FIX session layer.
+//! The FIX session protocol: a pure state machine (`Session`), its settings
+//! (`.cfg` files), the message store (sled) and the tokio acceptor that
+//! drives it. Everything above the session layer sees only validated,
+//! in-sequence application messages.
+
+pub mod acceptor;
+pub mod application;
+pub mod config;
+pub mod heartbeat;
+pub mod logon;
+pub mod outbound;
+pub mod resend;
+pub mod schedule;
+pub mod settings;
+pub mod sled_store;
+pub mod state;
+pub mod store;
+
+pub use application::{Application, BusinessReject, OutboundMessage};
+pub use config::{SessionConfig, SessionId, SessionRole};
+pub use state::{Action, Session, Status};
+pub use store::{MemoryStore, MessageStore, StoreError};
+

@@ -1,0 +1,4 @@
+//! The glue between FIX sessions and the exchange core: order entry, market
+//! data, drop copy, and the acceptance-test echo application.
+
+pub mod echo;

@@ -1,0 +1,218 @@
+//! Shared helpers for black-box tests: start the real `fixgw` binary on a
+//! free port with a settings file written by the test, and a minimal blocking
+//! FIX client built on the library's encoder and codec.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use fixgw::fix::time::{now_utc, Precision};
+use fixgw::fix::{Encoder, FixCodec, Message};
+use tokio_util::codec::Decoder;
+
+/// Absolute path of a file in the repository.
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// A running gateway process.
+pub struct Gateway {
+    child: Option<Child>,
+    /// Port it listens on.
+    pub port: u16,
+    /// Settings file used.
+    pub config: PathBuf,
+    /// Store directory used.
+    pub data: PathBuf,
+    /// Where its stderr goes.
+    pub log: PathBuf,
+}
+
+impl Gateway {
+    /// Writes `cfg` (with `{PORT}` and `{DICT}` substituted) into `dir` and
+    /// starts `fixgw run` on it with the store in `dir/data`.
+    pub fn start(dir: &Path, cfg: &str) -> Gateway {
+        let port = free_port();
+        let config = dir.join("gateway.cfg");
+        let text = cfg
+            .replace("{PORT}", &port.to_string())
+            .replace("{DICT}", &repo_path("dictionaries/FIX44.xml").display().to_string());
+        std::fs::write(&config, text).expect("write cfg");
+        let mut g = Gateway {
+            child: None,
+            port,
+            config,
+            data: dir.join("data"),
+            log: dir.join("gateway.log"),
+        };
+        g.restart();
+        g
+    }
+
+    /// Starts the process again (same port, config and store).
+    pub fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_fixgw"))
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--data")
+            .arg(&self.data)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn fixgw");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!(
+                    "fixgw exited with {status}: {}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            assert!(Instant::now() < deadline, "fixgw did not start listening");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A blocking FIX initiator for tests.
+pub struct Client {
+    stream: TcpStream,
+    buf: BytesMut,
+    codec: FixCodec,
+    /// Our CompID.
+    pub sender: String,
+    /// Their CompID.
+    pub target: String,
+    /// Next MsgSeqNum we send.
+    pub seq: u64,
+}
+
+impl Client {
+    /// Connects to `127.0.0.1:port`.
+    pub fn connect(port: u16, sender: &str, target: &str) -> Client {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream.set_nodelay(true).ok();
+        Client {
+            stream,
+            buf: BytesMut::new(),
+            codec: FixCodec::default(),
+            sender: sender.to_string(),
+            target: target.to_string(),
+            seq: 1,
+        }
+    }
+
+    /// Encodes a message with the standard header and our next MsgSeqNum.
+    pub fn encode(&mut self, msg_type: &str, fields: &[(i32, &str)]) -> Vec<u8> {
+        let mut e = Encoder::new();
+        e.start(msg_type.as_bytes())
+            .field_int(34, self.seq as i64)
+            .field(49, self.sender.as_bytes())
+            .field_time(52, now_utc(), Precision::Millis)
+            .field(56, self.target.as_bytes());
+        for (t, v) in fields {
+            e.field(*t, v.as_bytes());
+        }
+        self.seq += 1;
+        e.finish(b"FIX.4.4").to_vec()
+    }
+
+    /// Sends a message (see `encode`).
+    pub fn send(&mut self, msg_type: &str, fields: &[(i32, &str)]) {
+        let bytes = self.encode(msg_type, fields);
+        self.stream.write_all(&bytes).expect("write");
+    }
+
+    /// Sends raw bytes.
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("write");
+    }
+
+    /// Next message, or None on EOF / timeout.
+    pub fn recv(&mut self, timeout: Duration) -> Option<Message> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(frame)) = self.codec.decode(&mut self.buf) {
+                return Message::parse(frame).ok();
+            }
+            let left = deadline.checked_duration_since(Instant::now())?;
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .ok();
+            let mut chunk = [0u8; 8192];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Next message, which must have type `msg_type`.
+    pub fn expect(&mut self, msg_type: &str) -> Message {
+        let m = self
+            .recv(Duration::from_secs(10))
+            .unwrap_or_else(|| panic!("expected 35={msg_type}, got nothing"));
+        assert_eq!(
+            m.msg_type(),
+            msg_type.as_bytes(),
+            "expected 35={msg_type}, got {m:?}"
+        );
+        m
+    }
+
+    /// Logs on with `108=30` and the given extra fields; returns the reply.
+    pub fn logon(&mut self, extra: &[(i32, &str)]) -> Message {
+        let mut fields = vec![(98, "0"), (108, "30")];
+        fields.extend_from_slice(extra);
+        self.send("A", &fields);
+        self.expect("A")
+    }
+
+    /// True when the peer closes within `timeout` (any data fails).
+    pub fn expect_disconnect(&mut self, timeout: Duration) -> bool {
+        matches!(self.recv(timeout), None) && {
+            let mut b = [0u8; 1];
+            self.stream.set_read_timeout(Some(timeout)).ok();
+            matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+        }
+    }
+}
+
+/// A message shown with `|` for SOH.
+pub fn show(m: &Message) -> String {
+    format!("{m:?}")
+}

@@ -24,3 +24,5 @@ pub const SOH: u8 = 0x01;
 
 /// BeginString of every message this gateway speaks.
 pub const BEGIN_STRING_FIX44: &[u8] = b"FIX.4.4";
+pub use dictionary::{Dictionary, DictionaryError, FieldType};
+pub use validate::{canonical_body, validate, ValidationOptions};

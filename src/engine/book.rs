@@ -11,6 +11,8 @@ use crate::engine::types::{Lots, Side, Ticks};
 /// One price level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Level {
+    /// Side of the book.
+    pub side: Side,
     /// Price, ticks.
     pub price: Ticks,
     /// Displayed quantity (iceberg hidden parts excluded), lots.
@@ -64,6 +66,13 @@ impl Book {
     #[inline]
     pub fn best_price(&self, side: Side) -> Option<Ticks> {
         self.best(side).map(|l| l.price)
+    }
+
+    /// Worst (furthest from the spread) price of a side.
+    #[inline]
+    pub fn worst_price(&self, side: Side) -> Option<Ticks> {
+        let &(_, l) = self.sides[side.index()].first()?;
+        Some(self.levels[l as usize].price)
     }
 
     /// Up to `n` best levels of a side, best first.
@@ -131,6 +140,7 @@ impl Book {
             },
         };
         let level = Level {
+            side,
             price,
             visible_qty: 0,
             total_qty: 0,
@@ -145,6 +155,10 @@ impl Book {
             }
             None => {
                 self.levels.push(level);
+                if self.free_levels.capacity() < self.levels.capacity() {
+                    self.free_levels
+                        .reserve(self.levels.capacity() - self.free_levels.len());
+                }
                 (self.levels.len() - 1) as u32
             }
         };

@@ -62,6 +62,8 @@ struct Touched {
     side: Side,
     price: Ticks,
     order: u32,
+    /// Level slot at the time of the touch; the last touch of a price names its current slot.
+    level: u32,
     qty_before: Lots,
     count_before: u32,
 }
@@ -451,7 +453,7 @@ impl Engine {
             self.slab.get(m).side,
             *self.instruments[inst as usize].book.level(l),
         );
-        self.touch(inst, maker_side, price, lvl.visible_qty, lvl.count);
+        self.touch(inst, maker_side, price, l, lvl.visible_qty, lvl.count);
         for s in [m, t] {
             let o = self.slab.get_mut(s);
             o.cum_qty += q;
@@ -492,6 +494,10 @@ impl Engine {
             o.visible = o.display_slice();
             o.seq = self.seq;
             book.push_back(&mut self.slab, m);
+            // The level may have been recreated in another slot: record where it is now.
+            let nl = self.slab.get(m).level;
+            let lvl = *book.level(nl);
+            self.touch(inst, maker_side, price, nl, lvl.visible_qty, lvl.count);
         }
     }
 
@@ -502,9 +508,10 @@ impl Engine {
         let (inst, side, price) = (o.instrument, o.side, o.price);
         let book = &mut self.instruments[inst as usize].book;
         book.push_back(&mut self.slab, slot);
-        let l = *book.level(self.slab.get(slot).level);
+        let ls = self.slab.get(slot).level;
+        let l = *book.level(ls);
         let vis = self.slab.get(slot).visible;
-        self.touch(inst, side, price, l.visible_qty - vis, l.count - 1);
+        self.touch(inst, side, price, ls, l.visible_qty - vis, l.count - 1);
     }
 
     // ---------------------------------------------------------------- stops
@@ -705,7 +712,14 @@ impl Engine {
         let o = *self.slab.get(slot);
         let ins = &mut self.instruments[o.instrument as usize];
         let lvl = *ins.book.level(o.level);
-        self.touch(o.instrument, o.side, o.price, lvl.visible_qty, lvl.count);
+        self.touch(
+            o.instrument,
+            o.side,
+            o.price,
+            o.level,
+            lvl.visible_qty,
+            lvl.count,
+        );
         let new_visible = o.visible.min(o.leaves());
         self.slab.get_mut(slot).visible = new_visible;
         let ins = &mut self.instruments[o.instrument as usize];
@@ -719,7 +733,14 @@ impl Engine {
         let book = &mut self.instruments[o.instrument as usize].book;
         let lvl = *book.level(o.level);
         book.unlink(&mut self.slab, slot);
-        self.touch(o.instrument, o.side, o.price, lvl.visible_qty, lvl.count);
+        self.touch(
+            o.instrument,
+            o.side,
+            o.price,
+            o.level,
+            lvl.visible_qty,
+            lvl.count,
+        );
     }
 
     /// Removes a working order with a Cancelled event.
@@ -864,41 +885,59 @@ impl Engine {
 
     /// Records a level about to change (with its state before the change).
     #[inline]
-    fn touch(&mut self, instrument: InstrumentId, side: Side, price: Ticks, qty: Lots, count: u32) {
+    fn touch(
+        &mut self,
+        instrument: InstrumentId,
+        side: Side,
+        price: Ticks,
+        level: u32,
+        qty: Lots,
+        count: u32,
+    ) {
         let order = self.touched.len() as u32;
         self.touched.push(Touched {
             instrument,
             side,
             price,
             order,
+            level,
             qty_before: qty,
             count_before: count,
         });
     }
 
-    /// Emits one BookLevelChanged per level whose displayed aggregate changed.
+    /// Emits one BookLevelChanged per level whose displayed aggregate changed:
+    /// state before its first touch vs. its level slot after the last touch.
     fn flush_touched(&mut self, out: &mut Vec<Event>) {
-        if self.touched.is_empty() {
-            return;
-        }
         let mut touched = std::mem::take(&mut self.touched);
-        touched.sort_unstable_by_key(|t| (t.instrument, t.side, t.price, t.order));
-        let mut prev: Option<(InstrumentId, Side, Ticks)> = None;
-        for t in &touched {
-            let k = (t.instrument, t.side, t.price);
-            if prev == Some(k) {
-                continue;
+        if touched.len() > 1 {
+            touched.sort_unstable_by_key(|t| (t.instrument, t.side, t.price, t.order));
+        }
+        let mut i = 0;
+        while i < touched.len() {
+            let first = touched[i];
+            let key = (first.instrument, first.side, first.price);
+            let mut last = first;
+            while i < touched.len()
+                && (touched[i].instrument, touched[i].side, touched[i].price) == key
+            {
+                last = touched[i];
+                i += 1;
             }
-            prev = Some(k);
-            let book = &self.instruments[t.instrument as usize].book;
-            let (qty, order_count) = book
-                .level_at(t.side, t.price)
-                .map_or((0, 0), |l| (l.qty, l.order_count));
-            if (qty, order_count) != (t.qty_before, t.count_before) {
+            let lvl = self.instruments[first.instrument as usize]
+                .book
+                .level(last.level);
+            let (qty, order_count) =
+                if lvl.count > 0 && lvl.price == first.price && lvl.side == first.side {
+                    (lvl.visible_qty, lvl.count)
+                } else {
+                    (0, 0)
+                };
+            if (qty, order_count) != (first.qty_before, first.count_before) {
                 out.push(Event::BookLevelChanged {
-                    instrument: t.instrument,
-                    side: t.side,
-                    price: t.price,
+                    instrument: first.instrument,
+                    side: first.side,
+                    price: first.price,
                     qty,
                     order_count,
                 });
@@ -1160,11 +1199,7 @@ fn crosses_book(book: &Book, side: Side, price: Ticks) -> bool {
 fn market_risk_price(ins: &InstrumentState, side: Side, band: Option<(Ticks, Ticks)>) -> Ticks {
     match (side, band) {
         (Side::Buy, Some((_, hi))) => hi,
-        (Side::Buy, None) => ins
-            .book
-            .level_slots(Side::Sell)
-            .last()
-            .map_or(0, |l| l.price),
+        (Side::Buy, None) => ins.book.worst_price(Side::Sell).unwrap_or(0),
         (Side::Sell, _) => ins.book.best_price(Side::Buy).unwrap_or(0),
     }
 }

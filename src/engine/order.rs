@@ -146,6 +146,10 @@ impl OrderSlab {
             None => {
                 self.orders.push(Order::EMPTY);
                 self.gens.push(0);
+                // Grow the free list with the slab, so freeing never allocates.
+                if self.free.capacity() < self.orders.capacity() {
+                    self.free.reserve(self.orders.capacity() - self.free.len());
+                }
                 (self.orders.len() - 1) as u32
             }
         };

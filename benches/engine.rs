@@ -416,8 +416,20 @@ impl Book for OrderbookRs {
 
 /// Resting places: bids below / asks above the mid, never crossing. Returns (ns, allocs) per op.
 fn place_batch<B: Book>(n: usize, timed_cancel: bool) -> (Duration, u64) {
-    let mut b = B::new(n + 201);
-    // A standing book so levels exist and inserts land among them.
+    let mut b = B::new(2 * n + 201);
+    // Steady state: the book has held n orders before (its storage is grown), then
+    // a standing book so levels exist and inserts land among them.
+    for i in 0..n as u32 {
+        b.place(
+            n as u32 + 201 + i,
+            Side::Buy,
+            MID - 1 - (i as i64 % 100),
+            10,
+        );
+    }
+    for i in 0..n as u32 {
+        b.cancel(n as u32 + 201 + i);
+    }
     for i in 0..200u32 {
         let side = if i % 2 == 0 { Side::Buy } else { Side::Sell };
         let price = if side == Side::Buy {
@@ -616,10 +628,10 @@ fn best<F: FnMut() -> (Duration, u64)>(runs: usize, mut f: F) -> (Duration, u64)
 }
 
 fn row<B: Book>(ops: &[Op]) -> String {
-    let n = 100_000;
+    let n = 10_000;
     let ns = |d: Duration, ops: usize| d.as_nanos() as f64 / ops as f64;
-    let (pd, pa) = best(5, || place_batch::<B>(n, false));
-    let (cd, ca) = best(5, || place_batch::<B>(n, true));
+    let (pd, pa) = best(20, || place_batch::<B>(n, false));
+    let (cd, ca) = best(20, || place_batch::<B>(n, true));
     let mut cells = vec![
         format!("{:.0} ({:.2})", ns(pd, n), pa as f64 / n as f64),
         format!("{:.0} ({:.2})", ns(cd, n), ca as f64 / n as f64),
@@ -727,10 +739,17 @@ fn main() {
     if std::env::args().any(|a| a == "--profile-fixgw") {
         // A loop to run under `perf record`.
         let ops = mixed_stream(1_000_000, 7);
+        let what = std::env::var("FIXGW_PROFILE").unwrap_or_default();
         for _ in 0..10 {
-            black_box(place_batch::<Fixgw>(10_000, true));
-            black_box(fill_k::<Fixgw>(50, 100));
-            black_box(mixed::<Fixgw>(&ops));
+            if what.is_empty() || what == "place" {
+                black_box(place_batch::<Fixgw>(100_000, what.is_empty()));
+            }
+            if what.is_empty() || what == "fill" {
+                black_box(fill_k::<Fixgw>(50, 100));
+            }
+            if what.is_empty() || what == "mixed" {
+                black_box(mixed::<Fixgw>(&ops));
+            }
         }
         return;
     }

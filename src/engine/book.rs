@@ -44,6 +44,48 @@ pub struct Book {
     /// Per side: (sort key, level slot), ascending key, best last.
     /// Key is the price for bids and minus the price for asks.
     sides: [Vec<(Ticks, u32)>; 2],
+    /// Direct price -> level slot index for a window of prices (O(1) lookup on
+    /// the hot path); prices outside it fall back to binary search.
+    window: PriceWindow,
+}
+
+/// Ticks covered by the direct index of each book (a named bound: 2 x 16 KiB per book).
+pub const PRICE_WINDOW_TICKS: usize = 4096;
+
+/// Level slots for prices `base .. base + PRICE_WINDOW_TICKS`, per side; NIL = no level.
+/// Centred on the first price the book sees; it never moves, so it stays a pure cache.
+#[derive(Debug, Clone, Default)]
+struct PriceWindow {
+    base: Ticks,
+    slots: [Vec<u32>; 2],
+    /// Non-NIL entries per side (checked against the book by `check_invariants`).
+    used: [usize; 2],
+}
+
+impl PriceWindow {
+    #[inline]
+    fn index(&self, price: Ticks) -> Option<usize> {
+        let i = price.wrapping_sub(self.base);
+        (self.slots[0].len() == PRICE_WINDOW_TICKS && (0..PRICE_WINDOW_TICKS as i64).contains(&i))
+            .then_some(i as usize)
+    }
+    #[inline]
+    fn get(&self, side: Side, price: Ticks) -> Option<u32> {
+        self.index(price).map(|i| self.slots[side.index()][i])
+    }
+    #[inline]
+    fn set(&mut self, side: Side, price: Ticks, l: u32) {
+        if self.slots[0].is_empty() {
+            self.base = price.saturating_sub(PRICE_WINDOW_TICKS as i64 / 2);
+            self.slots = [vec![NIL; PRICE_WINDOW_TICKS], vec![NIL; PRICE_WINDOW_TICKS]];
+        }
+        if let Some(i) = self.index(price) {
+            let e = &mut self.slots[side.index()][i];
+            let used = &mut self.used[side.index()];
+            *used = *used + (l != NIL) as usize - (*e != NIL) as usize;
+            *e = l;
+        }
+    }
 }
 
 #[inline]
@@ -128,10 +170,15 @@ impl Book {
     }
 
     fn level_slot_for(&mut self, side: Side, price: Ticks) -> u32 {
+        let cached = self.window.get(side, price);
+        if let Some(l) = cached.filter(|&l| l != NIL) {
+            return l;
+        }
         let k = key(side, price);
         let v = &self.sides[side.index()];
         // Most inserts land at or next to the best price: check the top first.
         let pos = match v.last() {
+            _ if cached.is_some() => v.partition_point(|e| e.0 < k),
             Some(&(top, l)) if top == k => return l,
             Some(&(top, _)) if top < k => v.len(),
             _ => match v.binary_search_by_key(&k, |e| e.0) {
@@ -163,11 +210,14 @@ impl Book {
             }
         };
         self.sides[side.index()].insert(pos, (k, l));
+        self.window.set(side, price, l);
         l
     }
 
     fn drop_level(&mut self, side: Side, l: u32) {
-        let k = key(side, self.levels[l as usize].price);
+        let price = self.levels[l as usize].price;
+        self.window.set(side, price, NIL);
+        let k = key(side, price);
         let v = &mut self.sides[side.index()];
         if v.last().map(|e| e.0) == Some(k) {
             v.pop();
@@ -318,6 +368,24 @@ impl Book {
                         level.price, level.visible_qty, level.total_qty, level.count
                     ));
                 }
+            }
+        }
+        for side in [Side::Buy, Side::Sell] {
+            let mut in_window = 0;
+            for &(_, l) in &self.sides[side.index()] {
+                let price = self.levels[l as usize].price;
+                if let Some(w) = self.window.get(side, price) {
+                    in_window += 1;
+                    if w != l {
+                        return Err(format!("{side:?} price index stale at {price}"));
+                    }
+                }
+            }
+            let indexed = self.window.used[side.index()];
+            if indexed != in_window {
+                return Err(format!(
+                    "{side:?} price index has {indexed} entries, book {in_window}"
+                ));
             }
         }
         if let (Some(b), Some(a)) = (self.best_price(Side::Buy), self.best_price(Side::Sell)) {

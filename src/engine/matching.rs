@@ -894,6 +894,12 @@ impl Engine {
         qty: Lots,
         count: u32,
     ) {
+        // Consecutive fills at one level: the first touch already holds what flush needs.
+        if let Some(t) = self.touched.last() {
+            if (t.instrument, t.side, t.price, t.level) == (instrument, side, price, level) {
+                return;
+            }
+        }
         let order = self.touched.len() as u32;
         self.touched.push(Touched {
             instrument,

@@ -33,13 +33,13 @@ impl Session {
             self.disconnect();
             return;
         }
-        if received_reset || (!mid_session && self.cfg.reset_on_logon) {
-            store.reset(self.now);
-        }
         let Some(seq) = msg.seq_num() else {
             self.disconnect();
             return;
         };
+        if received_reset || (!mid_session && self.cfg.reset_on_logon) {
+            store.reset(self.now);
+        }
         if seq < store.next_target_seq() && !msg.get_flag(tags::POSS_DUP_FLAG) {
             // verify(checkTooHigh=false, checkTooLow=true)
             let text = format!(
@@ -48,7 +48,7 @@ impl Session {
                 seq
             );
             tracing::warn!(session = %self.cfg.id, "{text}");
-            self.status = Status::LoggedOn;
+            // Not LoggedOn: the application never hears of this session.
             self.generate_logout(Some(&text), store);
             self.disconnect();
             return;

@@ -5,6 +5,7 @@
 
 pub mod acceptor;
 pub mod application;
+pub mod batch_store;
 pub mod config;
 pub mod heartbeat;
 pub mod logon;
@@ -21,3 +22,5 @@ pub use config::{SessionConfig, SessionId, SessionRole};
 pub use state::{Action, Session, Status};
 pub use store::{MemoryStore, MessageStore, StoreError};
 
+#[cfg(test)]
+mod tests;

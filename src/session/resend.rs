@@ -136,6 +136,7 @@ impl Session {
         let msg_type = stored.msg_type().to_vec();
         let bytes = self.encode(&msg_type, seq, &header, &body);
         tracing::debug!(session = %self.cfg.id, seq, "resending message");
+        self.last_sent = self.now;
         self.actions.push_back(Action::Send(bytes));
     }
 
@@ -155,6 +156,7 @@ impl Session {
         body.extend_from_slice(format!("36={new_seq}\x01123=Y\x01").as_bytes());
         let bytes = self.encode(b"4", begin, &header, &body);
         tracing::debug!(session = %self.cfg.id, begin, new_seq, "sending gap fill");
+        self.last_sent = self.now;
         self.actions.push_back(Action::Send(bytes));
     }
 }

@@ -182,10 +182,11 @@ impl Session {
     }
 
     /// Sends an application message produced outside a `from_app` callback
-    /// (e.g. an ExecutionReport). Ignored unless logged on.
+    /// (e.g. an ExecutionReport). Ignored unless logged on, and once a
+    /// Disconnect is pending (nothing may follow it in the action queue).
     pub fn send_app(&mut self, msg: &OutboundMessage, now: UtcNanos, store: &mut dyn MessageStore) {
         self.now = now;
-        if self.is_logged_on() {
+        if self.is_logged_on() && !self.disconnect_pending() {
             self.send_outbound(msg, store);
         }
     }

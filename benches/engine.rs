@@ -584,13 +584,19 @@ fn criterion_benches(c: &mut Criterion) {
     }
 
     let ops = mixed_stream(200_000, 42);
-    let mut g = c.benchmark_group("mixed_stream_200k_ops");
+    let mut g = c.benchmark_group("mixed_stream_180k_timed_ops");
     g.sample_size(10);
-    g.bench_function("fixgw", |bch| bch.iter(|| mixed::<Fixgw>(&ops)));
-    g.bench_function("lobster", |bch| bch.iter(|| mixed::<Lobster>(&ops)));
-    g.bench_function("matchcore", |bch| bch.iter(|| mixed::<Matchcore>(&ops)));
+    g.bench_function("fixgw", |bch| {
+        bch.iter_custom(|n| (0..n).map(|_| mixed::<Fixgw>(&ops).0).sum())
+    });
+    g.bench_function("lobster", |bch| {
+        bch.iter_custom(|n| (0..n).map(|_| mixed::<Lobster>(&ops).0).sum())
+    });
+    g.bench_function("matchcore", |bch| {
+        bch.iter_custom(|n| (0..n).map(|_| mixed::<Matchcore>(&ops).0).sum())
+    });
     g.bench_function("orderbook-rs", |bch| {
-        bch.iter(|| mixed::<OrderbookRs>(&ops))
+        bch.iter_custom(|n| (0..n).map(|_| mixed::<OrderbookRs>(&ops).0).sum())
     });
     g.finish();
 }

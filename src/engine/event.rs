@@ -278,11 +278,29 @@ pub enum Event {
 
 impl Event {
     /// Human text for a reject, with the value and the limit it broke.
+    /// Money amounts (notional, credit) are shown in currency units; others as integers
+    /// (quantities and positions in lots, prices in ticks).
     pub fn reject_text(reason: RejectReason, value: i64, limit: i64) -> String {
-        if value == 0 && limit == 0 {
-            reason.text().to_string()
-        } else {
-            format!("{} ({} > limit {})", reason.text(), value, limit)
+        let money = |v: i64| rust_decimal::Decimal::new(v, 6).normalize().to_string();
+        match reason {
+            _ if value == 0 && limit == 0 => reason.text().to_string(),
+            RejectReason::MaxOrderNotional | RejectReason::CreditLimit => {
+                format!(
+                    "{} ({} > limit {})",
+                    reason.text(),
+                    money(value),
+                    money(limit)
+                )
+            }
+            RejectReason::PriceBand => {
+                format!(
+                    "{} (price {} ticks, band edge {})",
+                    reason.text(),
+                    value,
+                    limit
+                )
+            }
+            _ => format!("{} ({} > limit {})", reason.text(), value, limit),
         }
     }
 }

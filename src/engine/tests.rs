@@ -1049,16 +1049,30 @@ fn reject_text_names_value_and_limit() {
     let Event::Rejected {
         reason,
         value,
-        limit,
+        limit: lim,
         ..
     } = ev[0]
     else {
         panic!()
     };
-    assert_eq!((value, limit), (101, 100));
+    assert_eq!((value, lim), (101, 100));
     assert_eq!(
-        Event::reject_text(reason, value, limit),
+        Event::reject_text(reason, value, lim),
         "order quantity exceeds max order quantity (101 > limit 100)"
+    );
+    let (ev, _) = h.place(limit(L, Buy, 8_000, 100, 2));
+    let Event::Rejected {
+        reason,
+        value,
+        limit: lim,
+        ..
+    } = ev[0]
+    else {
+        panic!()
+    };
+    assert_eq!(
+        Event::reject_text(reason, value, lim),
+        "order notional exceeds max order notional (8000 > limit 5000)"
     );
 }
 

@@ -2,3 +2,5 @@
 //! data, drop copy, and the acceptance-test echo application.
 
 pub mod echo;
+pub mod input;
+pub mod order_entry;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use fixgw::gateway::{Gateway, RunOptions};
-use fixgw::session::sled_store::FlushMode;
+use fixgw::session::batch_store::FlushMode;
 
 /// fixgw: a FIX 4.4 exchange gateway.
 #[derive(Parser)]
@@ -33,6 +33,9 @@ enum Command {
         /// QuickFIX-format settings file.
         #[arg(long, default_value = "sessions/gateway.cfg")]
         config: PathBuf,
+        /// Venue file: instruments, accounts, limits, session-to-account mapping.
+        #[arg(long, default_value = "sessions/venue.toml")]
+        venue: PathBuf,
         /// Store directory (default: FileStorePath from the settings, else ./data).
         #[arg(long)]
         data: Option<PathBuf>,
@@ -57,11 +60,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run {
             config,
+            venue,
             data,
             flush,
         } => {
             let opts = RunOptions {
                 config,
+                venue,
                 data,
                 flush_mode: match flush {
                     Flush::Fsync => FlushMode::Fsync,

@@ -16,8 +16,18 @@ use bytes::{Buf, BufMut, Bytes};
 
 use crate::fix::time::UtcNanos;
 
-use super::sled_store::FlushMode;
 use super::store::{MessageStore, StoreError};
+
+/// How a commit makes data durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FlushMode {
+    /// fsync before any byte of the batch is sent (default).
+    #[default]
+    Fsync,
+    /// Hand data to sled and the OS without waiting for the disk (sled
+    /// writes it within 200 ms), like QuickFIX's FileStore.
+    Os,
+}
 
 const MAGIC: u32 = 0x4658_4742; // "FXGB"
 const VERSION: u8 = 1;

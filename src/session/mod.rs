@@ -13,7 +13,6 @@ pub mod outbound;
 pub mod resend;
 pub mod schedule;
 pub mod settings;
-pub mod sled_store;
 pub mod state;
 pub mod store;
 

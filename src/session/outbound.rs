@@ -96,6 +96,16 @@ impl Session {
         self.actions.push_back(Action::Send(bytes));
     }
 
+    /// Consumes a MsgSeqNum for `msg` and stores it for resend without sending.
+    pub(crate) fn store_outbound(&mut self, msg: &OutboundMessage, store: &mut dyn MessageStore) {
+        let seq = store.next_sender_seq();
+        let bytes = self.encode(&msg.msg_type, seq, &msg.header, &msg.body);
+        if self.cfg.persist_messages {
+            store.save(seq, bytes);
+        }
+        store.set_next_sender_seq(seq + 1);
+    }
+
     /// Sends an application message produced by the application.
     pub(crate) fn send_outbound(&mut self, msg: &OutboundMessage, store: &mut dyn MessageStore) {
         self.send_with_seq(&msg.msg_type, &msg.header, &msg.body, store);

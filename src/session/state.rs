@@ -182,12 +182,16 @@ impl Session {
     }
 
     /// Sends an application message produced outside a `from_app` callback
-    /// (e.g. an ExecutionReport). Ignored unless logged on, and once a
-    /// Disconnect is pending (nothing may follow it in the action queue).
+    /// (e.g. an ExecutionReport for a resting order). When the session is not
+    /// logged on (or a Disconnect is pending) the message still consumes its
+    /// MsgSeqNum and is stored, so the counterparty gets it by resend after
+    /// it logs on again; nothing is queued behind a Disconnect.
     pub fn send_app(&mut self, msg: &OutboundMessage, now: UtcNanos, store: &mut dyn MessageStore) {
         self.now = now;
         if self.is_logged_on() && !self.disconnect_pending() {
             self.send_outbound(msg, store);
+        } else {
+            self.store_outbound(msg, store);
         }
     }
 

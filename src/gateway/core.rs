@@ -1,0 +1,374 @@
+//! The core thread: owns every session's state machine and store, the venue
+//! (engine + order entry) and the batch log. One loop iteration is one batch:
+//! take what the connections sent, run it through the sessions (and the
+//! venue, synchronously, in sequence order), commit ONE log record, then
+//! release the batch's output to the connections (group commit).
+//!
+//! Nothing here touches a socket; connections are channels.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use crate::fix::time::{now_utc, UtcNanos};
+use crate::fix::Message;
+use crate::session::acceptor::{CoreMsg, Outgoing, SessionKey};
+use crate::session::application::RejectAll;
+use crate::session::batch_store::{BatchLog, BatchSessionStore};
+use crate::session::state::Action;
+use crate::session::{Application, BusinessReject, OutboundMessage, Session, SessionId};
+use crate::venue::echo::EchoApp;
+use crate::venue::input::VenueInput;
+use crate::venue::order_entry::Venue;
+
+/// Timer resolution of every session.
+const TICK_NS: i64 = 100_000_000;
+/// How often the venue is told that time passes (GTD expiry).
+const VENUE_TICK_NS: i64 = 1_000_000_000;
+/// Largest number of connection messages processed per batch.
+const MAX_BATCH: usize = 1024;
+
+/// The business side of one session.
+pub enum AppKind {
+    /// QuickFIX's acceptance-test application.
+    Echo(EchoApp),
+    /// Sessions served by the venue (order entry and the other trading roles).
+    Venue,
+    /// No application: every application message gets 35=j.
+    RejectAll(RejectAll),
+}
+
+/// One configured session inside the core.
+pub struct Entry {
+    /// Protocol state machine.
+    pub session: Session,
+    /// Its persistent state.
+    pub store: BatchSessionStore,
+    /// Its application.
+    pub app: AppKind,
+    conn: Option<(u64, mpsc::Sender<Outgoing>)>,
+}
+
+impl Entry {
+    /// A session not connected.
+    pub fn new(session: Session, store: BatchSessionStore, app: AppKind) -> Entry {
+        Entry {
+            session,
+            store,
+            app,
+            conn: None,
+        }
+    }
+}
+
+/// Journals an application message and hands it to the venue. Messages the
+/// venue produces for this session go back through the session (in order);
+/// messages for other sessions are delivered after the current one.
+struct VenueApp<'a> {
+    venue: &'a mut Venue,
+    ts: UtcNanos,
+    journal: &'a mut Vec<Bytes>,
+    others: &'a mut Vec<(String, OutboundMessage)>,
+    produced: &'a mut Vec<(String, OutboundMessage)>,
+}
+
+impl Application for VenueApp<'_> {
+    fn from_app(
+        &mut self,
+        session: &SessionId,
+        msg: &Message,
+        out: &mut Vec<OutboundMessage>,
+    ) -> Result<(), BusinessReject> {
+        let input = VenueInput::Fix {
+            session: session.target_comp_id.clone(),
+            ts_ns: self.ts.max(0) as u64,
+            raw: msg.raw().clone(),
+        };
+        let mut encoded = Vec::with_capacity(msg.raw().len() + 32);
+        input.encode(&mut encoded);
+        self.journal.push(Bytes::from(encoded));
+        self.produced.clear();
+        let result = self.venue.apply(&input, self.produced);
+        for (comp, m) in self.produced.drain(..) {
+            if comp == session.target_comp_id {
+                out.push(m);
+            } else {
+                self.others.push((comp, m));
+            }
+        }
+        result
+    }
+}
+
+/// The core's state.
+pub struct Core {
+    entries: Vec<Entry>,
+    by_key: HashMap<SessionKey, usize>,
+    by_comp: HashMap<String, usize>,
+    conns: HashMap<u64, usize>,
+    log: BatchLog,
+    venue: Option<Venue>,
+    journal: Vec<Bytes>,
+    others: Vec<(String, OutboundMessage)>,
+    produced: Vec<(String, OutboundMessage)>,
+    next_tick: UtcNanos,
+    next_venue_tick: UtcNanos,
+    /// Set when a commit fails: nothing may be released until one succeeds.
+    commit_failed: bool,
+}
+
+impl Core {
+    /// A core over `entries` (indexed by their session ids).
+    pub fn new(entries: Vec<Entry>, log: BatchLog, venue: Option<Venue>) -> Core {
+        let mut by_key = HashMap::new();
+        let mut by_comp = HashMap::new();
+        for (i, e) in entries.iter().enumerate() {
+            let id = &e.session.config().id;
+            by_key.insert(
+                (id.begin_string.clone(), id.sender_comp_id.clone(), id.target_comp_id.clone()),
+                i,
+            );
+            by_comp.insert(id.target_comp_id.clone(), i);
+        }
+        Core {
+            entries,
+            by_key,
+            by_comp,
+            conns: HashMap::new(),
+            log,
+            venue,
+            journal: Vec::new(),
+            others: Vec::new(),
+            produced: Vec::new(),
+            next_tick: 0,
+            next_venue_tick: 0,
+        commit_failed: false,
+        }
+    }
+
+    /// Runs the loop on the current (dedicated) thread until every
+    /// connection sender is gone.
+    pub fn run(mut self, mut rx: mpsc::Receiver<CoreMsg>, rt: tokio::runtime::Handle) {
+        let mut batch: Vec<CoreMsg> = Vec::with_capacity(MAX_BATCH);
+        loop {
+            let now = now_utc();
+            let wait = if self.has_pending() {
+                Duration::ZERO
+            } else {
+                Duration::from_nanos((self.next_tick - now).clamp(0, TICK_NS) as u64)
+            };
+            match rt.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
+                Ok(Some(m)) => batch.push(m),
+                Ok(None) => return,
+                Err(_) => {}
+            }
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            let now = now_utc();
+            for m in batch.drain(..) {
+                self.handle(m, now);
+            }
+            if now >= self.next_tick {
+                self.timers(now);
+                self.next_tick = now + TICK_NS;
+            }
+            self.commit_and_release(now);
+        }
+    }
+
+    fn has_pending(&self) -> bool {
+        !self.journal.is_empty() || self.entries.iter().any(|e| e.store.is_dirty())
+    }
+
+    fn handle(&mut self, m: CoreMsg, now: UtcNanos) {
+        match m {
+            CoreMsg::Connect {
+                conn,
+                key,
+                logon,
+                peer,
+                out,
+            } => {
+                let Some(&i) = self.by_key.get(&key) else {
+                    let _ = out.try_send(Outgoing::Close);
+                    return;
+                };
+                if self.entries[i].conn.is_some() {
+                    tracing::warn!(%peer, session = %self.entries[i].session.config().id, "session already logged on; closing new connection");
+                    let _ = out.try_send(Outgoing::Close);
+                    return;
+                }
+                tracing::info!(%peer, conn, session = %self.entries[i].session.config().id, "connection bound to session");
+                self.entries[i].conn = Some((conn, out));
+                self.conns.insert(conn, i);
+                self.entries[i].session.on_connect(now);
+                self.deliver(i, logon, now);
+            }
+            CoreMsg::Frame { conn, msg } => {
+                if let Some(&i) = self.conns.get(&conn) {
+                    self.deliver(i, msg, now);
+                }
+            }
+            CoreMsg::Closed { conn } => {
+                if let Some(i) = self.conns.remove(&conn) {
+                    tracing::info!(conn, session = %self.entries[i].session.config().id, "connection closed by peer");
+                    self.entries[i].conn = None;
+                    self.session_down(i, now);
+                }
+            }
+        }
+    }
+
+    /// Feeds one message to session `i` and routes what the venue produced
+    /// for other sessions.
+    fn deliver(&mut self, i: usize, msg: Message, now: UtcNanos) {
+        let e = &mut self.entries[i];
+        match &mut e.app {
+            AppKind::Echo(app) => e.session.on_message(msg, now, &mut e.store, app),
+            AppKind::RejectAll(app) => e.session.on_message(msg, now, &mut e.store, app),
+            AppKind::Venue => match self.venue.as_mut() {
+                Some(venue) => {
+                    let mut app = VenueApp {
+                        venue,
+                        ts: now,
+                        journal: &mut self.journal,
+                        others: &mut self.others,
+                        produced: &mut self.produced,
+                    };
+                    e.session.on_message(msg, now, &mut e.store, &mut app);
+                }
+                None => e.session.on_message(msg, now, &mut e.store, &mut RejectAll),
+            },
+        }
+        self.route_others(now);
+    }
+
+    fn route_others(&mut self, now: UtcNanos) {
+        for (comp, m) in std::mem::take(&mut self.others) {
+            match self.by_comp.get(&comp) {
+                Some(&j) => {
+                    let e = &mut self.entries[j];
+                    e.session.send_app(&m, now, &mut e.store);
+                }
+                None => tracing::error!(session = %comp, "venue produced a message for an unknown session"),
+            }
+        }
+    }
+
+    /// Applies a venue input produced by the core itself (timers, session
+    /// down), journaling it first.
+    fn venue_input(&mut self, input: VenueInput, now: UtcNanos) {
+        let Some(venue) = self.venue.as_mut() else {
+            return;
+        };
+        let mut encoded = Vec::with_capacity(64);
+        input.encode(&mut encoded);
+        self.journal.push(Bytes::from(encoded));
+        self.produced.clear();
+        let _ = venue.apply(&input, &mut self.produced);
+        self.others.append(&mut self.produced);
+        self.route_others(now);
+    }
+
+    fn session_down(&mut self, i: usize, now: UtcNanos) {
+        let e = &mut self.entries[i];
+        let was_venue = matches!(e.app, AppKind::Venue);
+        match &mut e.app {
+            AppKind::Echo(app) => e.session.on_disconnect(now, &mut e.store, app),
+            AppKind::RejectAll(app) => e.session.on_disconnect(now, &mut e.store, app),
+            AppKind::Venue => e.session.on_disconnect(now, &mut e.store, &mut RejectAll),
+        }
+        while e.session.poll_action().is_some() {}
+        if was_venue {
+            let session = e.session.config().id.target_comp_id.clone();
+            self.venue_input(
+                VenueInput::SessionDown {
+                    session,
+                    ts_ns: now.max(0) as u64,
+                },
+                now,
+            );
+        }
+    }
+
+    fn timers(&mut self, now: UtcNanos) {
+        for e in &mut self.entries {
+            if e.conn.is_some() {
+                e.session.on_timer(now, &mut e.store);
+            }
+        }
+        if self.venue.is_some() && now >= self.next_venue_tick {
+            self.next_venue_tick = now + VENUE_TICK_NS;
+            self.venue_input(VenueInput::Tick { ts_ns: now.max(0) as u64 }, now);
+        }
+    }
+
+    /// Commits the batch, then releases its output. If the commit fails,
+    /// nothing is released: every connected session is closed (its unsent
+    /// output was never durable) and the next batch retries the commit.
+    fn commit_and_release(&mut self, now: UtcNanos) {
+        let result = self.log.commit(&self.journal, self.entries.iter_mut().map(|e| &mut e.store));
+        match result {
+            Ok(_) => {
+                self.journal.clear();
+                self.commit_failed = false;
+            }
+            Err(err) => {
+                if !self.commit_failed {
+                    tracing::error!(error = %err, "batch commit failed; closing sessions, nothing unsent is released");
+                }
+                self.commit_failed = true;
+                for i in 0..self.entries.len() {
+                    while self.entries[i].session.poll_action().is_some() {}
+                    self.close(i, now);
+                }
+                return;
+            }
+        }
+        for i in 0..self.entries.len() {
+            self.release(i, now);
+        }
+    }
+
+    fn release(&mut self, i: usize, now: UtcNanos) {
+        let mut disconnect = false;
+        let e = &mut self.entries[i];
+        let Some((_, out)) = &e.conn else {
+            while e.session.poll_action().is_some() {}
+            return;
+        };
+        while let Some(a) = e.session.poll_action() {
+            match a {
+                Action::Send(b) => {
+                    if out.try_send(Outgoing::Data(b)).is_err() {
+                        tracing::warn!(session = %e.session.config().id, "outbound queue full (slow consumer); disconnecting");
+                        disconnect = true;
+                        break;
+                    }
+                }
+                Action::Disconnect => {
+                    disconnect = true;
+                    break;
+                }
+            }
+        }
+        if disconnect {
+            while e.session.poll_action().is_some() {}
+            self.close(i, now);
+        }
+    }
+
+    fn close(&mut self, i: usize, now: UtcNanos) {
+        if let Some((conn, out)) = self.entries[i].conn.take() {
+            let _ = out.try_send(Outgoing::Close);
+            self.conns.remove(&conn);
+            self.session_down(i, now);
+        }
+    }
+}

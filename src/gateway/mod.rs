@@ -1,0 +1,195 @@
+//! Assembling a running gateway from its settings: recover the batch log,
+//! rebuild the venue by replaying the journal, start the core thread and
+//! bind one listener per configured address and port.
+
+pub mod core;
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use bytes::Bytes;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+use crate::engine::VenueConfig;
+use crate::fix::time::now_utc;
+use crate::session::acceptor::{Acceptor, AcceptorOptions};
+use crate::session::application::RejectAll;
+use crate::session::batch_store::{BatchLog, FlushMode};
+use crate::session::settings::GatewaySettings;
+use crate::session::{Session, SessionConfig, SessionRole};
+use crate::venue::echo::EchoApp;
+use crate::venue::input::VenueInput;
+use crate::venue::order_entry::{SessionInfo, Venue};
+
+use self::core::{AppKind, Core, Entry};
+
+/// Bound on messages queued from the connections to the core.
+const CORE_QUEUE: usize = 65_536;
+/// Bound on messages queued towards one connection.
+const OUTBOUND_QUEUE: usize = 65_536;
+
+/// Options of `fixgw run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Settings file (QuickFIX format).
+    pub config: PathBuf,
+    /// Venue file (instruments, accounts, limits).
+    pub venue: PathBuf,
+    /// Store directory; overrides FileStorePath.
+    pub data: Option<PathBuf>,
+    /// Durability of commits.
+    pub flush_mode: FlushMode,
+}
+
+/// A gateway bound to its ports, ready to serve.
+pub struct Gateway {
+    acceptor: Arc<Acceptor>,
+    listeners: Vec<TcpListener>,
+    core: Option<(Core, mpsc::Receiver<crate::session::acceptor::CoreMsg>)>,
+}
+
+fn app_for(cfg: &SessionConfig, venue: bool) -> AppKind {
+    match cfg.role {
+        SessionRole::Echo => AppKind::Echo(EchoApp::new(cfg.dictionary.clone())),
+        _ if venue => AppKind::Venue,
+        _ => AppKind::RejectAll(RejectAll),
+    }
+}
+
+impl Gateway {
+    /// Loads settings, recovers the store, rebuilds the venue and binds.
+    pub async fn bind(opts: &RunOptions) -> anyhow::Result<Gateway> {
+        let settings = GatewaySettings::load(&opts.config)?;
+        if settings.sessions.is_empty() {
+            anyhow::bail!("{}: no [SESSION] defined", opts.config.display());
+        }
+        let needs_venue = settings
+            .sessions
+            .iter()
+            .any(|(c, _)| c.role != SessionRole::Echo);
+        let venue = if needs_venue {
+            let cfg = VenueConfig::load(&opts.venue)
+                .with_context(|| format!("venue config {}", opts.venue.display()))?;
+            let infos: Vec<SessionInfo> = settings
+                .sessions
+                .iter()
+                .map(|(c, _)| SessionInfo {
+                    comp_id: c.id.target_comp_id.clone(),
+                    role: c.role,
+                    cancel_on_disconnect: c.cancel_on_disconnect,
+                })
+                .collect();
+            Some(Venue::new(&cfg, &infos).context("building the venue")?)
+        } else {
+            None
+        };
+        let data_dir = opts
+            .data
+            .clone()
+            .or_else(|| settings.file_store_path.clone())
+            .unwrap_or_else(|| PathBuf::from("data"));
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create store directory {}", data_dir.display()))?;
+        let (log, mut recovered) = BatchLog::open(&data_dir, opts.flush_mode)
+            .with_context(|| format!("opening the store in {}", data_dir.display()))?;
+        let venue = match venue {
+            Some(mut v) => {
+                replay(&mut v, &recovered.inputs)?;
+                Some(v)
+            }
+            None => None,
+        };
+        tracing::info!(
+            batches = recovered.batches,
+            inputs = recovered.inputs.len(),
+            "store recovered"
+        );
+        let now = now_utc();
+        let mut entries = Vec::new();
+        let mut known = HashSet::new();
+        let mut endpoints = BTreeSet::new();
+        for (cfg, endpoint) in &settings.sessions {
+            let key = cfg.id.to_string();
+            let store = recovered
+                .sessions
+                .remove(&key)
+                .unwrap_or_else(|| log.new_session(&key, now));
+            entries.push(Entry::new(
+                Session::new(cfg.clone()),
+                store,
+                app_for(cfg, venue.is_some()),
+            ));
+            known.insert((
+                cfg.id.begin_string.clone(),
+                cfg.id.sender_comp_id.clone(),
+                cfg.id.target_comp_id.clone(),
+            ));
+            endpoints.insert((endpoint.address.clone(), endpoint.port));
+        }
+        let mut listeners = Vec::new();
+        for (addr, port) in endpoints {
+            let l = TcpListener::bind((addr.as_str(), port))
+                .await
+                .with_context(|| format!("cannot listen on {addr}:{port}"))?;
+            tracing::info!(address = %l.local_addr()?, "listening");
+            listeners.push(l);
+        }
+        let (tx, rx) = mpsc::channel(CORE_QUEUE);
+        let options = AcceptorOptions {
+            max_message_size: settings.max_message_size,
+            validate_length_and_checksum: settings.validate_length_and_checksum,
+            nodelay: settings.socket_nodelay,
+            logon_timeout: std::time::Duration::from_secs(u64::from(settings.logon_timeout_secs)),
+            outbound_queue: OUTBOUND_QUEUE,
+        };
+        Ok(Gateway {
+            acceptor: Arc::new(Acceptor::new(known, tx, options)),
+            listeners,
+            core: Some((Core::new(entries, log, venue), rx)),
+        })
+    }
+
+    /// Addresses actually bound.
+    pub fn local_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Starts the core thread and serves until the future is dropped.
+    pub async fn serve(mut self) {
+        if let Some((core, rx)) = self.core.take() {
+            let rt = tokio::runtime::Handle::current();
+            let spawned = std::thread::Builder::new()
+                .name("fixgw-core".into())
+                .spawn(move || core.run(rx, rt));
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start the core thread");
+                return;
+            }
+        }
+        let mut tasks = Vec::new();
+        for l in self.listeners {
+            tasks.push(tokio::spawn(self.acceptor.clone().serve(l)));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Rebuilds the venue's state by applying every journaled input again.
+fn replay(venue: &mut Venue, inputs: &[Bytes]) -> anyhow::Result<()> {
+    let mut discard = Vec::new();
+    for (n, raw) in inputs.iter().enumerate() {
+        let (input, _) = VenueInput::decode(raw)
+            .map_err(|e| anyhow::anyhow!("journal input {n}: {e:?}"))?;
+        discard.clear();
+        let _ = venue.apply(&input, &mut discard);
+    }
+    Ok(())
+}

@@ -1242,7 +1242,11 @@ impl Venue {
         let rec = &self.orders[&no];
         let mut er = self.order_report(no, rec, exec_type, exec_id, ts);
         er.text = text;
-        if exec_type != exec_type::CANCELED && exec_type != exec_type::REPLACED {
+        // OrigClOrdID answers a client's cancel or replace; those are the only
+        // cancels without a Text (unsolicited ones always say why).
+        let answers_request = exec_type == exec_type::REPLACED
+            || (exec_type == exec_type::CANCELED && text.is_none());
+        if !answers_request {
             er.orig_cl_ord_id = None;
         }
         if let Some((qty, px, trade_id, liquidity)) = fill {

@@ -803,7 +803,7 @@ impl Venue {
                 cum_qty: Decimal::ZERO,
                 avg_px: Decimal::ZERO,
                 last: None,
-                ord_rej_reason: Some(rej::OTHER),
+                ord_rej_reason: None,
                 text: Some("Unknown order"),
                 ord_status_req_id: req_id,
                 transact_time: utc(ts),

@@ -6,6 +6,6 @@
 
 pub mod engine;
 pub mod fix;
-pub mod session;
 pub mod gateway;
+pub mod session;
 pub mod venue;

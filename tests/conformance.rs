@@ -13,7 +13,10 @@ fn own_scenarios_pass() {
     let cfg = std::fs::read_to_string(repo_path("sessions/acceptance.cfg")).unwrap();
     let cfg = cfg
         .replace("SocketAcceptPort=5001", "SocketAcceptPort={PORT}")
-        .replace("DataDictionary=dictionaries/FIX44.xml", "DataDictionary={DICT}");
+        .replace(
+            "DataDictionary=dictionaries/FIX44.xml",
+            "DataDictionary={DICT}",
+        );
     let gw = Gateway::start(dir.path(), &cfg);
     let mut scripts: Vec<_> = std::fs::read_dir(repo_path("conformance/scenarios"))
         .unwrap()

@@ -43,7 +43,15 @@ fn sequence_numbers_and_messages_survive_sigkill() {
         let id = format!("ORD{i}");
         c.send(
             "D",
-            &[(11, &id), (21, "1"), (38, "100"), (40, "1"), (54, "1"), (55, "AAPL"), (60, "20260101-00:00:00")],
+            &[
+                (11, &id),
+                (21, "1"),
+                (38, "100"),
+                (40, "1"),
+                (54, "1"),
+                (55, "AAPL"),
+                (60, "20260101-00:00:00"),
+            ],
         );
         echoes.push(c.expect("D"));
     }
@@ -69,7 +77,11 @@ fn sequence_numbers_and_messages_survive_sigkill() {
     for original in &echoes {
         let resent = c2.expect("D");
         assert_eq!(resent.get(43), Some(&b"Y"[..]));
-        assert_eq!(resent.get(122), original.get(52), "OrigSendingTime = original SendingTime");
+        assert_eq!(
+            resent.get(122),
+            original.get(52),
+            "OrigSendingTime = original SendingTime"
+        );
         assert_eq!(
             body_without_volatile_header(&resent),
             body_without_volatile_header(original)

@@ -78,7 +78,14 @@ fn garbage_on_one_connection_does_not_disturb_another_session() {
     }
     good.send(
         "D",
-        &[(11, "X1"), (21, "1"), (40, "1"), (54, "1"), (55, "AAPL"), (60, "20260101-00:00:00")],
+        &[
+            (11, "X1"),
+            (21, "1"),
+            (40, "1"),
+            (54, "1"),
+            (55, "AAPL"),
+            (60, "20260101-00:00:00"),
+        ],
     );
     let echo = good.expect("D");
     assert_eq!(echo.get(11), Some(&b"X1"[..]));

@@ -13,7 +13,10 @@ fn value() -> impl Strategy<Value = Vec<u8>> {
 
 fn body() -> impl Strategy<Value = Vec<(i32, Vec<u8>)>> {
     proptest::collection::vec(
-        ((1i32..20_000).prop_filter("not framing", |t| ![8, 9, 10, 35].contains(t)), value()),
+        (
+            (1i32..20_000).prop_filter("not framing", |t| ![8, 9, 10, 35].contains(t)),
+            value(),
+        ),
         0..30,
     )
 }

@@ -148,7 +148,7 @@ pub fn parse_date(v: &[u8]) -> Option<i64> {
 
 fn days_in_month(y: u32, m: u32) -> u32 {
     match m {
-        2 if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        2 if (y.is_multiple_of(4) && !y.is_multiple_of(100)) || y.is_multiple_of(400) => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
@@ -198,9 +198,18 @@ mod tests {
     fn formats_known_instant() {
         // 2004-05-03T17:56:01.123456789Z
         let t = 1_083_606_961_123_456_789;
-        assert_eq!(format_utc_string(t, Precision::Millis), "20040503-17:56:01.123");
-        assert_eq!(format_utc_string(t, Precision::Seconds), "20040503-17:56:01");
-        assert_eq!(format_utc_string(t, Precision::Micros), "20040503-17:56:01.123456");
+        assert_eq!(
+            format_utc_string(t, Precision::Millis),
+            "20040503-17:56:01.123"
+        );
+        assert_eq!(
+            format_utc_string(t, Precision::Seconds),
+            "20040503-17:56:01"
+        );
+        assert_eq!(
+            format_utc_string(t, Precision::Micros),
+            "20040503-17:56:01.123456"
+        );
         assert_eq!(
             format_utc_string(t, Precision::Nanos),
             "20040503-17:56:01.123456789"

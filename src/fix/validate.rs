@@ -698,7 +698,11 @@ mod tests {
     fn check_with(msg: &Message, opts: ValidationOptions) -> Result<(), Rejection> {
         let result = validate(dict(), msg, &opts);
         let body = dict().message(msg.msg_type()).map(|m| &m.layout);
-        assert_eq!(result, validate_ordered(dict(), msg, &opts, body), "{msg:?}");
+        assert_eq!(
+            result,
+            validate_ordered(dict(), msg, &opts, body),
+            "{msg:?}"
+        );
         result
     }
 

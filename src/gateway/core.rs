@@ -127,7 +127,11 @@ impl Core {
         for (i, e) in entries.iter().enumerate() {
             let id = &e.session.config().id;
             by_key.insert(
-                (id.begin_string.clone(), id.sender_comp_id.clone(), id.target_comp_id.clone()),
+                (
+                    id.begin_string.clone(),
+                    id.sender_comp_id.clone(),
+                    id.target_comp_id.clone(),
+                ),
                 i,
             );
             by_comp.insert(id.target_comp_id.clone(), i);
@@ -144,7 +148,7 @@ impl Core {
             produced: Vec::new(),
             next_tick: 0,
             next_venue_tick: 0,
-        commit_failed: false,
+            commit_failed: false,
         }
     }
 
@@ -256,7 +260,9 @@ impl Core {
                     let e = &mut self.entries[j];
                     e.session.send_app(&m, now, &mut e.store);
                 }
-                None => tracing::error!(session = %comp, "venue produced a message for an unknown session"),
+                None => {
+                    tracing::error!(session = %comp, "venue produced a message for an unknown session")
+                }
             }
         }
     }
@@ -305,7 +311,12 @@ impl Core {
         }
         if self.venue.is_some() && now >= self.next_venue_tick {
             self.next_venue_tick = now + VENUE_TICK_NS;
-            self.venue_input(VenueInput::Tick { ts_ns: now.max(0) as u64 }, now);
+            self.venue_input(
+                VenueInput::Tick {
+                    ts_ns: now.max(0) as u64,
+                },
+                now,
+            );
         }
     }
 
@@ -313,7 +324,9 @@ impl Core {
     /// nothing is released: every connected session is closed (its unsent
     /// output was never durable) and the next batch retries the commit.
     fn commit_and_release(&mut self, now: UtcNanos) {
-        let result = self.log.commit(&self.journal, self.entries.iter_mut().map(|e| &mut e.store));
+        let result = self
+            .log
+            .commit(&self.journal, self.entries.iter_mut().map(|e| &mut e.store));
         match result {
             Ok(_) => {
                 self.journal.clear();

@@ -82,7 +82,17 @@ impl Gateway {
                     cancel_on_disconnect: c.cancel_on_disconnect,
                 })
                 .collect();
-            Some(Venue::new(&cfg, &infos).context("building the venue")?)
+            let mut venue = Venue::new(&cfg, &infos).context("building the venue")?;
+            // QuickFIX's stock FIX44.xml has no TrdMatchID (880) in
+            // ExecutionReport: a QuickFIX client validating against it would
+            // reject every fill. Off unless a session asks for it.
+            let trd_match_id = settings.raw.sessions.iter().any(|s| {
+                s.entries
+                    .get("SendTrdMatchID")
+                    .is_some_and(|e| e.value == "Y")
+            });
+            venue.set_trd_match_id(trd_match_id);
+            Some(venue)
         } else {
             None
         };
@@ -186,8 +196,8 @@ impl Gateway {
 fn replay(venue: &mut Venue, inputs: &[Bytes]) -> anyhow::Result<()> {
     let mut discard = Vec::new();
     for (n, raw) in inputs.iter().enumerate() {
-        let (input, _) = VenueInput::decode(raw)
-            .map_err(|e| anyhow::anyhow!("journal input {n}: {e:?}"))?;
+        let (input, _) =
+            VenueInput::decode(raw).map_err(|e| anyhow::anyhow!("journal input {n}: {e:?}"))?;
         discard.clear();
         let _ = venue.apply(&input, &mut discard);
     }

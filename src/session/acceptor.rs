@@ -92,7 +92,11 @@ pub struct Acceptor {
 
 impl Acceptor {
     /// An acceptor for `known` sessions feeding `core`.
-    pub fn new(known: HashSet<SessionKey>, core: mpsc::Sender<CoreMsg>, options: AcceptorOptions) -> Acceptor {
+    pub fn new(
+        known: HashSet<SessionKey>,
+        core: mpsc::Sender<CoreMsg>,
+        options: AcceptorOptions,
+    ) -> Acceptor {
         Acceptor {
             known,
             core,
@@ -215,7 +219,11 @@ impl Acceptor {
 }
 
 /// Writes what the core releases, coalescing queued messages into one write.
-async fn writer(mut write: OwnedWriteHalf, mut rx: mpsc::Receiver<Outgoing>, closed: oneshot::Sender<()>) {
+async fn writer(
+    mut write: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Outgoing>,
+    closed: oneshot::Sender<()>,
+) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
     'outer: while let Some(first) = rx.recv().await {
         let mut close_after = false;

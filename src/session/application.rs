@@ -48,7 +48,9 @@ pub trait Application {
     /// The session logged out or its connection dropped.
     fn on_logout(&mut self, _session: &SessionId) {}
     /// An in-sequence, validated application message. Push any immediate
-    /// responses to `out`, or return a BusinessMessageReject.
+    /// responses to `out`, or return a BusinessMessageReject. (QuickFIX's
+    /// name for this callback.)
+    #[allow(clippy::wrong_self_convention)]
     fn from_app(
         &mut self,
         session: &SessionId,

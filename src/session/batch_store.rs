@@ -44,12 +44,17 @@ fn open_db(dir: &std::path::Path, mode: FlushMode) -> Result<sled::Db, StoreErro
     loop {
         let r = sled::Config::new()
             .path(dir)
-            .flush_every_ms(if mode == FlushMode::Os { Some(200) } else { None })
+            .flush_every_ms(if mode == FlushMode::Os {
+                Some(200)
+            } else {
+                None
+            })
             .open();
         match r {
             Ok(db) => return Ok(db),
             Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock && std::time::Instant::now() < deadline =>
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
             {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
@@ -152,7 +157,9 @@ impl MessageStore for BatchSessionStore {
                             .tree
                             .get(loc.batch.to_be_bytes())
                             .map_err(io)?
-                            .ok_or_else(|| StoreError::Corrupt(format!("batch {} missing", loc.batch)))?;
+                            .ok_or_else(|| {
+                                StoreError::Corrupt(format!("batch {} missing", loc.batch))
+                            })?;
                         cached = Some((loc.batch, r.clone()));
                         r
                     }
@@ -231,7 +238,10 @@ pub struct Recovered {
 
 impl BatchLog {
     /// Opens the log in `dir` and rebuilds per-session state from it.
-    pub fn open(dir: &std::path::Path, mode: FlushMode) -> Result<(BatchLog, Recovered), StoreError> {
+    pub fn open(
+        dir: &std::path::Path,
+        mode: FlushMode,
+    ) -> Result<(BatchLog, Recovered), StoreError> {
         let db = open_db(dir, mode)?;
         let tree = db.open_tree("batches").map_err(io)?;
         let mut rec = Recovered {
@@ -247,14 +257,14 @@ impl BatchLog {
                     .try_into()
                     .map_err(|_| StoreError::Corrupt("batch key is not 8 bytes".into()))?,
             );
-            let record = decode(&v).map_err(|e| StoreError::Corrupt(format!("batch {batch}: {e}")))?;
+            let record =
+                decode(&v).map_err(|e| StoreError::Corrupt(format!("batch {batch}: {e}")))?;
             let mut keys: Vec<Arc<str>> = Vec::with_capacity(record.sessions.len());
             for d in &record.sessions {
                 let key: Arc<str> = Arc::from(d.key.as_str());
-                let s = rec
-                    .sessions
-                    .entry(d.key.clone())
-                    .or_insert_with(|| BatchSessionStore::new(key.clone(), tree.clone(), d.created));
+                let s = rec.sessions.entry(d.key.clone()).or_insert_with(|| {
+                    BatchSessionStore::new(key.clone(), tree.clone(), d.created)
+                });
                 if d.reset {
                     s.index.clear();
                 }
@@ -264,9 +274,9 @@ impl BatchLog {
                 keys.push(key);
             }
             for (si, seq, bytes, offset) in &record.messages {
-                let key = keys
-                    .get(*si as usize)
-                    .ok_or_else(|| StoreError::Corrupt(format!("batch {batch}: bad session index")))?;
+                let key = keys.get(*si as usize).ok_or_else(|| {
+                    StoreError::Corrupt(format!("batch {batch}: bad session index"))
+                })?;
                 if let Some(s) = rec.sessions.get_mut(&**key) {
                     s.index.insert(
                         *seq,
@@ -403,7 +413,11 @@ pub fn decode(v: &[u8]) -> Result<BatchRecord, String> {
     let len = h.get_u32() as usize;
     let crc = h.get_u32();
     if v.len() != HEADER_LEN + len {
-        return Err(format!("length {} but header says {}", v.len() - HEADER_LEN, len));
+        return Err(format!(
+            "length {} but header says {}",
+            v.len() - HEADER_LEN,
+            len
+        ));
     }
     if crc32(&v[HEADER_LEN..]) != crc {
         return Err("checksum mismatch".into());
@@ -448,7 +462,8 @@ pub fn decode(v: &[u8]) -> Result<BatchRecord, String> {
         let n = p.get_u32() as usize;
         need(&p, n)?;
         let offset = (v.len() - p.remaining()) as u32;
-        rec.messages.push((si, seq, Bytes::copy_from_slice(&p[..n]), offset));
+        rec.messages
+            .push((si, seq, Bytes::copy_from_slice(&p[..n]), offset));
         p.advance(n);
     }
     if p.has_remaining() {
@@ -465,7 +480,11 @@ fn crc32(data: &[u8]) -> u32 {
         for (i, e) in t.iter_mut().enumerate() {
             let mut c = i as u32;
             for _ in 0..8 {
-                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
             }
             *e = c;
         }
@@ -493,7 +512,9 @@ mod tests {
             a.save(1, Bytes::from_static(b"a1"));
             a.set_next_sender_seq(2);
             b.set_next_target_seq(5);
-            assert!(log.commit(&[Bytes::from_static(b"in1")], [&mut a, &mut b].into_iter()).unwrap());
+            assert!(log
+                .commit(&[Bytes::from_static(b"in1")], [&mut a, &mut b].into_iter())
+                .unwrap());
             a.save(2, Bytes::from_static(b"a2"));
             a.set_next_sender_seq(3);
             assert!(log.commit(&[], [&mut a, &mut b].into_iter()).unwrap());
@@ -511,7 +532,10 @@ mod tests {
         assert_eq!((a.next_sender_seq(), a.creation_time()), (3, 10));
         assert_eq!(
             a.get_range(1, 9).unwrap(),
-            vec![(1, Bytes::from_static(b"a1")), (2, Bytes::from_static(b"a2"))]
+            vec![
+                (1, Bytes::from_static(b"a1")),
+                (2, Bytes::from_static(b"a2"))
+            ]
         );
         assert_eq!(rec.sessions["B"].next_target_seq(), 5);
     }
@@ -534,7 +558,10 @@ mod tests {
         let (_, rec) = BatchLog::open(dir.path(), FlushMode::Fsync).unwrap();
         let a = &rec.sessions["A"];
         assert_eq!(a.creation_time(), 50);
-        assert_eq!(a.get_range(1, 5).unwrap(), vec![(1, Bytes::from_static(b"new"))]);
+        assert_eq!(
+            a.get_range(1, 5).unwrap(),
+            vec![(1, Bytes::from_static(b"new"))]
+        );
     }
 
     #[test]
@@ -544,7 +571,8 @@ mod tests {
             let (mut log, _) = BatchLog::open(dir.path(), FlushMode::Fsync).unwrap();
             let mut a = log.new_session("A", 1);
             a.set_next_sender_seq(9);
-            log.commit(&[Bytes::from_static(b"x")], std::iter::once(&mut a)).unwrap();
+            log.commit(&[Bytes::from_static(b"x")], std::iter::once(&mut a))
+                .unwrap();
             let mut v = log.tree.get(1u64.to_be_bytes()).unwrap().unwrap().to_vec();
             let last = v.len() - 1;
             v[last] ^= 0xff;
@@ -552,7 +580,10 @@ mod tests {
             log.db.flush().unwrap();
         }
         let err = BatchLog::open(dir.path(), FlushMode::Fsync).err().unwrap();
-        assert!(err.to_string().contains("batch 1: checksum mismatch"), "{err}");
+        assert!(
+            err.to_string().contains("batch 1: checksum mismatch"),
+            "{err}"
+        );
     }
 
     #[test]

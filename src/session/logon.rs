@@ -126,7 +126,10 @@ impl Session {
         }
         if self.cfg.send_next_expected_msg_seq_num {
             let next = store.next_target_seq() + 1;
-            body.push((tags::NEXT_EXPECTED_MSG_SEQ_NUM, Bytes::from(next.to_string())));
+            body.push((
+                tags::NEXT_EXPECTED_MSG_SEQ_NUM,
+                Bytes::from(next.to_string()),
+            ));
         }
         self.send_admin(b"A", &[], &body, store);
     }

@@ -124,7 +124,11 @@ impl Session {
     }
 
     /// Heartbeat, echoing a TestReqID when answering a TestRequest.
-    pub(crate) fn send_heartbeat(&mut self, test_req_id: Option<&[u8]>, store: &mut dyn MessageStore) {
+    pub(crate) fn send_heartbeat(
+        &mut self,
+        test_req_id: Option<&[u8]>,
+        store: &mut dyn MessageStore,
+    ) {
         let body: Vec<(i32, Bytes)> = test_req_id
             .map(|id| vec![(tags::TEST_REQ_ID, Bytes::copy_from_slice(id))])
             .unwrap_or_default();
@@ -161,7 +165,12 @@ impl Session {
 
     /// Session-level Reject of `msg`. Consumes the inbound MsgSeqNum when the
     /// rejected message was the expected one (and not a Logon/SequenceReset).
-    pub(crate) fn reject(&mut self, msg: &Message, rejection: Rejection, store: &mut dyn MessageStore) {
+    pub(crate) fn reject(
+        &mut self,
+        msg: &Message,
+        rejection: Rejection,
+        store: &mut dyn MessageStore,
+    ) {
         let msg_type = msg.msg_type();
         let seq = msg.seq_num();
         tracing::info!(
@@ -176,7 +185,10 @@ impl Session {
         } else if let Some(raw) = msg.get(tags::MSG_SEQ_NUM) {
             body.push((tags::REF_SEQ_NUM, Bytes::copy_from_slice(raw)));
         }
-        body.push((tags::TEXT, Bytes::from_static(rejection.reason.text().as_bytes())));
+        body.push((
+            tags::TEXT,
+            Bytes::from_static(rejection.reason.text().as_bytes()),
+        ));
         if let Some(t) = rejection.ref_tag {
             body.push((tags::REF_TAG_ID, Bytes::from(t.to_string())));
         }
@@ -206,9 +218,15 @@ impl Session {
         body.push((tags::TEXT, Bytes::copy_from_slice(bmr.text.as_bytes())));
         body.push((tags::REF_MSG_TYPE, Bytes::copy_from_slice(msg.msg_type())));
         if let Some(id) = &bmr.ref_id {
-            body.push((tags::BUSINESS_REJECT_REF_ID, Bytes::copy_from_slice(id.as_bytes())));
+            body.push((
+                tags::BUSINESS_REJECT_REF_ID,
+                Bytes::copy_from_slice(id.as_bytes()),
+            ));
         }
-        body.push((tags::BUSINESS_REJECT_REASON, Bytes::from(bmr.reason.to_string())));
+        body.push((
+            tags::BUSINESS_REJECT_REASON,
+            Bytes::from(bmr.reason.to_string()),
+        ));
         let route = reverse_route(msg);
         self.send_admin(b"j", &route, &body, store);
     }

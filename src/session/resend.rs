@@ -111,10 +111,16 @@ impl Session {
                 break;
             }
             match f.tag {
-                tags::MSG_SEQ_NUM | tags::SENDER_COMP_ID | tags::TARGET_COMP_ID | tags::POSS_DUP_FLAG => {}
+                tags::MSG_SEQ_NUM
+                | tags::SENDER_COMP_ID
+                | tags::TARGET_COMP_ID
+                | tags::POSS_DUP_FLAG => {}
                 tags::ORIG_SENDING_TIME => {}
                 tags::SENDING_TIME => {
-                    header.push((tags::ORIG_SENDING_TIME, raw.slice(f.start as usize..f.end as usize)));
+                    header.push((
+                        tags::ORIG_SENDING_TIME,
+                        raw.slice(f.start as usize..f.end as usize),
+                    ));
                 }
                 t => header.push((t, raw.slice(f.start as usize..f.end as usize))),
             }
@@ -128,7 +134,11 @@ impl Session {
                     .rposition(|&b| b == crate::fix::SOH)
                     .map(|p| p + 1)
                     .unwrap_or(0);
-                let ten = stored.fields().last().map(|t| t.start as usize - 3).unwrap_or(raw.len());
+                let ten = stored
+                    .fields()
+                    .last()
+                    .map(|t| t.start as usize - 3)
+                    .unwrap_or(raw.len());
                 raw.slice(tag_start..ten)
             }
             None => Bytes::new(),

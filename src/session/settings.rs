@@ -356,8 +356,13 @@ fn build_session(
     let target = r.required("TargetCompID")?;
     let mut cfg = SessionConfig::new(&begin, &sender, &target);
     if let Some(e) = r.raw("SessionRole") {
-        cfg.role = SessionRole::parse(&e.value)
-            .ok_or_else(|| r.bad("SessionRole", e, "expected order-entry, market-data, drop-copy or echo"))?;
+        cfg.role = SessionRole::parse(&e.value).ok_or_else(|| {
+            r.bad(
+                "SessionRole",
+                e,
+                "expected order-entry, market-data, drop-copy or echo",
+            )
+        })?;
     }
     if r.raw("HeartBtInt").is_some() {
         cfg.heart_bt_int = Some(r.number("HeartBtInt", 30, "expected whole seconds")?);
@@ -382,9 +387,12 @@ fn build_session(
     cfg.username = r.string("Username").filter(|s| !s.is_empty());
     cfg.password = r.string("Password").filter(|s| !s.is_empty());
     if let Some(e) = r.raw("TimeStampPrecision") {
-        let digits: u32 = e.value.parse().map_err(|_| r.bad("TimeStampPrecision", e, "expected 0, 3, 6 or 9"))?;
-        cfg.timestamp_precision =
-            Precision::from_digits(digits).ok_or_else(|| r.bad("TimeStampPrecision", e, "expected 0, 3, 6 or 9"))?;
+        let digits: u32 = e
+            .value
+            .parse()
+            .map_err(|_| r.bad("TimeStampPrecision", e, "expected 0, 3, 6 or 9"))?;
+        cfg.timestamp_precision = Precision::from_digits(digits)
+            .ok_or_else(|| r.bad("TimeStampPrecision", e, "expected 0, 3, 6 or 9"))?;
     }
     cfg.schedule = schedule(r)?;
     if cfg.use_data_dictionary {
@@ -393,12 +401,13 @@ fn build_session(
             let dict = match dictionaries.get(&file) {
                 Some(d) => d.clone(),
                 None => {
-                    let d = Dictionary::from_file(&file).map_err(|err| SettingsError::Dictionary {
-                        path: r.path.to_string(),
-                        line: e.line,
-                        file: e.value.clone(),
-                        message: err.to_string(),
-                    })?;
+                    let d =
+                        Dictionary::from_file(&file).map_err(|err| SettingsError::Dictionary {
+                            path: r.path.to_string(),
+                            line: e.line,
+                            file: e.value.clone(),
+                            message: err.to_string(),
+                        })?;
                     let d = Arc::new(d);
                     dictionaries.insert(file.clone(), d.clone());
                     d
@@ -408,17 +417,24 @@ fn build_session(
             cfg.dictionary_path = Some(file);
         }
     }
-    let port_entry = r.raw("SocketAcceptPort").ok_or_else(|| SettingsError::Missing {
-        path: r.path.to_string(),
-        line: r.section.line,
-        key: "SocketAcceptPort".to_string(),
+    let port_entry = r
+        .raw("SocketAcceptPort")
+        .ok_or_else(|| SettingsError::Missing {
+            path: r.path.to_string(),
+            line: r.section.line,
+            key: "SocketAcceptPort".to_string(),
+        })?;
+    let port: u16 = port_entry.value.parse().map_err(|_| {
+        r.bad(
+            "SocketAcceptPort",
+            port_entry,
+            "expected a TCP port 0-65535",
+        )
     })?;
-    let port: u16 = port_entry
-        .value
-        .parse()
-        .map_err(|_| r.bad("SocketAcceptPort", port_entry, "expected a TCP port 0-65535"))?;
     let endpoint = Endpoint {
-        address: r.string("SocketAcceptAddress").unwrap_or_else(|| "0.0.0.0".to_string()),
+        address: r
+            .string("SocketAcceptAddress")
+            .unwrap_or_else(|| "0.0.0.0".to_string()),
         port,
     };
     Ok((cfg, endpoint))
@@ -441,8 +457,13 @@ fn schedule(r: &Reader<'_>) -> Result<Schedule, SettingsError> {
         s.end_secs = b;
     }
     if let Some(e) = r.raw("TimeZone") {
-        s.utc_offset_secs = parse_utc_offset(&e.value)
-            .ok_or_else(|| r.bad("TimeZone", e, "expected UTC or a fixed offset such as +01:00"))?;
+        s.utc_offset_secs = parse_utc_offset(&e.value).ok_or_else(|| {
+            r.bad(
+                "TimeZone",
+                e,
+                "expected UTC or a fixed offset such as +01:00",
+            )
+        })?;
     }
     Ok(s)
 }
@@ -486,29 +507,39 @@ ValidateFieldsHaveValues=N
     #[test]
     fn bad_value_names_file_line_key_and_allowed() {
         let text = CFG.replace("ResetOnLogon=Y", "ResetOnLogon=maybe");
-        let err = GatewaySettings::from_settings(Settings::parse("t.cfg", &text).unwrap()).unwrap_err();
+        let err =
+            GatewaySettings::from_settings(Settings::parse("t.cfg", &text).unwrap()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "t.cfg:6: ResetOnLogon=\"maybe\" is invalid: expected Y or N"
         );
         let text = CFG.replace("SessionRole=echo", "SessionRole=trader");
-        let err = GatewaySettings::from_settings(Settings::parse("t.cfg", &text).unwrap()).unwrap_err();
+        let err =
+            GatewaySettings::from_settings(Settings::parse("t.cfg", &text).unwrap()).unwrap_err();
         assert!(err.to_string().contains("t.cfg:11: SessionRole"), "{err}");
     }
 
     #[test]
     fn missing_keys_and_syntax_errors() {
         let err = Settings::parse("t.cfg", "[SESSION]\nnot a pair\n").unwrap_err();
-        assert!(err.to_string().starts_with("t.cfg:2: cannot parse"), "{err}");
+        assert!(
+            err.to_string().starts_with("t.cfg:2: cannot parse"),
+            "{err}"
+        );
         let text = CFG.replace("TargetCompID=TW44\n", "");
-        let err = GatewaySettings::from_settings(Settings::parse("t.cfg", &text).unwrap()).unwrap_err();
-        assert_eq!(err.to_string(), "t.cfg: session at line 8: missing TargetCompID");
+        let err =
+            GatewaySettings::from_settings(Settings::parse("t.cfg", &text).unwrap()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "t.cfg: session at line 8: missing TargetCompID"
+        );
     }
 
     #[test]
     fn duplicate_session_refused() {
         let text = CFG.replace("TargetCompID=TW\n", "TargetCompID=TW44\n");
-        let err = GatewaySettings::from_settings(Settings::parse("t.cfg", &text).unwrap()).unwrap_err();
+        let err =
+            GatewaySettings::from_settings(Settings::parse("t.cfg", &text).unwrap()).unwrap_err();
         assert!(err.to_string().contains("duplicate session"), "{err}");
     }
 
@@ -520,7 +551,10 @@ ValidateFieldsHaveValues=N
         );
         let g = GatewaySettings::from_settings(Settings::parse("t.cfg", &text).unwrap()).unwrap();
         let s = g.sessions[0].0.schedule;
-        assert_eq!((s.start_secs, s.end_secs, s.utc_offset_secs), (28800, 61200, 7200));
+        assert_eq!(
+            (s.start_secs, s.end_secs, s.utc_offset_secs),
+            (28800, 61200, 7200)
+        );
         let text = CFG.replace("UnknownKey=whatever", "StartTime=8am\nEndTime=17:00:00");
         assert!(GatewaySettings::from_settings(Settings::parse("t.cfg", &text).unwrap()).is_err());
     }

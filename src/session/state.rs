@@ -145,8 +145,7 @@ impl Session {
 
     /// Asks the I/O layer to close the connection.
     pub(crate) fn disconnect(&mut self) {
-        if self.status != Status::Disconnected && self.actions.back() != Some(&Action::Disconnect)
-        {
+        if self.status != Status::Disconnected && self.actions.back() != Some(&Action::Disconnect) {
             self.actions.push_back(Action::Disconnect);
         }
     }
@@ -216,7 +215,11 @@ impl Session {
                 if logging_on {
                     self.disconnect();
                 } else {
-                    self.reject(msg, Rejection::tag(SessionRejectReason::RequiredTagMissing, tag), store);
+                    self.reject(
+                        msg,
+                        Rejection::tag(SessionRejectReason::RequiredTagMissing, tag),
+                        store,
+                    );
                 }
                 return;
             }
@@ -296,7 +299,11 @@ impl Session {
         if new_seq > expected {
             store.set_next_target_seq(new_seq);
         } else if new_seq < expected {
-            self.reject(msg, Rejection::message(SessionRejectReason::ValueIsIncorrect), store);
+            self.reject(
+                msg,
+                Rejection::message(SessionRejectReason::ValueIsIncorrect),
+                store,
+            );
         }
     }
 
@@ -400,7 +407,11 @@ impl Session {
             return false;
         }
         if self.cfg.check_comp_id && !self.is_correct_comp_id(msg) {
-            self.reject(msg, Rejection::message(SessionRejectReason::CompIdProblem), store);
+            self.reject(
+                msg,
+                Rejection::message(SessionRejectReason::CompIdProblem),
+                store,
+            );
             self.generate_logout(None, store);
             return false;
         }
@@ -470,7 +481,10 @@ impl Session {
         let Some(orig) = msg.get(tags::ORIG_SENDING_TIME) else {
             self.reject(
                 msg,
-                Rejection::tag(SessionRejectReason::RequiredTagMissing, tags::ORIG_SENDING_TIME),
+                Rejection::tag(
+                    SessionRejectReason::RequiredTagMissing,
+                    tags::ORIG_SENDING_TIME,
+                ),
                 store,
             );
             return;

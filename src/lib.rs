@@ -7,5 +7,6 @@
 pub mod engine;
 pub mod fix;
 pub mod gateway;
+pub mod load;
 pub mod session;
 pub mod venue;

@@ -1,0 +1,681 @@
+//! One FIX 4.4 initiator session of the load generator: connect, Logon,
+//! send the scheduled requests, match answers to them, answer TestRequest
+//! and ResendRequest (with a gap fill: nothing is persisted), keep the
+//! connection alive with Heartbeats, and Logout at the end.
+//!
+//! A session is one tokio task. It reads and writes from one `select!`
+//! loop: writes go through a buffer that is written whenever the socket
+//! takes bytes, so a slow reader on the other side never blocks our reads.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, Notify};
+use tokio::time::{sleep_until, Instant, MissedTickBehavior};
+use tokio_util::codec::FramedRead;
+
+use crate::fix::encoder::push_int;
+use crate::fix::time::{now_utc, Precision};
+use crate::fix::{Encoder, FixCodec, Message, BEGIN_STRING_FIX44};
+
+use super::report::SessionStats;
+use super::workload::{format_price, OpenOrder, OpenOrders, Request, Schedule, Workload};
+
+/// How long to wait for the TCP connection and for the Logon reply.
+pub const LOGON_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long after the end to wait for answers to requests in flight.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to wait for the acceptor's Logout reply.
+pub const LOGOUT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most frames handled between two looks at the clock and the socket.
+const READ_BATCH: usize = 256;
+/// Period of the heartbeat check.
+const HOUSEKEEPING: Duration = Duration::from_millis(250);
+
+/// Everything a session needs before it connects.
+#[derive(Debug)]
+pub struct SessionSetup {
+    /// Host to connect to.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// SenderCompID (49).
+    pub sender: String,
+    /// TargetCompID (56).
+    pub target: String,
+    /// HeartBtInt.
+    pub heartbeat: Duration,
+    /// Send ResetSeqNumFlag=Y on Logon.
+    pub reset_seq: bool,
+    /// Account (1) on every order, if any.
+    pub account: Option<String>,
+    /// The requests to send.
+    pub workload: Workload,
+    /// Prefix of every ClOrdID; the order number follows.
+    pub clordid_prefix: String,
+}
+
+/// How requests are paced once the run starts.
+#[derive(Debug, Clone)]
+pub enum Pacing {
+    /// As fast as answers come back, at most `window` in flight.
+    Max {
+        /// In-flight limit.
+        window: usize,
+    },
+    /// On a fixed schedule driven by the pacer thread.
+    Fixed {
+        /// The schedule shared by all sessions.
+        schedule: Schedule,
+        /// This session's slot in the schedule.
+        slot: u64,
+        /// Global number of requests in the whole run.
+        total: u64,
+        /// Number of global requests due so far (written by the pacer).
+        due: Arc<AtomicU64>,
+        /// Woken by the pacer when one of this session's requests is due.
+        notify: Arc<Notify>,
+    },
+}
+
+/// The run's timing, given to every session once all have logged on.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Time zero of the schedule.
+    pub start: Instant,
+    /// Requests scheduled from here on are measured.
+    pub measure_from: Instant,
+    /// No request is scheduled from here on.
+    pub end: Instant,
+    /// Pacing.
+    pub pacing: Pacing,
+}
+
+/// A request sent and not answered yet.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    scheduled: Instant,
+    seq: u64,
+    measured: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Sending,
+    Draining,
+    LoggingOut,
+    Done,
+}
+
+/// Runs one session: connects and logs on, reports the logon result on
+/// `logged_on`, waits for the plan on `go` (`None`: the run was called
+/// off), then runs it. Returns what it counted.
+pub async fn run_session(
+    setup: SessionSetup,
+    logged_on: oneshot::Sender<Result<(), String>>,
+    go: oneshot::Receiver<Option<Plan>>,
+) -> SessionStats {
+    let mut stats = SessionStats::new(&setup.sender);
+    let (reader, writer) = match connect_and_logon(&setup).await {
+        Ok(halves) => halves,
+        Err(e) => {
+            stats.error = Some(e.clone());
+            let _ = logged_on.send(Err(e));
+            return stats;
+        }
+    };
+    let _ = logged_on.send(Ok(()));
+    let plan = match go.await {
+        Ok(Some(plan)) => Some(plan),
+        _ => None,
+    };
+    let mut s = Client::new(setup, writer, stats);
+    match plan {
+        Some(plan) => s.run(reader, plan).await,
+        None => s.logout_only(reader).await,
+    }
+    s.finish().await
+}
+
+/// Opens the TCP connection, sends Logon and waits for the acceptor's Logon.
+async fn connect_and_logon(
+    setup: &SessionSetup,
+) -> Result<(FramedRead<OwnedReadHalf, FixCodec>, OwnedWriteHalf), String> {
+    let addr = format!("{}:{}", setup.host, setup.port);
+    let stream = tokio::time::timeout(LOGON_TIMEOUT, TcpStream::connect(&addr))
+        .await
+        .map_err(|_| format!("connect to {addr} timed out"))?
+        .map_err(|e| format!("connect to {addr}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (rd, mut wr) = stream.into_split();
+    let mut reader = FramedRead::new(rd, FixCodec::default());
+    let mut enc = Encoder::new();
+    header(&mut enc, b"A", setup, 1);
+    enc.field(98, b"0")
+        .field_int(108, setup.heartbeat.as_secs() as i64);
+    if setup.reset_seq {
+        enc.field(141, b"Y");
+    }
+    wr.write_all(enc.finish(BEGIN_STRING_FIX44))
+        .await
+        .map_err(|e| format!("sending Logon: {e}"))?;
+    let reply = tokio::time::timeout(LOGON_TIMEOUT, async {
+        loop {
+            match reader.next().await {
+                None => return Err("connection closed before the Logon reply".to_string()),
+                Some(Err(e)) => return Err(format!("reading the Logon reply: {e}")),
+                Some(Ok(frame)) => {
+                    let Ok(m) = Message::parse(frame) else {
+                        continue;
+                    };
+                    match m.msg_type() {
+                        b"A" => return Ok(()),
+                        b"5" => {
+                            return Err(format!(
+                                "Logon refused: {}",
+                                m.get_str(58).unwrap_or("Logout without text")
+                            ))
+                        }
+                        b"3" => {
+                            return Err(format!(
+                                "Logon rejected: {}",
+                                m.get_str(58).unwrap_or("Reject without text")
+                            ))
+                        }
+                        _ => continue,
+                    }
+                }
+            }
+        }
+    })
+    .await
+    .map_err(|_| "no Logon reply in time".to_string())?;
+    reply?;
+    Ok((reader, wr))
+}
+
+/// Waits for the pacer's wake-up (forever in max mode, which has no pacer).
+async fn wait_notified(notify: Option<&Notify>) {
+    match notify {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Writes 35, 49, 56, 34 and 52.
+fn header(enc: &mut Encoder, msg_type: &[u8], setup: &SessionSetup, seq: u64) {
+    enc.start(msg_type)
+        .field_str(49, &setup.sender)
+        .field_str(56, &setup.target)
+        .field_int(34, seq as i64)
+        .field_time(52, now_utc(), Precision::Millis);
+}
+
+/// The connection state of a running session.
+struct Client {
+    setup: SessionSetup,
+    writer: OwnedWriteHalf,
+    enc: Encoder,
+    out: Vec<u8>,
+    written: usize,
+    next_seq: u64,
+    last_sent: Instant,
+    stats: SessionStats,
+    open: OpenOrders,
+    /// Pending requests by order number, from `pending_base` on.
+    pending: VecDeque<Option<Pending>>,
+    pending_base: u64,
+    in_flight: usize,
+    /// Next order number (= ClOrdID counter = schedule index).
+    next_k: u64,
+    phase: Phase,
+}
+
+impl Client {
+    fn new(setup: SessionSetup, writer: OwnedWriteHalf, stats: SessionStats) -> Client {
+        Client {
+            setup,
+            writer,
+            enc: Encoder::new(),
+            out: Vec::with_capacity(64 * 1024),
+            written: 0,
+            next_seq: 2,
+            last_sent: Instant::now(),
+            stats,
+            open: OpenOrders::default(),
+            pending: VecDeque::new(),
+            pending_base: 0,
+            in_flight: 0,
+            next_k: 0,
+            phase: Phase::Sending,
+        }
+    }
+
+    /// Starts a message: header with the next MsgSeqNum.
+    fn begin(&mut self, msg_type: &[u8]) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        header(&mut self.enc, msg_type, &self.setup, seq);
+        seq
+    }
+
+    /// Finishes the message being encoded and queues it for writing.
+    fn queue(&mut self) {
+        let bytes = self.enc.finish(BEGIN_STRING_FIX44);
+        self.out.extend_from_slice(bytes);
+        self.last_sent = Instant::now();
+    }
+
+    fn send_heartbeat(&mut self, test_req_id: Option<&[u8]>) {
+        self.begin(b"0");
+        if let Some(id) = test_req_id {
+            self.enc.field(112, id);
+        }
+        self.queue();
+    }
+
+    fn send_logout(&mut self) {
+        self.begin(b"5");
+        self.queue();
+    }
+
+    /// Answers a ResendRequest: we keep no store, so everything asked for
+    /// is skipped with one SequenceReset-GapFill.
+    fn send_gap_fill(&mut self, begin: u64) {
+        let begin = begin.max(1);
+        if begin >= self.next_seq {
+            return;
+        }
+        let now = now_utc();
+        self.enc
+            .start(b"4")
+            .field_str(49, &self.setup.sender)
+            .field_str(56, &self.setup.target)
+            .field_int(34, begin as i64)
+            .field(43, b"Y")
+            .field_time(52, now, Precision::Millis)
+            .field_time(122, now, Precision::Millis)
+            .field(123, b"Y")
+            .field_int(36, self.next_seq as i64);
+        self.queue();
+    }
+
+    fn clordid(&mut self, tag: i32, k: u64) {
+        let prefix = self.setup.clordid_prefix.as_bytes();
+        self.enc.field_with(tag, |b| {
+            b.extend_from_slice(prefix);
+            push_int(b, k as i64);
+        });
+    }
+
+    /// The order number in one of our ClOrdIDs.
+    fn order_number(&self, clordid: &[u8]) -> Option<u64> {
+        let rest = clordid.strip_prefix(self.setup.clordid_prefix.as_bytes())?;
+        crate::fix::message::parse_u64(rest)
+    }
+
+    /// Sends request number `next_k`, scheduled at `scheduled`.
+    fn send_request(&mut self, scheduled: Instant, measured: bool) {
+        let k = self.next_k;
+        self.next_k += 1;
+        let request = self.setup.workload.next(&mut self.open);
+        let seq = match request {
+            Request::New {
+                instrument,
+                side,
+                price_cents,
+                qty,
+                ..
+            } => {
+                let seq = self.begin(b"D");
+                self.clordid(11, k);
+                self.body_common(instrument, side.fix(), qty);
+                self.enc
+                    .field(40, b"2")
+                    .field_with(44, |b| format_price(price_cents, b))
+                    .field(59, b"0");
+                self.queue();
+                self.open.sent(
+                    k,
+                    OpenOrder {
+                        instrument,
+                        side,
+                        qty,
+                    },
+                );
+                seq
+            }
+            Request::Cancel { orig, order } => {
+                let seq = self.begin(b"F");
+                self.clordid(41, orig);
+                self.clordid(11, k);
+                self.body_common(order.instrument, order.side.fix(), order.qty);
+                self.queue();
+                self.stats.cancels_sent += 1;
+                seq
+            }
+        };
+        self.stats.sent += 1;
+        self.pending.push_back(Some(Pending {
+            scheduled,
+            seq,
+            measured,
+        }));
+        self.in_flight += 1;
+        self.stats.max_in_flight = self.stats.max_in_flight.max(self.in_flight);
+    }
+
+    /// Account, HandlInst, Symbol, Side, TransactTime, OrderQty.
+    fn body_common(&mut self, instrument: usize, side: &[u8], qty: u64) {
+        if let Some(acct) = &self.setup.account {
+            self.enc.field_str(1, acct);
+        }
+        let symbol = &self.setup.workload.instruments()[instrument].symbol;
+        self.enc
+            .field(21, b"1")
+            .field_str(55, symbol)
+            .field(54, side)
+            .field_time(60, now_utc(), Precision::Millis)
+            .field_int(38, qty as i64);
+    }
+
+    /// Removes request `k` from the pending requests, if it is pending.
+    fn take_pending(&mut self, k: u64) -> Option<Pending> {
+        let idx = usize::try_from(k.checked_sub(self.pending_base)?).ok()?;
+        let p = self.pending.get_mut(idx)?.take()?;
+        self.in_flight -= 1;
+        while let Some(None) = self.pending.front() {
+            self.pending.pop_front();
+            self.pending_base += 1;
+        }
+        Some(p)
+    }
+
+    /// The pending request sent with MsgSeqNum `seq`.
+    fn pending_by_seq(&self, seq: u64) -> Option<u64> {
+        self.pending
+            .iter()
+            .position(|p| matches!(p, Some(p) if p.seq == seq))
+            .map(|i| self.pending_base + i as u64)
+    }
+
+    /// Records the first answer to a request.
+    fn answered(&mut self, p: Pending, at: Instant, plan: &Plan, rejected: bool) {
+        if p.measured {
+            let ns = at.saturating_duration_since(p.scheduled).as_nanos();
+            self.stats
+                .histogram
+                .saturating_record(u64::try_from(ns).unwrap_or(u64::MAX).max(1));
+        }
+        if rejected {
+            self.stats.rejects += 1;
+        } else {
+            self.stats.acks += 1;
+            if at >= plan.measure_from && at <= plan.end {
+                self.stats.acks_measured += 1;
+            }
+        }
+    }
+
+    fn note_reject_text(&mut self, m: &Message) {
+        if self.stats.first_reject.is_none() {
+            self.stats.first_reject = Some(
+                String::from_utf8_lossy(m.raw())
+                    .replace('\x01', "|")
+                    .to_string(),
+            );
+        }
+    }
+
+    /// Handles one inbound message. Returns false when the session must end.
+    fn on_message(&mut self, m: &Message, at: Instant, plan: &Plan) -> bool {
+        match m.msg_type() {
+            b"8" => {
+                let exec_type = m.get(150).and_then(|v| v.first().copied());
+                let ord_status = m.get(39).and_then(|v| v.first().copied());
+                let Some(k) = m.get(11).and_then(|v| self.order_number(v)) else {
+                    return true;
+                };
+                if exec_type == Some(b'F') {
+                    self.stats.fills += 1;
+                }
+                let rejected = exec_type == Some(b'8');
+                if let Some(p) = self.take_pending(k) {
+                    if rejected {
+                        self.note_reject_text(m);
+                    }
+                    self.answered(p, at, plan, rejected);
+                }
+                if let Some(st) = ord_status {
+                    self.open.on_status(k, st);
+                    if let Some(orig) = m.get(41).and_then(|v| self.order_number(v)) {
+                        self.open.on_status(orig, st);
+                    }
+                }
+            }
+            b"9" => {
+                if let Some(k) = m.get(11).and_then(|v| self.order_number(v)) {
+                    if let Some(p) = self.take_pending(k) {
+                        self.stats.cancel_rejects += 1;
+                        self.answered(p, at, plan, false);
+                    }
+                }
+            }
+            b"3" | b"j" => {
+                let k = m.get_u64(45).and_then(|seq| self.pending_by_seq(seq));
+                if let Some(k) = k {
+                    if let Some(p) = self.take_pending(k) {
+                        self.note_reject_text(m);
+                        self.answered(p, at, plan, true);
+                    }
+                }
+            }
+            b"1" => {
+                let id = m.get(112).map(<[u8]>::to_vec);
+                self.send_heartbeat(id.as_deref());
+            }
+            b"2" => {
+                if let Some(begin) = m.get_u64(7) {
+                    self.send_gap_fill(begin);
+                }
+            }
+            b"5" => {
+                if self.phase == Phase::LoggingOut {
+                    self.phase = Phase::Done;
+                } else {
+                    self.stats.error = Some(format!(
+                        "acceptor logged out: {}",
+                        m.get_str(58).unwrap_or("no text")
+                    ));
+                    self.send_logout();
+                    self.phase = Phase::Done;
+                }
+                return false;
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// Sends whatever the pacing allows now (`at_end`: everything the
+    /// schedule still holds, in case the pacer is late).
+    fn send_due(&mut self, plan: &Plan, at_end: bool) {
+        if self.phase != Phase::Sending {
+            return;
+        }
+        match &plan.pacing {
+            Pacing::Max { window } => {
+                let now = Instant::now();
+                if at_end || now >= plan.end {
+                    return;
+                }
+                let measured = now >= plan.measure_from;
+                while self.in_flight < *window {
+                    self.send_request(now, measured);
+                }
+            }
+            Pacing::Fixed {
+                schedule,
+                slot,
+                total,
+                due,
+                ..
+            } => {
+                let global = if at_end {
+                    *total
+                } else {
+                    due.load(Ordering::Acquire)
+                };
+                let mine = schedule.session_due(*slot, global);
+                while self.next_k < mine {
+                    let scheduled = plan.start + schedule.offset(*slot, self.next_k);
+                    self.send_request(scheduled, scheduled >= plan.measure_from);
+                }
+            }
+        }
+    }
+
+    fn start_logout(&mut self, deadline: &mut std::pin::Pin<&mut tokio::time::Sleep>) {
+        self.send_logout();
+        self.phase = Phase::LoggingOut;
+        deadline.as_mut().reset(Instant::now() + LOGOUT_TIMEOUT);
+    }
+
+    /// The main loop: from the start of the plan to the end of the logout.
+    async fn run(&mut self, mut reader: FramedRead<OwnedReadHalf, FixCodec>, plan: Plan) {
+        let notify = match &plan.pacing {
+            Pacing::Fixed { notify, .. } => Some(notify.clone()),
+            Pacing::Max { .. } => None,
+        };
+        let heartbeat = self.setup.heartbeat;
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let deadline = sleep_until(plan.end);
+        tokio::pin!(deadline);
+        sleep_until(plan.start).await;
+        while self.phase != Phase::Done {
+            self.send_due(&plan, false);
+            if self.phase == Phase::Draining && self.in_flight == 0 {
+                self.start_logout(&mut deadline);
+            }
+            let pending_write = self.written < self.out.len();
+            tokio::select! {
+                biased;
+                r = self.writer.write(&self.out[self.written..]), if pending_write => match r {
+                    Ok(0) | Err(_) => {
+                        self.fail("connection lost while writing");
+                    }
+                    Ok(n) => {
+                        self.written += n;
+                        if self.written == self.out.len() {
+                            self.out.clear();
+                            self.written = 0;
+                        }
+                    }
+                },
+                frame = reader.next() => {
+                    let mut next = Some(frame);
+                    let mut handled = 0;
+                    while let Some(frame) = next.take() {
+                        match frame {
+                            Some(Ok(bytes)) => {
+                                if !self.on_frame(bytes, &plan) {
+                                    break;
+                                }
+                            }
+                            Some(Err(e)) => {
+                                self.fail(&format!("read error: {e}"));
+                                break;
+                            }
+                            None => {
+                                self.fail("acceptor closed the connection");
+                                break;
+                            }
+                        }
+                        handled += 1;
+                        if handled < READ_BATCH {
+                            next = reader.next().now_or_never();
+                        }
+                    }
+                }
+                _ = wait_notified(notify.as_deref()), if self.phase == Phase::Sending => {}
+                _ = &mut deadline => match self.phase {
+                    Phase::Sending => {
+                        // Send what is due up to the end, then wait for answers.
+                        self.send_due(&plan, true);
+                        self.phase = Phase::Draining;
+                        deadline.as_mut().reset(Instant::now() + DRAIN_TIMEOUT);
+                    }
+                    Phase::Draining => self.start_logout(&mut deadline),
+                    _ => self.phase = Phase::Done,
+                },
+                _ = housekeeping.tick() => {
+                    if self.last_sent.elapsed() >= heartbeat {
+                        self.send_heartbeat(None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Parses and handles one frame; false ends the session.
+    fn on_frame(&mut self, bytes: Bytes, plan: &Plan) -> bool {
+        let at = Instant::now();
+        match Message::parse(bytes) {
+            Ok(m) => self.on_message(&m, at, plan),
+            Err(e) => {
+                tracing::debug!(%e, "load: unparsable message ignored");
+                true
+            }
+        }
+    }
+
+    /// Ends the session with an error (unless it was logging out anyway).
+    fn fail(&mut self, why: &str) {
+        if self.phase != Phase::LoggingOut && self.stats.error.is_none() {
+            self.stats.error = Some(why.to_string());
+        }
+        self.phase = Phase::Done;
+        // Nothing more can be written.
+        self.out.clear();
+        self.written = 0;
+    }
+
+    /// The run was called off before it started: just log out.
+    async fn logout_only(&mut self, mut reader: FramedRead<OwnedReadHalf, FixCodec>) {
+        self.send_logout();
+        let _ = self.flush().await;
+        let _ = tokio::time::timeout(LOGOUT_TIMEOUT, async {
+            while let Some(Ok(frame)) = reader.next().await {
+                if let Ok(m) = Message::parse(frame) {
+                    if m.msg_type() == b"5" {
+                        break;
+                    }
+                }
+            }
+        })
+        .await;
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        let r = self.writer.write_all(&self.out[self.written..]).await;
+        self.out.clear();
+        self.written = 0;
+        r
+    }
+
+    /// Writes what is left, closes the connection and returns the counts.
+    async fn finish(mut self) -> SessionStats {
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
+        let _ = self.writer.shutdown().await;
+        self.stats.unanswered = self.in_flight as u64;
+        self.stats
+    }
+}

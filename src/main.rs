@@ -43,6 +43,12 @@ enum Command {
         #[arg(long, value_enum, default_value = "fsync")]
         flush: Flush,
     },
+
+    /// Drive a FIX 4.4 acceptor (fixgw or any other) with NewOrderSingles and
+    /// report sustained orders/s and ExecutionReport latency percentiles.
+    ///
+    /// Example: fixgw load --port 9878 --sender CLIENT1 --rate 10000 --duration 20
+    Load(fixgw::load::LoadOptions),
 }
 
 fn init_tracing() {
@@ -74,6 +80,27 @@ fn main() -> ExitCode {
                 },
             };
             run(opts)
+        }
+        Command::Load(opts) => load(opts),
+    }
+}
+
+fn load(opts: fixgw::load::LoadOptions) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("fixgw: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(fixgw::load::run(&opts)) {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("fixgw load: {e:#}");
+            ExitCode::from(1)
         }
     }
 }

@@ -71,8 +71,7 @@ impl Gateway {
             .iter()
             .any(|(c, _)| c.role != SessionRole::Echo);
         let venue = if needs_venue {
-            let cfg = VenueConfig::load(&opts.venue)
-                .with_context(|| format!("venue config {}", opts.venue.display()))?;
+            let cfg = VenueConfig::load(&opts.venue)?;
             let infos: Vec<SessionInfo> = settings
                 .sessions
                 .iter()

@@ -336,7 +336,7 @@ impl Client {
             } => {
                 let seq = self.begin(b"D");
                 self.clordid(11, k);
-                self.body_common(instrument, side.fix(), qty);
+                self.body_common(instrument, side.fix(), qty, true);
                 self.enc
                     .field(40, b"2")
                     .field_with(44, |b| format_price(price_cents, b))
@@ -356,7 +356,7 @@ impl Client {
                 let seq = self.begin(b"F");
                 self.clordid(41, orig);
                 self.clordid(11, k);
-                self.body_common(order.instrument, order.side.fix(), order.qty);
+                self.body_common(order.instrument, order.side.fix(), order.qty, false);
                 self.queue();
                 self.stats.cancels_sent += 1;
                 seq
@@ -372,14 +372,17 @@ impl Client {
         self.stats.max_in_flight = self.stats.max_in_flight.max(self.in_flight);
     }
 
-    /// Account, HandlInst, Symbol, Side, TransactTime, OrderQty.
-    fn body_common(&mut self, instrument: usize, side: &[u8], qty: u64) {
+    /// Account, HandlInst (orders only: OrderCancelRequest has no 21),
+    /// Symbol, Side, TransactTime, OrderQty.
+    fn body_common(&mut self, instrument: usize, side: &[u8], qty: u64, handl_inst: bool) {
         if let Some(acct) = &self.setup.account {
             self.enc.field_str(1, acct);
         }
+        if handl_inst {
+            self.enc.field(21, b"1");
+        }
         let symbol = &self.setup.workload.instruments()[instrument].symbol;
         self.enc
-            .field(21, b"1")
             .field_str(55, symbol)
             .field(54, side)
             .field_time(60, now_utc(), Precision::Millis)

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Reproduces the `fixgw load` figures in README.md: sustained orders/s with
+# fsync and os flushing for 1 and 10 sessions, and latency percentiles at
+# fixed rates. Gateway and load generator run on this machine.
+#
+# Usage: benches/load.sh [DURATION_SECS]   (default 20)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dur="${1:-20}"
+cargo build --release -p fixgw --bin fixgw
+bin=./target/release/fixgw
+senders() { local n=$1 s=""; for i in $(seq 1 "$n"); do s+="--sender LOAD$(printf %02d "$i") "; done; echo "$s"; }
+
+run_gateway() {
+    local flush=$1 data
+    data=$(mktemp -d)
+    "$bin" run --config sessions/bench.cfg --venue sessions/bench-venue.toml \
+        --data "$data" --flush "$flush" 2>"$data/gateway.log" &
+    gw=$!
+    sleep 1
+}
+stop_gateway() { kill "$gw" 2>/dev/null || true; wait "$gw" 2>/dev/null || true; }
+trap stop_gateway EXIT
+
+for flush in fsync os; do
+    for n in 1 10; do
+        run_gateway "$flush"
+        echo "== max rate, flush=$flush, sessions=$n"
+        # shellcheck disable=SC2046
+        "$bin" load -n "$n" $(senders "$n") --window 256 --duration "$dur" --warmup 2 --mix 60,30,10
+        stop_gateway
+    done
+done
+for rate in 1000 10000 50000; do
+    run_gateway fsync
+    echo "== fixed rate $rate/s, flush=fsync, sessions=2"
+    # shellcheck disable=SC2046
+    "$bin" load -n 2 $(senders 2) --rate "$rate" --duration "$dur" --warmup 2 --mix 60,30,10 \
+        --hgrm "target/load-$rate.hgrm"
+    stop_gateway
+done

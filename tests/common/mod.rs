@@ -38,6 +38,8 @@ pub struct Gateway {
     pub data: PathBuf,
     /// Where its stderr goes.
     pub log: PathBuf,
+    /// Venue config passed with `--venue` (None: the binary's default).
+    pub venue: Option<PathBuf>,
 }
 
 impl Gateway {
@@ -46,9 +48,10 @@ impl Gateway {
     pub fn start(dir: &Path, cfg: &str) -> Gateway {
         let port = free_port();
         let config = dir.join("gateway.cfg");
-        let text = cfg
-            .replace("{PORT}", &port.to_string())
-            .replace("{DICT}", &repo_path("dictionaries/FIX44.xml").display().to_string());
+        let text = cfg.replace("{PORT}", &port.to_string()).replace(
+            "{DICT}",
+            &repo_path("dictionaries/FIX44.xml").display().to_string(),
+        );
         std::fs::write(&config, text).expect("write cfg");
         let mut g = Gateway {
             child: None,
@@ -56,6 +59,31 @@ impl Gateway {
             config,
             data: dir.join("data"),
             log: dir.join("gateway.log"),
+            venue: None,
+        };
+        g.restart();
+        g
+    }
+
+    /// Like `start`, and also writes `venue_toml` to `dir/venue.toml` and
+    /// passes it with `--venue`.
+    pub fn start_with_venue(dir: &Path, cfg: &str, venue_toml: &str) -> Gateway {
+        let venue = dir.join("venue.toml");
+        std::fs::write(&venue, venue_toml).expect("write venue.toml");
+        let port = free_port();
+        let config = dir.join("gateway.cfg");
+        let text = cfg.replace("{PORT}", &port.to_string()).replace(
+            "{DICT}",
+            &repo_path("dictionaries/FIX44.xml").display().to_string(),
+        );
+        std::fs::write(&config, text).expect("write cfg");
+        let mut g = Gateway {
+            child: None,
+            port,
+            config,
+            data: dir.join("data"),
+            log: dir.join("gateway.log"),
+            venue: Some(venue),
         };
         g.restart();
         g
@@ -68,12 +96,16 @@ impl Gateway {
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let child = Command::new(env!("CARGO_BIN_EXE_fixgw"))
-            .arg("run")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fixgw"));
+        cmd.arg("run")
             .arg("--config")
             .arg(&self.config)
             .arg("--data")
-            .arg(&self.data)
+            .arg(&self.data);
+        if let Some(venue) = &self.venue {
+            cmd.arg("--venue").arg(venue);
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -204,7 +236,7 @@ impl Client {
 
     /// True when the peer closes within `timeout` (any data fails).
     pub fn expect_disconnect(&mut self, timeout: Duration) -> bool {
-        matches!(self.recv(timeout), None) && {
+        self.recv(timeout).is_none() && {
             let mut b = [0u8; 1];
             self.stream.set_read_timeout(Some(timeout)).ok();
             matches!(self.stream.read(&mut b), Ok(0) | Err(_))

@@ -84,13 +84,17 @@ impl Gateway {
             let mut venue = Venue::new(&cfg, &infos).context("building the venue")?;
             // QuickFIX's stock FIX44.xml has no TrdMatchID (880) in
             // ExecutionReport: a QuickFIX client validating against it would
-            // reject every fill. Off unless a session asks for it.
-            let trd_match_id = settings.raw.sessions.iter().any(|s| {
-                s.entries
+            // reject every fill. Off unless the session asks (SendTrdMatchID=Y).
+            venue.set_trd_match_id(false);
+            for section in &settings.raw.sessions {
+                let wants = section
+                    .entries
                     .get("SendTrdMatchID")
-                    .is_some_and(|e| e.value == "Y")
-            });
-            venue.set_trd_match_id(trd_match_id);
+                    .is_some_and(|e| e.value == "Y");
+                if let Some(target) = section.entries.get("TargetCompID") {
+                    venue.set_session_trd_match_id(&target.value, wants);
+                }
+            }
             Some(venue)
         } else {
             None

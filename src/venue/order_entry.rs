@@ -111,6 +111,8 @@ struct SessionState {
     cl_ord_ids: HashMap<String, u64>,
     /// OrderIDs of the session's working orders, in entry order.
     live: BTreeSet<u64>,
+    /// Put TrdMatchID (880) on this session's fills (None: the venue default).
+    trd_match_id: Option<bool>,
 }
 
 /// OrdStatus (39) values the venue reports.
@@ -297,6 +299,7 @@ impl Venue {
                 account: cfg.account_for_session(&s.comp_id),
                 cl_ord_ids: HashMap::new(),
                 live: BTreeSet::new(),
+                trd_match_id: None,
             });
         }
         Ok(Venue {
@@ -322,6 +325,21 @@ impl Venue {
     /// counterparties that validate against that dictionary.
     pub fn set_trd_match_id(&mut self, on: bool) {
         self.trd_match_id = on;
+    }
+
+    /// Overrides TrdMatchID (880) on fills for one session (by client CompID).
+    pub fn set_session_trd_match_id(&mut self, comp_id: &str, on: bool) {
+        if let Some(&o) = self.session_ids.get(comp_id) {
+            self.sessions[o as usize].trd_match_id = Some(on);
+        }
+    }
+
+    /// Whether fills for session `owner` carry TrdMatchID.
+    fn wants_880(&self, owner: usize) -> bool {
+        self.sessions
+            .get(owner)
+            .and_then(|s| s.trd_match_id)
+            .unwrap_or(self.trd_match_id)
     }
 
     /// The exchange core.
@@ -593,7 +611,7 @@ impl Venue {
             ord_status_req_id: None,
             transact_time: utc(ts),
         };
-        let m = er.render(self.trd_match_id);
+        let m = er.render(self.wants_880(owner as usize));
         out.push((sess.info.comp_id.clone(), m));
     }
 
@@ -777,7 +795,7 @@ impl Venue {
                 let rec = &self.orders[&no];
                 let mut er = self.order_report(no, rec, exec_type::ORDER_STATUS, exec_id, ts);
                 er.ord_status_req_id = req_id;
-                er.render(self.trd_match_id)
+                er.render(self.wants_880(owner as usize))
             }
             None => ExecReport {
                 order_id: None,
@@ -808,7 +826,7 @@ impl Venue {
                 ord_status_req_id: req_id,
                 transact_time: utc(ts),
             }
-            .render(self.trd_match_id),
+            .render(self.wants_880(owner as usize)),
         };
         out.push((sess.info.comp_id.clone(), m));
     }
@@ -1148,7 +1166,7 @@ impl Venue {
             ord_status_req_id: None,
             transact_time: utc(ts),
         };
-        let m = er.render(self.trd_match_id);
+        let m = er.render(self.wants_880(o.owner as usize));
         out.push((self.sessions[o.owner as usize].info.comp_id.clone(), m));
     }
 
@@ -1258,7 +1276,7 @@ impl Venue {
                 liquidity,
             });
         }
-        let m = er.render(self.trd_match_id);
+        let m = er.render(self.wants_880(rec.owner as usize));
         out.push((self.sessions[rec.owner as usize].info.comp_id.clone(), m));
         if done_status.is_some() {
             self.finish(no);

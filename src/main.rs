@@ -86,7 +86,10 @@ fn main() -> ExitCode {
 }
 
 fn load(opts: fixgw::load::LoadOptions) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("fixgw: cannot start the runtime: {e}");

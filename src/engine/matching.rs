@@ -448,44 +448,69 @@ impl Engine {
         price: Ticks,
         out: &mut Vec<Event>,
     ) {
-        let q = self.slab.get(t).leaves().min(self.slab.get(m).visible);
-        let (maker_side, lvl) = (
-            self.slab.get(m).side,
-            *self.instruments[inst as usize].book.level(l),
-        );
-        self.touch(inst, maker_side, price, l, lvl.visible_qty, lvl.count);
-        for s in [m, t] {
-            let o = self.slab.get_mut(s);
-            o.cum_qty += q;
-            o.cum_notional = o.cum_notional.saturating_add(q as i64 * price);
-        }
-        self.slab.get_mut(m).visible -= q;
         let ins = &mut self.instruments[inst as usize];
-        ins.book.adjust(l, -(q as i64), -(q as i64));
-        ins.last_trade = Some(price);
-        self.reserve(m, q, -1);
-        self.reserve(t, q, -1);
-        self.position_fill(m, q, price);
-        self.position_fill(t, q, price);
+        let cash = ins.spec.cash_per_tick_lot;
+        let lvl = ins.book.level(l);
+        let (lvl_qty, lvl_count) = (lvl.visible_qty, lvl.count);
+        let [mo, to] = self
+            .slab
+            .orders
+            .get_disjoint_mut([m as usize, t as usize])
+            .expect("maker and taker are distinct live slots");
+        let q = to.leaves().min(mo.visible);
+        let notional = q as i64 * price;
+        mo.cum_qty += q;
+        mo.cum_notional = mo.cum_notional.saturating_add(notional);
+        mo.visible -= q;
+        to.cum_qty += q;
+        to.cum_notional = to.cum_notional.saturating_add(notional);
+        let (mo, to) = (&*mo, &*to);
+        let maker_side = mo.side;
+        let maker_visible = mo.visible;
+        let maker_leaves = mo.leaves();
         let trade_id = self.next_trade_id;
         self.next_trade_id += 1;
-        let maker = *self.slab.get(m);
-        let taker = self.slab.get(t);
         out.push(Event::Trade {
             trade_id,
             instrument: inst,
             price,
             qty: q,
-            aggressor: taker.side,
-            maker: maker.info(false),
-            taker: taker.info(false),
+            aggressor: to.side,
+            maker: mo.info(false),
+            taker: to.info(false),
         });
-        if maker.visible > 0 {
+        let n_inst = self.instruments.len();
+        // Reservation release and position, maker first, then taker (as before).
+        for o in [mo, to] {
+            let i = o.account as usize * n_inst + inst as usize;
+            settle(
+                &mut self.accounts[o.account as usize],
+                &mut self.acct_inst[i],
+                o.side,
+                q,
+                o.risk_price,
+                price,
+                cash,
+            );
+        }
+        touch(
+            &mut self.touched,
+            inst,
+            maker_side,
+            price,
+            l,
+            lvl_qty,
+            lvl_count,
+        );
+        let ins = &mut self.instruments[inst as usize];
+        ins.book.adjust(l, -(q as i64), -(q as i64));
+        ins.last_trade = Some(price);
+        if maker_visible > 0 {
             return;
         }
-        let book = &mut self.instruments[inst as usize].book;
+        let book = &mut ins.book;
         book.unlink(&mut self.slab, m);
-        if maker.leaves() == 0 {
+        if maker_leaves == 0 {
             self.finish(m);
         } else {
             // Iceberg refill: a new displayed slice at the back of the queue.
@@ -497,7 +522,15 @@ impl Engine {
             // The level may have been recreated in another slot: record where it is now.
             let nl = self.slab.get(m).level;
             let lvl = *book.level(nl);
-            self.touch(inst, maker_side, price, nl, lvl.visible_qty, lvl.count);
+            touch(
+                &mut self.touched,
+                inst,
+                maker_side,
+                price,
+                nl,
+                lvl.visible_qty,
+                lvl.count,
+            );
         }
     }
 
@@ -729,18 +762,13 @@ impl Engine {
 
     /// Takes a resting order off its level (recording the level change).
     fn unlink_resting(&mut self, slot: u32) {
-        let o = *self.slab.get(slot);
-        let book = &mut self.instruments[o.instrument as usize].book;
-        let lvl = *book.level(o.level);
+        let o = self.slab.get(slot);
+        let (inst, side, price, l) = (o.instrument, o.side, o.price, o.level);
+        let book = &mut self.instruments[inst as usize].book;
+        let lvl = book.level(l);
+        let (qty, count) = (lvl.visible_qty, lvl.count);
         book.unlink(&mut self.slab, slot);
-        self.touch(
-            o.instrument,
-            o.side,
-            o.price,
-            o.level,
-            lvl.visible_qty,
-            lvl.count,
-        );
+        touch(&mut self.touched, inst, side, price, l, qty, count);
     }
 
     /// Removes a working order with a Cancelled event.
@@ -867,22 +895,6 @@ impl Engine {
         );
     }
 
-    #[inline]
-    fn position_fill(&mut self, slot: u32, q: Lots, price: Ticks) {
-        let o = self.slab.get(slot);
-        let (account, inst, side) = (o.account, o.instrument, o.side);
-        let i = self.ai_index(account, inst);
-        let cash = self.instruments[inst as usize].spec.cash_per_tick_lot;
-        let pos = &mut self.acct_inst[i].pos;
-        let before = pos.open_cost.saturating_abs();
-        pos.apply_fill(side, q, price);
-        let delta = pos.open_cost.saturating_abs() - before;
-        let acct = &mut self.accounts[account as usize];
-        acct.position_cost_cash = acct
-            .position_cost_cash
-            .saturating_add(delta.saturating_mul(cash));
-    }
-
     /// Records a level about to change (with its state before the change).
     #[inline]
     fn touch(
@@ -894,22 +906,15 @@ impl Engine {
         qty: Lots,
         count: u32,
     ) {
-        // Consecutive fills at one level: the first touch already holds what flush needs.
-        if let Some(t) = self.touched.last() {
-            if (t.instrument, t.side, t.price, t.level) == (instrument, side, price, level) {
-                return;
-            }
-        }
-        let order = self.touched.len() as u32;
-        self.touched.push(Touched {
+        touch(
+            &mut self.touched,
             instrument,
             side,
             price,
-            order,
             level,
-            qty_before: qty,
-            count_before: count,
-        });
+            qty,
+            count,
+        );
     }
 
     /// Emits one BookLevelChanged per level whose displayed aggregate changed:
@@ -1132,6 +1137,56 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Records a level about to change (with its state before the change).
+#[inline]
+fn touch(
+    touched: &mut Vec<Touched>,
+    instrument: InstrumentId,
+    side: Side,
+    price: Ticks,
+    level: u32,
+    qty: Lots,
+    count: u32,
+) {
+    // Consecutive fills at one level: the first touch already holds what flush needs.
+    if let Some(t) = touched.last() {
+        if (t.instrument, t.side, t.price, t.level) == (instrument, side, price, level) {
+            return;
+        }
+    }
+    let order = touched.len() as u32;
+    touched.push(Touched {
+        instrument,
+        side,
+        price,
+        order,
+        level,
+        qty_before: qty,
+        count_before: count,
+    });
+}
+
+/// Releases `q` lots of an order's reservation and books the fill into its position.
+#[inline]
+fn settle(
+    acct: &mut AccountState,
+    ai: &mut AcctInst,
+    side: Side,
+    q: Lots,
+    risk_price: Ticks,
+    price: Ticks,
+    cash: i64,
+) {
+    risk::reserve(acct, ai, side, q, risk_price, cash, -1);
+    let pos = &mut ai.pos;
+    let before = pos.open_cost.saturating_abs();
+    pos.apply_fill(side, q, price);
+    let delta = pos.open_cost.saturating_abs() - before;
+    acct.position_cost_cash = acct
+        .position_cost_cash
+        .saturating_add(delta.saturating_mul(cash));
 }
 
 /// The order as requested, for Rejected events.

@@ -83,14 +83,20 @@ impl FixCodec {
     /// Tries to cut one frame (valid or not) from the front of `src`.
     /// `Ok(None)` means more bytes are needed.
     fn cut(&mut self, src: &mut BytesMut) -> Result<Option<Result<Bytes, Garbled>>, FrameError> {
-        let Some(begin) = memmem::find(src, b"8=") else {
+        // Nearly every frame starts right at the front of the buffer.
+        let begin = if src.starts_with(b"8=") {
+            Some(0)
+        } else {
+            memmem::find(src, b"8=")
+        };
+        let Some(begin) = begin else {
             // Keep a trailing '8' that may start the next frame.
             let keep = usize::from(src.last() == Some(&b'8'));
             src.advance(src.len() - keep);
             return Ok(None);
         };
         src.advance(begin);
-        let Some(nine) = memmem::find(src, b"\x019=") else {
+        let Some(nine) = find_from(src, 0, b"\x019=") else {
             return self.need_more(src.len()).map(|_| None);
         };
         let len_start = nine + 3;
@@ -112,14 +118,22 @@ impl FixCodec {
             src.reserve(body_end - src.len());
             return Ok(None);
         }
-        let Some(ten) = memmem::find(&src[body_end - 1..], b"\x0110=") else {
+        let Some(ten) = find_from(src, body_end - 1, b"\x0110=") else {
             return self.need_more(src.len()).map(|_| None);
         };
-        let ten = body_end - 1 + ten;
-        let Some(end_soh) = memchr::memchr(SOH, &src[ten + 4..]) else {
+        // The CheckSum value is normally 3 bytes: look at those first.
+        let value = ten + 4;
+        let end_soh = match src[value..].iter().take(4).position(|&b| b == SOH) {
+            Some(p) => Some(value + p),
+            None if src.len() > value + 4 => {
+                memchr::memchr(SOH, &src[value + 4..]).map(|p| value + 4 + p)
+            }
+            None => None,
+        };
+        let Some(end_soh) = end_soh else {
             return self.need_more(src.len()).map(|_| None);
         };
-        let end = ten + 4 + end_soh + 1;
+        let end = end_soh + 1;
         let frame = src.split_to(end).freeze();
         if !self.validate_length_and_checksum {
             return Ok(Some(Ok(frame)));
@@ -141,6 +155,20 @@ impl FixCodec {
             Ok(())
         }
     }
+}
+
+/// First occurrence of `needle` in `hay` at or after `from`. In a
+/// well-formed stream the first byte of `needle` found is where it starts
+/// (the SOH that ends BeginString, the SOH that ends the body), and that
+/// check is far cheaper than building a substring searcher.
+#[inline]
+fn find_from(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    let tail = hay.get(from..)?;
+    let first = memchr::memchr(needle[0], tail)?;
+    if tail[first..].starts_with(needle) {
+        return Some(from + first);
+    }
+    memmem::find(&tail[first + 1..], needle).map(|p| from + first + 1 + p)
 }
 
 impl Decoder for FixCodec {
@@ -260,6 +288,25 @@ mod tests {
         let mut c = FixCodec::default();
         assert_eq!(frames(&mut c, &input), vec![Bytes::from(next)]);
         assert_eq!(c.last_garbled, Some(Garbled::BodyLength));
+    }
+
+    #[test]
+    fn frame_ends_at_the_first_soh_after_checksum() {
+        // Found by the `codec` fuzz target: a short CheckSum value followed
+        // by a second SOH made the frame end one byte late, but only when
+        // both bytes were already buffered.
+        let input = b"8=FIX.4.4\x019=5\x0135=0\x0110=08\x01\x01";
+        let want = Bytes::from_static(b"8=FIX.4.4\x019=5\x0135=0\x0110=08\x01");
+        let mut c = FixCodec::new(4096, false);
+        assert_eq!(frames(&mut c, input), vec![want.clone()]);
+        let mut c = FixCodec::new(4096, false);
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for &b in input {
+            buf.extend_from_slice(&[b]);
+            got.extend(c.decode(&mut buf).unwrap());
+        }
+        assert_eq!(got, vec![want]);
     }
 
     #[test]

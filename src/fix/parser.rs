@@ -74,29 +74,85 @@ pub fn field(input: &[u8]) -> IResult<&[u8], (i32, &[u8])> {
 
 /// Splits `buf` into fields, appending them to `out` (which is cleared first).
 /// Offsets are relative to `buf`. Does not check which tags appear where.
+///
+/// This is the hot path of every inbound message, so it is a hand-written
+/// single pass rather than the [`field`] combinator; both accept exactly the
+/// same inputs (a property test and the `parser` fuzz target check it).
 pub fn parse_fields(buf: &[u8], out: &mut Vec<FieldSpan>) -> Result<(), ParseError> {
     out.clear();
-    let mut rest = buf;
-    while !rest.is_empty() {
-        let offset = buf.len() - rest.len();
+    // Offsets are u32; a longer buffer cannot be a message (the codec caps
+    // messages far below this).
+    if buf.len() > u32::MAX as usize {
+        return Err(ParseError::TooManyFields);
+    }
+    let mut i = 0;
+    while i < buf.len() {
         if out.len() >= MAX_FIELDS {
             return Err(ParseError::TooManyFields);
         }
-        match field(rest) {
-            Ok((next, (tag, v))) => {
-                let start = (v.as_ptr() as usize - buf.as_ptr() as usize) as u32;
-                out.push(FieldSpan {
-                    tag,
-                    start,
-                    end: start + v.len() as u32,
-                });
-                rest = next;
-            }
-            Err(nom::Err::Incomplete(_)) => return Err(ParseError::Unterminated { offset }),
-            Err(_) => return Err(ParseError::MalformedField { offset }),
-        }
+        let offset = i;
+        let Some((tag, eq)) = tag_and_equals(buf, i) else {
+            return Err(ParseError::MalformedField { offset });
+        };
+        let start = eq + 1;
+        let Some(end) = find_soh(buf, start) else {
+            return Err(ParseError::Unterminated { offset });
+        };
+        out.push(FieldSpan {
+            tag,
+            start: start as u32,
+            end: end as u32,
+        });
+        i = end + 1;
     }
     Ok(())
+}
+
+/// Reads `-?[0-9]{1,9}=` at `i`; returns the tag and the index of the `=`.
+#[inline]
+fn tag_and_equals(buf: &[u8], mut i: usize) -> Option<(i32, usize)> {
+    let negative = buf.get(i) == Some(&b'-');
+    if negative {
+        i += 1;
+    }
+    let digits_start = i;
+    let mut n: i32 = 0;
+    while let Some(&d) = buf.get(i) {
+        if !d.is_ascii_digit() {
+            break;
+        }
+        if i - digits_start == 9 {
+            return None;
+        }
+        n = n * 10 + i32::from(d - b'0');
+        i += 1;
+    }
+    if i == digits_start || buf.get(i) != Some(&b'=') {
+        return None;
+    }
+    Some((if negative { -n } else { n }, i))
+}
+
+/// Index of the first SOH at or after `from`. Values are short, so a
+/// word-at-a-time scan beats a call into a general-purpose `memchr`.
+#[inline]
+fn find_soh(buf: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut i = from;
+    while let Some(chunk) = buf.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        // Bytes equal to SOH become zero; the classic has-zero-byte test
+        // marks the first of them exactly (later marks may be spurious).
+        let x = u64::from_le_bytes(word) ^ ONES;
+        let zeros = x.wrapping_sub(ONES) & !x & HIGHS;
+        if zeros != 0 {
+            return Some(i + (zeros.trailing_zeros() / 8) as usize);
+        }
+        i += 8;
+    }
+    buf.get(i..)?.iter().position(|&b| b == SOH).map(|p| i + p)
 }
 
 /// Parses a complete message: fields as [`parse_fields`], plus the structural
@@ -161,6 +217,85 @@ mod tests {
         let mut v = Vec::new();
         parse_fields(&fix("112=|"), &mut v).unwrap();
         assert_eq!(v[0].start, v[0].end);
+    }
+
+    /// The former combinator-based splitter: the oracle for `parse_fields`.
+    fn reference(buf: &[u8]) -> Result<Vec<FieldSpan>, ParseError> {
+        let mut out = Vec::new();
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let offset = buf.len() - rest.len();
+            if out.len() >= MAX_FIELDS {
+                return Err(ParseError::TooManyFields);
+            }
+            match field(rest) {
+                Ok((next, (tag, v))) => {
+                    let start = (v.as_ptr() as usize - buf.as_ptr() as usize) as u32;
+                    let end = start + v.len() as u32;
+                    out.push(FieldSpan { tag, start, end });
+                    rest = next;
+                }
+                Err(nom::Err::Incomplete(_)) => return Err(ParseError::Unterminated { offset }),
+                Err(_) => return Err(ParseError::MalformedField { offset }),
+            }
+        }
+        Ok(out)
+    }
+
+    fn fast(buf: &[u8]) -> Result<Vec<FieldSpan>, ParseError> {
+        let mut out = Vec::new();
+        parse_fields(buf, &mut out).map(|()| out)
+    }
+
+    #[test]
+    fn edge_cases_match_the_combinator_parser() {
+        for s in [
+            "",
+            "=",
+            "-=1|",
+            "-|",
+            "-",
+            "1",
+            "1=",
+            "1=|",
+            "123456789=x|",
+            "1234567890=x|",
+            "-123456789=x|",
+            "0000000001=x|",
+            "000000001=x|",
+            "1=a=b|2=|",
+            "1=abcdefghijklmnop|",
+            "1=abcdefghijklmnop",
+            "12=x|3",
+            "12=x|3=",
+            "8=FIX.4.4|9=5|35=0|10=000|",
+            "+1=x|",
+            "1 =x|",
+            "--1=x|",
+        ] {
+            let b = fix(s);
+            assert_eq!(fast(&b), reference(&b), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn matches_the_combinator_parser_on_arbitrary_input() {
+        use proptest::prelude::*;
+        // Bytes biased towards the ones that matter to the grammar.
+        let byte = prop_oneof![
+            4 => prop::sample::select(b"0123456789=-\x01".to_vec()),
+            1 => any::<u8>(),
+        ];
+        proptest!(|(data in proptest::collection::vec(byte, 0..300))| {
+            prop_assert_eq!(fast(&data), reference(&data));
+        });
+    }
+
+    #[test]
+    fn too_many_fields() {
+        let b = "1=x|".repeat(MAX_FIELDS + 1);
+        assert_eq!(fast(&fix(&b)), Err(ParseError::TooManyFields));
+        assert_eq!(fast(&fix(&b[4..])).map(|v| v.len()), Ok(MAX_FIELDS));
     }
 
     #[test]

@@ -180,19 +180,41 @@ pub fn parse_time_of_day(v: &[u8]) -> Option<i64> {
 }
 
 /// Parses a FIX UTCTimestamp (`YYYYMMDD-HH:MM:SS[.f{1,9}]`).
+///
+/// Years outside what `UtcNanos` holds (before 1677, after 2262) are still
+/// well-formed, as in QuickFIX; they saturate to the nearest representable
+/// instant, so they fail any closeness check (SendingTime) instead of
+/// overflowing.
 pub fn parse_utc(v: &[u8]) -> Option<UtcNanos> {
     if v.len() < 17 || v[8] != b'-' {
         return None;
     }
     let days = parse_date(&v[..8])?;
     let tod = parse_time_of_day(&v[9..])?;
-    Some(days * 86_400_000_000_000 + tod)
+    Some(days.saturating_mul(86_400_000_000_000).saturating_add(tod))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn out_of_range_years_saturate_instead_of_overflowing() {
+        // Found by the `validate` fuzz target: 52=02240315-14:30:15.123
+        // overflowed the nanosecond multiplication.
+        assert_eq!(
+            parse_utc(b"02240315-14:30:15.123").map(|t| t < 0),
+            Some(true)
+        );
+        let past = parse_utc(b"00000101-00:00:00").unwrap();
+        let future = parse_utc(b"99991231-23:59:59.999999999").unwrap();
+        assert!(past <= i64::MIN + 86_400_000_000_000);
+        assert_eq!(future, i64::MAX);
+        assert!(
+            parse_utc(b"16770921-00:12:44").unwrap() < parse_utc(b"20240315-14:30:15").unwrap()
+        );
+    }
 
     #[test]
     fn formats_known_instant() {

@@ -1689,7 +1689,6 @@ mod random {
             // Messages stored while offline consume a number without being sent.
             fresh.extend_from_slice(&self.stored_silently);
             fresh.sort_unstable();
-            let mut consumed = consumed;
             consumed.sort_unstable();
             prop_assert_eq!(&fresh, &consumed, "fresh messages vs store numbers");
             prop_assert_eq!(self.store.next_sender_seq(), next);

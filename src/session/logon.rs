@@ -41,16 +41,9 @@ impl Session {
             store.reset(self.now);
         }
         if seq < store.next_target_seq() && !msg.get_flag(tags::POSS_DUP_FLAG) {
-            // verify(checkTooHigh=false, checkTooLow=true)
-            let text = format!(
-                "MsgSeqNum too low, expecting {} but received {}",
-                store.next_target_seq(),
-                seq
-            );
-            tracing::warn!(session = %self.cfg.id, "{text}");
-            // Not LoggedOn: the application never hears of this session.
-            self.generate_logout(Some(&text), store);
-            self.disconnect();
+            // verify(checkTooHigh=false, checkTooLow=true). Not LoggedOn:
+            // the application never hears of this session.
+            self.logout_too_low(seq, store);
             return;
         }
         let hb = msg

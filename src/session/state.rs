@@ -465,16 +465,22 @@ impl Session {
         self.send_resend_request(seq, store);
     }
 
+    /// QuickFIX's answer to a MsgSeqNum below the expected one without
+    /// PossDupFlag: Logout with its text, then disconnect at once.
+    pub(crate) fn logout_too_low(&mut self, seq: u64, store: &mut dyn MessageStore) {
+        let text = format!(
+            "MsgSeqNum too low, expecting {} but received {}",
+            store.next_target_seq(),
+            seq
+        );
+        tracing::warn!(session = %self.cfg.id, "{text}");
+        self.generate_logout(Some(&text), store);
+        self.disconnect();
+    }
+
     fn do_target_too_low(&mut self, msg: &Message, seq: u64, store: &mut dyn MessageStore) {
         if !msg.get_flag(tags::POSS_DUP_FLAG) {
-            let text = format!(
-                "MsgSeqNum too low, expecting {} but received {}",
-                store.next_target_seq(),
-                seq
-            );
-            tracing::warn!(session = %self.cfg.id, "{text}");
-            self.generate_logout(Some(&text), store);
-            self.disconnect();
+            self.logout_too_low(seq, store);
             return;
         }
         // PossDup of something already processed: check OrigSendingTime, then ignore.

@@ -155,6 +155,31 @@ fn find_soh(buf: &[u8], from: usize) -> Option<usize> {
     buf.get(i..)?.iter().position(|&b| b == SOH).map(|p| i + p)
 }
 
+/// The same split as [`parse_fields`], done one field at a time with the nom
+/// [`field`] combinator. Slower; it is the oracle the fast splitter is checked
+/// against (unit tests and the `parser` fuzz target).
+pub fn parse_fields_nom(buf: &[u8]) -> Result<Vec<FieldSpan>, ParseError> {
+    let mut out = Vec::new();
+    let mut rest = buf;
+    while !rest.is_empty() {
+        let offset = buf.len() - rest.len();
+        if out.len() >= MAX_FIELDS {
+            return Err(ParseError::TooManyFields);
+        }
+        match field(rest) {
+            Ok((next, (tag, v))) => {
+                let start = (v.as_ptr() as usize - buf.as_ptr() as usize) as u32;
+                let end = start + v.len() as u32;
+                out.push(FieldSpan { tag, start, end });
+                rest = next;
+            }
+            Err(nom::Err::Incomplete(_)) => return Err(ParseError::Unterminated { offset }),
+            Err(_) => return Err(ParseError::MalformedField { offset }),
+        }
+    }
+    Ok(out)
+}
+
 /// Parses a complete message: fields as [`parse_fields`], plus the structural
 /// rules every FIX message obeys (8, 9, 35 first; 10 last).
 pub fn parse_message(buf: &[u8], out: &mut Vec<FieldSpan>) -> Result<(), ParseError> {
@@ -219,29 +244,6 @@ mod tests {
         assert_eq!(v[0].start, v[0].end);
     }
 
-    /// The former combinator-based splitter: the oracle for `parse_fields`.
-    fn reference(buf: &[u8]) -> Result<Vec<FieldSpan>, ParseError> {
-        let mut out = Vec::new();
-        let mut rest = buf;
-        while !rest.is_empty() {
-            let offset = buf.len() - rest.len();
-            if out.len() >= MAX_FIELDS {
-                return Err(ParseError::TooManyFields);
-            }
-            match field(rest) {
-                Ok((next, (tag, v))) => {
-                    let start = (v.as_ptr() as usize - buf.as_ptr() as usize) as u32;
-                    let end = start + v.len() as u32;
-                    out.push(FieldSpan { tag, start, end });
-                    rest = next;
-                }
-                Err(nom::Err::Incomplete(_)) => return Err(ParseError::Unterminated { offset }),
-                Err(_) => return Err(ParseError::MalformedField { offset }),
-            }
-        }
-        Ok(out)
-    }
-
     fn fast(buf: &[u8]) -> Result<Vec<FieldSpan>, ParseError> {
         let mut out = Vec::new();
         parse_fields(buf, &mut out).map(|()| out)
@@ -274,7 +276,7 @@ mod tests {
             "--1=x|",
         ] {
             let b = fix(s);
-            assert_eq!(fast(&b), reference(&b), "{s:?}");
+            assert_eq!(fast(&b), parse_fields_nom(&b), "{s:?}");
         }
     }
 
@@ -287,7 +289,7 @@ mod tests {
             1 => any::<u8>(),
         ];
         proptest!(|(data in proptest::collection::vec(byte, 0..300))| {
-            prop_assert_eq!(fast(&data), reference(&data));
+            prop_assert_eq!(fast(&data), parse_fields_nom(&data));
         });
     }
 

@@ -90,7 +90,14 @@ impl Application for VenueApp<'_> {
         input.encode(&mut encoded);
         self.journal.push(Bytes::from(encoded));
         self.produced.clear();
-        let result = self.venue.apply(&input, self.produced);
+        // The journal keeps the frame; the venue takes the message the session
+        // already parsed (replay parses the journaled frame instead).
+        let result = self.venue.apply_fix(
+            &session.target_comp_id,
+            self.ts.max(0) as u64,
+            msg,
+            self.produced,
+        );
         for (comp, m) in self.produced.drain(..) {
             if comp == session.target_comp_id {
                 out.push(m);

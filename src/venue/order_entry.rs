@@ -15,7 +15,6 @@ mod tests;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::str::FromStr;
 
-use bytes::Bytes;
 use rust_decimal::Decimal;
 
 use crate::engine::config::{ConfigError, ConvertError, InstrumentSpec, VenueConfig};
@@ -383,8 +382,29 @@ impl Venue {
                 session,
                 ts_ns,
                 raw,
-            } => self.on_fix(session, *ts_ns, raw, out),
+            } => {
+                let msg = Message::parse(raw.clone()).map_err(|e| BusinessReject {
+                    reason: 0,
+                    text: format!("Unparseable message: {e}"),
+                    ref_id: None,
+                })?;
+                self.apply_fix(session, *ts_ns, &msg, out)
+            }
         }
+    }
+
+    /// Applies an application message already parsed by the session layer:
+    /// the same as `apply(&VenueInput::Fix { .. })` for its frame, without
+    /// parsing the frame a second time on the live order path.
+    pub fn apply_fix(
+        &mut self,
+        session: &str,
+        ts: u64,
+        msg: &Message,
+        out: &mut Vec<(String, OutboundMessage)>,
+    ) -> Result<(), BusinessReject> {
+        self.events.clear();
+        self.on_fix(session, ts, msg, out)
     }
 
     // ------------------------------------------------------------------ inbound
@@ -393,7 +413,7 @@ impl Venue {
         &mut self,
         session: &str,
         ts: u64,
-        raw: &Bytes,
+        msg: &Message,
         out: &mut Vec<(String, OutboundMessage)>,
     ) -> Result<(), BusinessReject> {
         let Some(&owner) = self.session_ids.get(session) else {
@@ -406,17 +426,12 @@ impl Venue {
         if self.sessions[owner as usize].info.role != SessionRole::OrderEntry {
             return Err(BusinessReject::unsupported_message_type());
         }
-        let msg = Message::parse(raw.clone()).map_err(|e| BusinessReject {
-            reason: 0,
-            text: format!("Unparseable message: {e}"),
-            ref_id: None,
-        })?;
         match msg.msg_type() {
-            b"D" => self.on_new_order(owner, &msg, ts, out),
-            b"F" => self.on_amend(owner, &msg, ts, b'1', out),
-            b"G" => self.on_amend(owner, &msg, ts, b'2', out),
-            b"H" => self.on_status(owner, &msg, ts, out),
-            b"q" => self.on_mass_cancel(owner, &msg, ts, out),
+            b"D" => self.on_new_order(owner, msg, ts, out),
+            b"F" => self.on_amend(owner, msg, ts, b'1', out),
+            b"G" => self.on_amend(owner, msg, ts, b'2', out),
+            b"H" => self.on_status(owner, msg, ts, out),
+            b"q" => self.on_mass_cancel(owner, msg, ts, out),
             _ => return Err(BusinessReject::unsupported_message_type()),
         }
         Ok(())

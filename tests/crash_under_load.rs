@@ -954,15 +954,10 @@ fn replay_journal(data: &Path) -> Replay {
     let cfg = VenueConfig::load(&venue_path).expect("venue config");
     let infos: Vec<SessionInfo> = ["CLIENT1", "CLIENT2"]
         .iter()
-        .map(|c| SessionInfo {
-            comp_id: c.to_string(),
-            role: SessionRole::OrderEntry,
-            cancel_on_disconnect: false,
-        })
+        // TrdMatchID on, as the gateway does for SendTrdMatchID=Y (see CFG).
+        .map(|c| SessionInfo::new(c, SessionRole::OrderEntry))
         .collect();
     let mut venue = Venue::new(&cfg, &infos).expect("venue");
-    // As the gateway does for SendTrdMatchID=Y (see CFG).
-    venue.set_trd_match_id(true);
     let (log, rec) = BatchLog::open(data, FlushMode::Fsync).expect("open the batch log");
     let mut r = Replay {
         execs: HashMap::new(),

@@ -72,5 +72,6 @@ pub const MASS_CANCEL_RESPONSE: i32 = 531;
 pub const MASS_CANCEL_REJECT_REASON: i32 = 532;
 pub const TOTAL_AFFECTED_ORDERS: i32 = 533;
 pub const ORD_STATUS_REQ_ID: i32 = 790;
+pub const COPY_MSG_INDICATOR: i32 = 797;
 pub const LAST_LIQUIDITY_IND: i32 = 851;
 pub const TRD_MATCH_ID: i32 = 880;

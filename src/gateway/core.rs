@@ -49,6 +49,8 @@ pub struct Entry {
     /// Its application.
     pub app: AppKind,
     conn: Option<(u64, mpsc::Sender<Outgoing>)>,
+    /// Logged out as a slow consumer; disconnect after this batch.
+    slow: bool,
 }
 
 impl Entry {
@@ -59,6 +61,7 @@ impl Entry {
             store,
             app,
             conn: None,
+            slow: false,
         }
     }
 }
@@ -163,6 +166,7 @@ impl Core {
     /// connection sender is gone.
     pub fn run(mut self, mut rx: mpsc::Receiver<CoreMsg>, rt: tokio::runtime::Handle) {
         let mut batch: Vec<CoreMsg> = Vec::with_capacity(MAX_BATCH);
+        self.start(now_utc());
         loop {
             let now = now_utc();
             let wait = if self.has_pending() {
@@ -189,7 +193,62 @@ impl Core {
                 self.timers(now);
                 self.next_tick = now + TICK_NS;
             }
+            self.flush_market_data(now);
+            self.check_slow_consumers(now);
             self.commit_and_release(now);
+        }
+    }
+
+    /// After a restart no session is connected, but the replayed venue may
+    /// still hold state that assumes a connection (subscriptions, orders to
+    /// cancel on disconnect): a journaled SessionDown for each such session
+    /// ends it, exactly as a disconnect would have.
+    fn start(&mut self, now: UtcNanos) {
+        let Some(venue) = self.venue.as_ref() else {
+            return;
+        };
+        for session in venue.sessions_assumed_up() {
+            tracing::info!(%session, "not connected after restart: ending its subscriptions and cancel-on-disconnect orders");
+            self.venue_input(
+                VenueInput::SessionDown {
+                    session,
+                    ts_ns: now.max(0) as u64,
+                },
+                now,
+            );
+        }
+        self.commit_and_release(now);
+    }
+
+    /// Sends the batch's market data to its subscribers.
+    fn flush_market_data(&mut self, now: UtcNanos) {
+        if let Some(venue) = self.venue.as_mut() {
+            venue.flush_market_data(&mut self.others);
+            self.route_others(now);
+        }
+    }
+
+    /// A connection whose queue cannot take this batch's output is logged
+    /// out (before the commit, so the Logout's MsgSeqNum is durable) and
+    /// dropped after the release: it never holds up the core or anyone else.
+    fn check_slow_consumers(&mut self, now: UtcNanos) {
+        for e in &mut self.entries {
+            let Some((_, out)) = &e.conn else {
+                continue;
+            };
+            // Room is kept for the Logout and the close.
+            let pending = e.session.pending_actions();
+            if e.slow || pending + 2 <= out.capacity() {
+                continue;
+            }
+            let text = format!(
+                "Slow consumer: {} messages queued, limit {} (MaxOutboundQueue); logging out",
+                out.max_capacity() - out.capacity() + pending,
+                out.max_capacity()
+            );
+            tracing::warn!(session = %e.session.config().id, "{text}");
+            e.session.force_logout(&text, now, &mut e.store);
+            e.slow = true;
         }
     }
 
@@ -363,6 +422,26 @@ impl Core {
             while e.session.poll_action().is_some() {}
             return;
         };
+        if e.slow {
+            // As much as fits, then the Logout (the last message), then close.
+            let mut sends = Vec::new();
+            while let Some(a) = e.session.poll_action() {
+                if let Action::Send(b) = a {
+                    sends.push(b);
+                }
+            }
+            let logout = sends.pop();
+            for b in sends {
+                if out.capacity() <= 2 || out.try_send(Outgoing::Data(b)).is_err() {
+                    break;
+                }
+            }
+            if let Some(b) = logout {
+                let _ = out.try_send(Outgoing::Data(b));
+            }
+            self.close(i, now);
+            return;
+        }
         while let Some(a) = e.session.poll_action() {
             match a {
                 Action::Send(b) => {
@@ -385,6 +464,7 @@ impl Core {
     }
 
     fn close(&mut self, i: usize, now: UtcNanos) {
+        self.entries[i].slow = false;
         if let Some((conn, out)) = self.entries[i].conn.take() {
             let _ = out.try_send(Outgoing::Close);
             self.conns.remove(&conn);

@@ -4,7 +4,7 @@
 
 pub mod core;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -28,8 +28,6 @@ use self::core::{AppKind, Core, Entry};
 
 /// Bound on messages queued from the connections to the core.
 const CORE_QUEUE: usize = 65_536;
-/// Bound on messages queued towards one connection.
-const OUTBOUND_QUEUE: usize = 65_536;
 
 /// Options of `fixgw run`.
 #[derive(Debug, Clone)]
@@ -75,26 +73,9 @@ impl Gateway {
             let infos: Vec<SessionInfo> = settings
                 .sessions
                 .iter()
-                .map(|(c, _)| SessionInfo {
-                    comp_id: c.id.target_comp_id.clone(),
-                    role: c.role,
-                    cancel_on_disconnect: c.cancel_on_disconnect,
-                })
+                .map(|(c, _)| SessionInfo::from_config(c))
                 .collect();
-            let mut venue = Venue::new(&cfg, &infos).context("building the venue")?;
-            // QuickFIX's stock FIX44.xml has no TrdMatchID (880) in
-            // ExecutionReport: a QuickFIX client validating against it would
-            // reject every fill. Off unless the session asks (SendTrdMatchID=Y).
-            venue.set_trd_match_id(false);
-            for section in &settings.raw.sessions {
-                let wants = section
-                    .entries
-                    .get("SendTrdMatchID")
-                    .is_some_and(|e| e.value == "Y");
-                if let Some(target) = section.entries.get("TargetCompID") {
-                    venue.set_session_trd_match_id(&target.value, wants);
-                }
-            }
+            let venue = Venue::new(&cfg, &infos).context("building the venue")?;
             Some(venue)
         } else {
             None
@@ -122,7 +103,7 @@ impl Gateway {
         );
         let now = now_utc();
         let mut entries = Vec::new();
-        let mut known = HashSet::new();
+        let mut known = HashMap::new();
         let mut endpoints = BTreeSet::new();
         for (cfg, endpoint) in &settings.sessions {
             let key = cfg.id.to_string();
@@ -135,11 +116,14 @@ impl Gateway {
                 store,
                 app_for(cfg, venue.is_some()),
             ));
-            known.insert((
-                cfg.id.begin_string.clone(),
-                cfg.id.sender_comp_id.clone(),
-                cfg.id.target_comp_id.clone(),
-            ));
+            known.insert(
+                (
+                    cfg.id.begin_string.clone(),
+                    cfg.id.sender_comp_id.clone(),
+                    cfg.id.target_comp_id.clone(),
+                ),
+                cfg.max_outbound_queue,
+            );
             endpoints.insert((endpoint.address.clone(), endpoint.port));
         }
         let mut listeners = Vec::new();
@@ -156,7 +140,6 @@ impl Gateway {
             validate_length_and_checksum: settings.validate_length_and_checksum,
             nodelay: settings.socket_nodelay,
             logon_timeout: std::time::Duration::from_secs(u64::from(settings.logon_timeout_secs)),
-            outbound_queue: OUTBOUND_QUEUE,
         };
         Ok(Gateway {
             acceptor: Arc::new(Acceptor::new(known, tx, options)),
@@ -203,6 +186,7 @@ fn replay(venue: &mut Venue, inputs: &[Bytes]) -> anyhow::Result<()> {
             VenueInput::decode(raw).map_err(|e| anyhow::anyhow!("journal input {n}: {e:?}"))?;
         discard.clear();
         let _ = venue.apply(&input, &mut discard);
+        venue.discard_market_data();
     }
     Ok(())
 }

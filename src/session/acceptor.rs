@@ -6,7 +6,7 @@
 //! Before a connection is routed, anything wrong (not a Logon, an unknown
 //! session, a garbled stream, LogonTimeout) closes it without a byte sent.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -78,22 +78,21 @@ pub struct AcceptorOptions {
     pub nodelay: bool,
     /// LogonTimeout before a connection is routed.
     pub logon_timeout: Duration,
-    /// Messages buffered towards one connection before it is a slow consumer.
-    pub outbound_queue: usize,
 }
 
 /// The network side of the gateway.
 pub struct Acceptor {
-    known: HashSet<SessionKey>,
+    known: HashMap<SessionKey, usize>,
     core: mpsc::Sender<CoreMsg>,
     options: AcceptorOptions,
     next_conn: AtomicU64,
 }
 
 impl Acceptor {
-    /// An acceptor for `known` sessions feeding `core`.
+    /// An acceptor for `known` sessions (with the bound of each one's
+    /// outbound queue) feeding `core`.
     pub fn new(
-        known: HashSet<SessionKey>,
+        known: HashMap<SessionKey, usize>,
         core: mpsc::Sender<CoreMsg>,
         options: AcceptorOptions,
     ) -> Acceptor {
@@ -131,12 +130,12 @@ impl Acceptor {
             self.options.validate_length_and_checksum,
         );
         let mut frames = FramedRead::new(read, codec);
-        let Some((logon, key)) = self.route(&mut frames, peer).await else {
+        let Some((logon, key, queue)) = self.route(&mut frames, peer).await else {
             close(write, frames.into_inner()).await;
             return;
         };
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let (out_tx, out_rx) = mpsc::channel(self.options.outbound_queue.max(1));
+        let (out_tx, out_rx) = mpsc::channel(queue.max(1));
         let (closed_tx, mut closed_rx) = oneshot::channel();
         tokio::spawn(writer(write, out_rx, closed_tx));
         let connect = CoreMsg::Connect {
@@ -182,7 +181,7 @@ impl Acceptor {
         &self,
         frames: &mut FramedRead<OwnedReadHalf, FixCodec>,
         peer: SocketAddr,
-    ) -> Option<(Message, SessionKey)> {
+    ) -> Option<(Message, SessionKey, usize)> {
         let deadline = tokio::time::Instant::now() + self.options.logon_timeout;
         let msg = loop {
             match tokio::time::timeout_at(deadline, frames.next()).await {
@@ -210,11 +209,11 @@ impl Acceptor {
             msg.get_str(tags::TARGET_COMP_ID)?.to_string(),
             msg.get_str(tags::SENDER_COMP_ID)?.to_string(),
         );
-        if !self.known.contains(&key) {
+        let Some(&queue) = self.known.get(&key) else {
             tracing::warn!(%peer, begin = %key.0, sender = %key.2, target = %key.1, "Logon for unknown session; closing");
             return None;
-        }
-        Some((msg, key))
+        };
+        Some((msg, key, queue))
     }
 }
 

@@ -10,6 +10,9 @@ use crate::fix::validate::ValidationOptions;
 
 use super::schedule::Schedule;
 
+/// Default bound on messages queued towards one connection.
+pub const DEFAULT_MAX_OUTBOUND_QUEUE: usize = 65_536;
+
 /// What a session is for (our own `SessionRole=` key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SessionRole {
@@ -117,6 +120,17 @@ pub struct SessionConfig {
     pub username: Option<String>,
     /// Password (554) the Logon must carry, if set.
     pub password: Option<String>,
+    /// Put TrdMatchID (880) on fills (QuickFIX's stock FIX44.xml lacks it).
+    pub send_trd_match_id: bool,
+    /// Put RptSeq (83) on market data (QuickFIX's stock FIX44.xml lacks it).
+    pub send_rpt_seq: bool,
+    /// Drop copy: source sessions (client CompIDs) in scope; empty = all.
+    pub drop_copy_sessions: Vec<String>,
+    /// Drop copy: accounts in scope; empty = all.
+    pub drop_copy_accounts: Vec<String>,
+    /// Most messages queued towards the connection; a consumer that falls
+    /// further behind is logged out ("slow consumer").
+    pub max_outbound_queue: usize,
 }
 
 impl SessionConfig {
@@ -150,6 +164,11 @@ impl SessionConfig {
             cancel_on_disconnect: false,
             username: None,
             password: None,
+            send_trd_match_id: false,
+            send_rpt_seq: true,
+            drop_copy_sessions: Vec::new(),
+            drop_copy_accounts: Vec::new(),
+            max_outbound_queue: DEFAULT_MAX_OUTBOUND_QUEUE,
         }
     }
 }

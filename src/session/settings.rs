@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::fix::dictionary::Dictionary;
 use crate::fix::time::Precision;
 
-use super::config::{SessionConfig, SessionRole};
+use super::config::{SessionConfig, SessionRole, DEFAULT_MAX_OUTBOUND_QUEUE};
 use super::schedule::{parse_time_of_day, parse_utc_offset, Schedule};
 
 /// A settings error with its location.
@@ -386,6 +386,37 @@ fn build_session(
     cfg.cancel_on_disconnect = r.bool("CancelOnDisconnect", false)?;
     cfg.username = r.string("Username").filter(|s| !s.is_empty());
     cfg.password = r.string("Password").filter(|s| !s.is_empty());
+    cfg.send_trd_match_id = r.bool("SendTrdMatchID", false)?;
+    cfg.send_rpt_seq = r.bool("SendRptSeq", true)?;
+    const QUEUE_ALLOWED: &str = "expected a number of messages, at least 16";
+    cfg.max_outbound_queue = r.number(
+        "MaxOutboundQueue",
+        DEFAULT_MAX_OUTBOUND_QUEUE,
+        QUEUE_ALLOWED,
+    )?;
+    if let Some(e) = r
+        .raw("MaxOutboundQueue")
+        .filter(|_| cfg.max_outbound_queue < 16)
+    {
+        return Err(r.bad("MaxOutboundQueue", e, QUEUE_ALLOWED));
+    }
+    for (key, list) in [
+        ("DropCopySessions", &mut cfg.drop_copy_sessions),
+        ("DropCopyAccounts", &mut cfg.drop_copy_accounts),
+    ] {
+        if let Some(e) = r.raw(key) {
+            if cfg.role != SessionRole::DropCopy {
+                return Err(r.bad(key, e, "only valid with SessionRole=drop-copy"));
+            }
+            *list = e
+                .value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+        }
+    }
     if let Some(e) = r.raw("TimeStampPrecision") {
         let digits: u32 = e
             .value

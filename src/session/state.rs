@@ -150,6 +150,21 @@ impl Session {
         }
     }
 
+    /// Logs the counterparty out at once with `text` (no wait for its reply)
+    /// and disconnects: slow consumers, operator actions.
+    pub fn force_logout(&mut self, text: &str, now: UtcNanos, store: &mut dyn MessageStore) {
+        self.now = now;
+        if self.is_logged_on() && !self.disconnect_pending() {
+            self.generate_logout(Some(text), store);
+        }
+        self.disconnect();
+    }
+
+    /// Outputs waiting for `poll_action`.
+    pub fn pending_actions(&self) -> usize {
+        self.actions.len()
+    }
+
     /// True when a Disconnect has been requested and not yet carried out.
     pub fn disconnect_pending(&self) -> bool {
         self.actions.contains(&Action::Disconnect)

@@ -3,4 +3,5 @@
 
 pub mod echo;
 pub mod input;
+pub mod market_data;
 pub mod order_entry;

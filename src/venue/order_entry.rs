@@ -8,6 +8,8 @@
 //! ExecID) comes from its own counters, so replaying the journaled inputs
 //! rebuilds the same state and the same bytes.
 
+#[cfg(test)]
+mod md_tests;
 mod report;
 #[cfg(test)]
 mod tests;
@@ -28,6 +30,8 @@ use crate::session::{BusinessReject, OutboundMessage, SessionConfig, SessionRole
 
 use report::{CancelReject, ExecReport, LastFill, MassCancelReport, Val};
 
+use super::market_data::MarketData;
+
 pub use super::input::{DecodeError, VenueInput};
 
 /// Most FIX sessions one venue serves.
@@ -46,15 +50,41 @@ pub struct SessionInfo {
     pub role: SessionRole,
     /// Cancel the session's open orders when its connection drops.
     pub cancel_on_disconnect: bool,
+    /// Put TrdMatchID (880) on fills.
+    pub trd_match_id: bool,
+    /// Put RptSeq (83) on market data.
+    pub rpt_seq: bool,
+    /// Drop copy scope: source sessions (client CompIDs); empty = all.
+    pub drop_copy_sessions: Vec<String>,
+    /// Drop copy scope: accounts; empty = all.
+    pub drop_copy_accounts: Vec<String>,
 }
 
 impl SessionInfo {
+    /// A session with the venue's defaults: no cancel-on-disconnect,
+    /// TrdMatchID and RptSeq on, drop copy (if that is its role) of everything.
+    pub fn new(comp_id: &str, role: SessionRole) -> SessionInfo {
+        SessionInfo {
+            comp_id: comp_id.to_string(),
+            role,
+            cancel_on_disconnect: false,
+            trd_match_id: true,
+            rpt_seq: true,
+            drop_copy_sessions: Vec::new(),
+            drop_copy_accounts: Vec::new(),
+        }
+    }
+
     /// The venue's view of a session's settings.
     pub fn from_config(cfg: &SessionConfig) -> SessionInfo {
         SessionInfo {
             comp_id: cfg.id.target_comp_id.clone(),
             role: cfg.role,
             cancel_on_disconnect: cfg.cancel_on_disconnect,
+            trd_match_id: cfg.send_trd_match_id,
+            rpt_seq: cfg.send_rpt_seq,
+            drop_copy_sessions: cfg.drop_copy_sessions.clone(),
+            drop_copy_accounts: cfg.drop_copy_accounts.clone(),
         }
     }
 }
@@ -71,6 +101,16 @@ pub enum VenueError {
     /// More sessions than `MAX_SESSIONS`.
     #[error("{0} sessions configured; at most {MAX_SESSIONS} are supported")]
     TooManySessions(usize),
+    /// A drop copy scope names a session or account that does not exist.
+    #[error("drop-copy session {session}: {what} {name} is not configured")]
+    UnknownDropCopyScope {
+        /// The drop-copy session.
+        session: String,
+        /// "session" or "account".
+        what: &'static str,
+        /// The unknown name.
+        name: String,
+    },
 }
 
 /// A listed instrument with its conversion data.
@@ -110,8 +150,8 @@ struct SessionState {
     cl_ord_ids: HashMap<String, u64>,
     /// OrderIDs of the session's working orders, in entry order.
     live: BTreeSet<u64>,
-    /// Put TrdMatchID (880) on this session's fills (None: the venue default).
-    trd_match_id: Option<bool>,
+    /// Drop-copy sessions that receive a copy of this session's reports.
+    copies_to: Vec<Owner>,
 }
 
 /// OrdStatus (39) values the venue reports.
@@ -265,9 +305,10 @@ pub struct Venue {
     next_order_id: u64,
     next_exec_id: u64,
     next_request_ref: u64,
-    /// Engine events of the last `apply` (for market data and drop copy).
+    /// Engine events of the last `apply`.
     events: Vec<Event>,
-    trd_match_id: bool,
+    /// Market data: subscriptions, feeds and their RptSeq.
+    md: MarketData,
 }
 
 impl Venue {
@@ -298,12 +339,44 @@ impl Venue {
                 account: cfg.account_for_session(&s.comp_id),
                 cl_ord_ids: HashMap::new(),
                 live: BTreeSet::new(),
-                trd_match_id: None,
+                copies_to: Vec::new(),
             });
+        }
+        for (dc, s) in sessions.iter().enumerate() {
+            if s.role != SessionRole::DropCopy {
+                continue;
+            }
+            let unknown = |what, name: &String| VenueError::UnknownDropCopyScope {
+                session: s.comp_id.clone(),
+                what,
+                name: name.clone(),
+            };
+            let mut sources = Vec::new();
+            for name in &s.drop_copy_sessions {
+                sources.push(
+                    *session_ids
+                        .get(name)
+                        .ok_or_else(|| unknown("session", name))?,
+                );
+            }
+            let mut accounts = Vec::new();
+            for name in &s.drop_copy_accounts {
+                accounts.push(
+                    cfg.account_id(name)
+                        .ok_or_else(|| unknown("account", name))?,
+                );
+            }
+            for (src, state) in states.iter_mut().enumerate() {
+                let by_session = sources.is_empty() || sources.contains(&(src as Owner));
+                let by_account =
+                    accounts.is_empty() || state.account.is_some_and(|a| accounts.contains(&a));
+                if state.info.role == SessionRole::OrderEntry && by_session && by_account {
+                    state.copies_to.push(dc as Owner);
+                }
+            }
         }
         Ok(Venue {
             engine,
-            instruments,
             symbols,
             account_names: cfg.accounts.iter().map(|a| a.name.clone()).collect(),
             sessions: states,
@@ -315,30 +388,85 @@ impl Venue {
             next_exec_id: 1,
             next_request_ref: 1,
             events: Vec::with_capacity(64),
-            trd_match_id: true,
+            md: MarketData::new(
+                instruments
+                    .iter()
+                    .map(|i| (i.symbol.clone(), i.spec.clone()))
+                    .collect(),
+            ),
+            instruments,
         })
     }
 
-    /// Whether fills carry TrdMatchID (880, default on). QuickFIX's stock
-    /// FIX44.xml does not list 880 in ExecutionReport; turn it off for
-    /// counterparties that validate against that dictionary.
-    pub fn set_trd_match_id(&mut self, on: bool) {
-        self.trd_match_id = on;
-    }
-
-    /// Overrides TrdMatchID (880) on fills for one session (by client CompID).
-    pub fn set_session_trd_match_id(&mut self, comp_id: &str, on: bool) {
-        if let Some(&o) = self.session_ids.get(comp_id) {
-            self.sessions[o as usize].trd_match_id = Some(on);
+    /// Sends an ExecutionReport to the session that owns it and a copy
+    /// (797=Y, OnBehalfOfCompID = the owner) to each drop-copy session in scope.
+    fn send_report(
+        &self,
+        owner: Owner,
+        er: &ExecReport<'_>,
+        out: &mut Vec<(String, OutboundMessage)>,
+    ) {
+        let sess = &self.sessions[owner as usize];
+        out.push((
+            sess.info.comp_id.clone(),
+            er.render(sess.info.trd_match_id, false),
+        ));
+        for &dc in &sess.copies_to {
+            let to = &self.sessions[dc as usize].info;
+            let mut m = er.render(to.trd_match_id, true);
+            m.header.push(on_behalf_of(&sess.info.comp_id));
+            out.push((to.comp_id.clone(), m));
         }
     }
 
-    /// Whether fills for session `owner` carry TrdMatchID.
-    fn wants_880(&self, owner: usize) -> bool {
+    /// Sends an OrderCancelReject to its session and a copy (OnBehalfOfCompID
+    /// = the owner; FIX 4.4 has no CopyMsgIndicator in 35=9) to each drop copy in scope.
+    fn send_cancel_reject(
+        &self,
+        owner: Owner,
+        m: OutboundMessage,
+        out: &mut Vec<(String, OutboundMessage)>,
+    ) {
+        let sess = &self.sessions[owner as usize];
+        out.push((sess.info.comp_id.clone(), m.clone()));
+        for &dc in &sess.copies_to {
+            let mut copy = m.clone();
+            copy.header.push(on_behalf_of(&sess.info.comp_id));
+            out.push((self.sessions[dc as usize].info.comp_id.clone(), copy));
+        }
+    }
+
+    /// Queued market data to its subscribers; call once per batch (after the
+    /// batch's inputs, before committing).
+    pub fn flush_market_data(&mut self, out: &mut Vec<(String, OutboundMessage)>) {
+        let sessions = &self.sessions;
+        self.md
+            .flush(|o| sessions[o as usize].info.comp_id.as_str(), out);
+    }
+
+    /// Drops queued market data (journal replay: nobody to send it to).
+    pub fn discard_market_data(&mut self) {
+        self.md.discard_pending();
+    }
+
+    /// Sessions whose state assumes a live connection (market-data
+    /// subscriptions, or working orders to cancel on disconnect). After a
+    /// restart none is connected: the gateway journals a SessionDown for each.
+    pub fn sessions_assumed_up(&self) -> Vec<String> {
         self.sessions
-            .get(owner)
-            .and_then(|s| s.trd_match_id)
-            .unwrap_or(self.trd_match_id)
+            .iter()
+            .enumerate()
+            .filter(|(o, s)| {
+                self.md.has_subscriptions(*o as Owner)
+                    || (s.info.cancel_on_disconnect && !s.live.is_empty())
+            })
+            .map(|(_, s)| s.info.comp_id.clone())
+            .collect()
+    }
+
+    /// Live market-data subscriptions.
+    pub fn md_subscriptions(&self) -> usize {
+        self.md.subscription_count()
     }
 
     /// The exchange core.
@@ -423,8 +551,17 @@ impl Venue {
                 ref_id: None,
             });
         };
-        if self.sessions[owner as usize].info.role != SessionRole::OrderEntry {
-            return Err(BusinessReject::unsupported_message_type());
+        let info = &self.sessions[owner as usize].info;
+        match (info.role, msg.msg_type()) {
+            (SessionRole::OrderEntry | SessionRole::MarketData, b"V") => {
+                let mut replies = Vec::new();
+                self.md.on_request(owner, info.rpt_seq, msg, &mut replies);
+                let comp = &info.comp_id;
+                out.extend(replies.into_iter().map(|m| (comp.clone(), m)));
+                return Ok(());
+            }
+            (SessionRole::OrderEntry, _) => {}
+            _ => return Err(BusinessReject::unsupported_message_type()),
         }
         match msg.msg_type() {
             b"D" => self.on_new_order(owner, msg, ts, out),
@@ -626,8 +763,7 @@ impl Venue {
             ord_status_req_id: None,
             transact_time: utc(ts),
         };
-        let m = er.render(self.wants_880(owner as usize));
-        out.push((sess.info.comp_id.clone(), m));
+        self.send_report(owner, &er, out);
     }
 
     /// OrderCancelRequest (`response_to` b'1') or OrderCancelReplaceRequest (b'2').
@@ -783,7 +919,7 @@ impl Venue {
             response_to,
         }
         .render();
-        out.push((sess.info.comp_id.clone(), m));
+        self.send_cancel_reject(owner, m, out);
     }
 
     /// OrderStatusRequest: ExecType=I with the order's current state.
@@ -805,12 +941,12 @@ impl Venue {
                 .filter(|no| self.orders.get(no).is_some_and(|r| r.owner == owner))
         };
         let req_id = msg.get(tags::ORD_STATUS_REQ_ID);
-        let m = match by_cl.or_else(by_id) {
+        let er = match by_cl.or_else(by_id) {
             Some(no) => {
                 let rec = &self.orders[&no];
                 let mut er = self.order_report(no, rec, exec_type::ORDER_STATUS, exec_id, ts);
                 er.ord_status_req_id = req_id;
-                er.render(self.wants_880(owner as usize))
+                er
             }
             None => ExecReport {
                 order_id: None,
@@ -840,10 +976,9 @@ impl Venue {
                 text: Some("Unknown order"),
                 ord_status_req_id: req_id,
                 transact_time: utc(ts),
-            }
-            .render(self.wants_880(owner as usize)),
+            },
         };
-        out.push((sess.info.comp_id.clone(), m));
+        self.send_report(owner, &er, out);
     }
 
     /// OrderMassCancelRequest: by security (530=1) or all orders (530=7) of the session's account.
@@ -949,6 +1084,7 @@ impl Venue {
         let Some(&owner) = self.session_ids.get(session) else {
             return;
         };
+        self.md.session_down(owner);
         let sess = &self.sessions[owner as usize];
         let (Some(account), true) = (sess.account, sess.info.cancel_on_disconnect) else {
             return;
@@ -981,6 +1117,7 @@ impl Venue {
     ) {
         let start = self.events.len();
         self.engine.apply(cmd, &mut self.events);
+        self.md.on_events(&self.events[start..]);
         for i in start..self.events.len() {
             let ev = self.events[i];
             self.on_event(&ev, ctx, ts, out);
@@ -1181,8 +1318,7 @@ impl Venue {
             ord_status_req_id: None,
             transact_time: utc(ts),
         };
-        let m = er.render(self.wants_880(o.owner as usize));
-        out.push((self.sessions[o.owner as usize].info.comp_id.clone(), m));
+        self.send_report(o.owner, &er, out);
     }
 
     fn on_cancelled(
@@ -1291,8 +1427,7 @@ impl Venue {
                 liquidity,
             });
         }
-        let m = er.render(self.wants_880(rec.owner as usize));
-        out.push((self.sessions[rec.owner as usize].info.comp_id.clone(), m));
+        self.send_report(rec.owner, &er, out);
         if done_status.is_some() {
             self.finish(no);
         }
@@ -1415,6 +1550,14 @@ impl Venue {
         };
         format!("{} ({v} > limit {l})", capitalize(reason.text()))
     }
+}
+
+/// OnBehalfOfCompID (115) naming the session a copy comes from.
+fn on_behalf_of(comp_id: &str) -> (i32, bytes::Bytes) {
+    (
+        tags::ON_BEHALF_OF_COMP_ID,
+        bytes::Bytes::copy_from_slice(comp_id.as_bytes()),
+    )
 }
 
 /// ClOrdID-like field, bounded in length.

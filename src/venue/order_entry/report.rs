@@ -147,8 +147,9 @@ pub(super) struct ExecReport<'a> {
 }
 
 impl ExecReport<'_> {
-    /// Renders the report; `trd_match_id` adds TrdMatchID (880) on fills.
-    pub(super) fn render(&self, trd_match_id: bool) -> OutboundMessage {
+    /// Renders the report; `trd_match_id` adds TrdMatchID (880) on fills,
+    /// `copy` marks a drop copy (CopyMsgIndicator 797=Y).
+    pub(super) fn render(&self, trd_match_id: bool, copy: bool) -> OutboundMessage {
         let mut f = Fields::new();
         f.opt_bytes(tags::ACCOUNT, self.account)
             .dec(tags::AVG_PX, self.avg_px)
@@ -181,6 +182,9 @@ impl ExecReport<'_> {
         f.char(tags::EXEC_TYPE, self.exec_type)
             .dec(tags::LEAVES_QTY, self.leaves_qty)
             .opt_bytes(tags::ORD_STATUS_REQ_ID, self.ord_status_req_id);
+        if copy {
+            f.bytes(tags::COPY_MSG_INDICATOR, b"Y");
+        }
         if let Some(l) = &self.last {
             f.int(tags::LAST_LIQUIDITY_IND, i64::from(l.liquidity));
             if trd_match_id {

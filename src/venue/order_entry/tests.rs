@@ -11,7 +11,7 @@ use crate::fix::time::Precision;
 use crate::fix::Encoder;
 
 /// Small limits so every risk check can be hit with a few orders.
-const CFG: &str = r#"
+pub(super) const CFG: &str = r#"
 [[instruments]]
 symbol = "AAPL"
 tick_size = "0.01"
@@ -67,17 +67,16 @@ account = "ACC3"
 "#;
 
 /// 2024-01-02T10:00:00Z.
-const T0: u64 = 1_704_189_600_000_000_000;
+pub(super) const T0: u64 = 1_704_189_600_000_000_000;
 
-fn session(comp_id: &str, role: SessionRole, cod: bool) -> SessionInfo {
+pub(super) fn session(comp_id: &str, role: SessionRole, cod: bool) -> SessionInfo {
     SessionInfo {
-        comp_id: comp_id.to_string(),
-        role,
         cancel_on_disconnect: cod,
+        ..SessionInfo::new(comp_id, role)
     }
 }
 
-fn venue() -> Venue {
+pub(super) fn venue() -> Venue {
     let cfg = VenueConfig::from_toml_str(CFG).unwrap();
     let sessions = [
         session("CLIENT1", SessionRole::OrderEntry, false),
@@ -85,12 +84,13 @@ fn venue() -> Venue {
         session("BLOCKED", SessionRole::OrderEntry, false),
         session("NOACCT", SessionRole::OrderEntry, false),
         session("DROPCOPY", SessionRole::DropCopy, false),
+        session("MDCLIENT", SessionRole::MarketData, false),
     ];
     Venue::new(&cfg, &sessions).unwrap()
 }
 
 /// A frame as the session layer would hand it over.
-fn frame(from: &str, msg_type: &str, fields: &[(i32, &str)]) -> Bytes {
+pub(super) fn frame(from: &str, msg_type: &str, fields: &[(i32, &str)]) -> Bytes {
     let mut e = Encoder::new();
     e.start(msg_type.as_bytes())
         .field_str(tags::MSG_SEQ_NUM, "2")
@@ -104,19 +104,19 @@ fn frame(from: &str, msg_type: &str, fields: &[(i32, &str)]) -> Bytes {
 }
 
 /// An outbound message parsed back, with its destination.
-struct Out {
-    to: String,
-    msg: Message,
+pub(super) struct Out {
+    pub(super) to: String,
+    pub(super) msg: Message,
 }
 
 impl Out {
-    fn s(&self, tag: i32) -> &str {
+    pub(super) fn s(&self, tag: i32) -> &str {
         self.msg.get_str(tag).unwrap_or("<absent>")
     }
-    fn has(&self, tag: i32) -> bool {
+    pub(super) fn has(&self, tag: i32) -> bool {
         self.msg.has(tag)
     }
-    fn mt(&self) -> &str {
+    pub(super) fn mt(&self) -> &str {
         std::str::from_utf8(self.msg.msg_type()).unwrap()
     }
 }
@@ -127,36 +127,63 @@ impl std::fmt::Debug for Out {
     }
 }
 
-fn parse_out(out: Vec<(String, OutboundMessage)>) -> Vec<Out> {
+pub(super) fn parse_out(out: Vec<(String, OutboundMessage)>) -> Vec<Out> {
     out.into_iter()
         .map(|(to, m)| {
-            assert!(m.header.is_empty());
             let mut e = Encoder::new();
-            e.start(&m.msg_type).raw(&m.body);
+            e.start(&m.msg_type);
+            if to == "DROPCOPY" {
+                // A copy names its source session, and only that.
+                assert_eq!(m.header.len(), 1);
+                assert_eq!(m.header[0].0, tags::ON_BEHALF_OF_COMP_ID);
+                e.field(m.header[0].0, &m.header[0].1);
+            } else {
+                assert!(m.header.is_empty());
+            }
+            e.raw(&m.body);
             let raw = Bytes::copy_from_slice(e.finish(b"FIX.4.4"));
             let msg = Message::parse(raw).unwrap();
-            // Body tags ascend, each at most once.
-            let body: Vec<i32> = msg.fields()[3..msg.fields().len() - 1]
+            // Order-entry bodies: tags ascend, each at most once.
+            let first_body = if to == "DROPCOPY" { 4 } else { 3 };
+            let body: Vec<i32> = msg.fields()[first_body..msg.fields().len() - 1]
                 .iter()
                 .map(|f| f.tag)
                 .collect();
-            assert!(body.windows(2).all(|w| w[0] < w[1]), "{body:?}");
+            let order_entry = matches!(msg.msg_type(), b"8" | b"9" | b"r");
+            assert!(
+                !order_entry || body.windows(2).all(|w| w[0] < w[1]),
+                "{body:?}"
+            );
             Out { to, msg }
         })
         .collect()
 }
 
-struct T {
-    v: Venue,
-    ts: u64,
+pub(super) struct T {
+    pub(super) v: Venue,
+    pub(super) ts: u64,
+    /// Everything sent to the DROPCOPY session, in order.
+    pub(super) copies: Vec<Out>,
 }
 
 impl T {
-    fn new() -> T {
-        T { v: venue(), ts: T0 }
+    pub(super) fn new() -> T {
+        T {
+            v: venue(),
+            ts: T0,
+            copies: Vec::new(),
+        }
     }
 
-    fn try_send(
+    /// Parses the output, keeping drop copies aside in `copies`.
+    pub(super) fn take(&mut self, out: Vec<(String, OutboundMessage)>) -> Vec<Out> {
+        let (copies, own): (Vec<Out>, Vec<Out>) =
+            parse_out(out).into_iter().partition(|o| o.to == "DROPCOPY");
+        self.copies.extend(copies);
+        own
+    }
+
+    pub(super) fn try_send(
         &mut self,
         from: &str,
         msg_type: &str,
@@ -171,25 +198,32 @@ impl T {
         let mut out = Vec::new();
         self.v.apply(&input, &mut out)?;
         self.v.engine().check_invariants().unwrap();
-        Ok(parse_out(out))
+        Ok(self.take(out))
     }
 
-    fn send(&mut self, from: &str, msg_type: &str, fields: &[(i32, &str)]) -> Vec<Out> {
+    pub(super) fn send(&mut self, from: &str, msg_type: &str, fields: &[(i32, &str)]) -> Vec<Out> {
         self.try_send(from, msg_type, fields).unwrap()
     }
 
-    fn input(&mut self, input: VenueInput) -> Vec<Out> {
+    pub(super) fn input(&mut self, input: VenueInput) -> Vec<Out> {
         let mut out = Vec::new();
         self.v.apply(&input, &mut out).unwrap();
-        parse_out(out)
+        self.take(out)
     }
 
     /// A limit order; `extra` adds or overrides nothing, it appends.
-    fn limit(&mut self, from: &str, cl: &str, side: &str, qty: &str, px: &str) -> Vec<Out> {
+    pub(super) fn limit(
+        &mut self,
+        from: &str,
+        cl: &str,
+        side: &str,
+        qty: &str,
+        px: &str,
+    ) -> Vec<Out> {
         self.order(from, cl, side, qty, "2", &[(tags::PRICE, px)])
     }
 
-    fn order(
+    pub(super) fn order(
         &mut self,
         from: &str,
         cl: &str,
@@ -819,8 +853,8 @@ fn cancel_on_disconnect_only_where_configured() {
 #[test]
 fn unsupported_messages_get_business_reject() {
     let mut t = T::new();
-    let v = [(262, "R1"), (263, "1"), (264, "1")];
-    let e = t.try_send("CLIENT1", "V", &v).unwrap_err();
+    let v = [(262, "R1"), (263, "1"), (264, "1"), (267, "1"), (269, "0")];
+    let e = t.try_send("DROPCOPY", "V", &v).unwrap_err();
     assert_eq!(e, BusinessReject::unsupported_message_type());
     let e = t.try_send("CLIENT1", "B", &[(148, "hi")]).unwrap_err();
     assert_eq!(e.reason, 3);

@@ -19,6 +19,10 @@
 //!    levels, every ExecutionReport body and sequence numbers compared), then
 //!    restarts the gateway once more and asks the status (35=H) of every order.
 //!
+//! 5. a drop-copy consumer, connected in some cycles only and recovering by
+//!    ordinary FIX resend, received every ExecutionReport of both clients
+//!    exactly once (repeats carry 43=Y), in each source session's order.
+//!
 //! `CRASH_SEED` fixes the random seed (printed at the start), `CRASH_KILLS`
 //! the number of kills (default 30).
 
@@ -61,6 +65,9 @@ SessionRole=order-entry
 [SESSION]
 TargetCompID=CLIENT2
 SessionRole=order-entry
+[SESSION]
+TargetCompID=DROPCOPY
+SessionRole=drop-copy
 ";
 
 /// (symbol, reference price in cents) as in `sessions/venue.toml`.
@@ -339,6 +346,11 @@ struct Client {
     problems: Vec<String>,
     next_cl: u64,
     rng: Rng,
+    /// A drop-copy consumer: sends nothing, records the copies.
+    drop_copy: bool,
+    /// (MsgSeqNum, ExecID) of each ExecutionReport, first delivery; for a
+    /// drop copy the ExecID is prefixed with its source CompID.
+    exec_seq: Vec<(u64, String)>,
 }
 
 impl Client {
@@ -364,6 +376,15 @@ impl Client {
             problems: Vec::new(),
             next_cl: 1,
             rng: Rng(seed),
+            drop_copy: false,
+            exec_seq: Vec::new(),
+        }
+    }
+
+    fn drop_copy(comp: &'static str, seed: u64) -> Client {
+        Client {
+            drop_copy: true,
+            ..Client::new(comp, seed)
         }
     }
 
@@ -611,6 +632,16 @@ impl Client {
             self.stats.er_first_seen_possdup += 1;
         }
         self.execs.insert(exec_id.clone(), body_fields(m));
+        let seq = m.seq_num().unwrap_or(0);
+        if self.drop_copy {
+            if m.get(797) != Some(b"Y") {
+                self.problem(format!("drop copy without CopyMsgIndicator=Y: {m:?}"));
+            }
+            let source = s(m.get(115));
+            self.exec_seq.push((seq, format!("{source}/{exec_id}")));
+            return;
+        }
+        self.exec_seq.push((seq, exec_id.clone()));
         let exec_type = s(m.get(150));
         if exec_type == "I" {
             self.status.insert(s(m.get(790)), body_fields(m));
@@ -715,6 +746,9 @@ impl Client {
 
     fn on_cancel_reject(&mut self, m: &Message) {
         self.stats.cancel_rejects += 1;
+        if self.drop_copy {
+            return;
+        }
         let cl = s(m.get(11));
         match self.cancels.get_mut(&cl) {
             Some(c) => {
@@ -913,6 +947,18 @@ fn trade(mut c: Client, port: u16) -> Client {
     c
 }
 
+/// A drop-copy consumer's session: log on with recovery, then take copies
+/// until the gateway dies under it.
+fn follow(mut c: Client, port: u16) -> Client {
+    c.connect(port);
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while c.alive() && Instant::now() < deadline {
+        c.pump(Duration::from_millis(5));
+    }
+    c.disconnect();
+    c
+}
+
 /// Logs on with recovery, waits until the gateway processed everything we
 /// sent, and drains what it has for us. No new orders.
 fn recover_quietly(mut c: Client, port: u16, barrier_id: &str) -> Client {
@@ -1041,6 +1087,9 @@ fn sigkill_under_load_loses_and_doubles_nothing() {
         Client::new("CLIENT1", rng.next()),
         Client::new("CLIENT2", rng.next()),
     ];
+    // Compliance's drop copy, connected in some cycles only.
+    let mut dc = Some(Client::drop_copy("DROPCOPY", rng.next()));
+    let mut dc_cycles = 0;
 
     // ------------------------------------------------ kill loop
     let mut kill_delays = Vec::new();
@@ -1053,6 +1102,13 @@ fn sigkill_under_load_loses_and_doubles_nothing() {
             .drain(..)
             .map(|c| std::thread::spawn(move || trade(c, port)))
             .collect();
+        let dc_handle = if rng.chance(60) {
+            dc_cycles += 1;
+            dc.take()
+                .map(|c| std::thread::spawn(move || follow(c, port)))
+        } else {
+            None
+        };
         let delay = rng.range(20, 300);
         kill_delays.push(delay);
         std::thread::sleep(Duration::from_millis(delay));
@@ -1061,7 +1117,11 @@ fn sigkill_under_load_loses_and_doubles_nothing() {
             .into_iter()
             .map(|h| h.join().expect("client thread panicked"))
             .collect();
+        if let Some(h) = dc_handle {
+            dc = Some(h.join().expect("drop-copy thread panicked"));
+        }
     }
+    let mut dc = dc.expect("drop-copy client");
     let trading_done = started.elapsed();
 
     // ------------------------------------------------ final recovery
@@ -1087,9 +1147,39 @@ fn sigkill_under_load_loses_and_doubles_nothing() {
         c.drain(Duration::from_millis(200));
     }
 
+    // The drop copy catches up last: every copy exists by now.
+    dc = recover_quietly(dc, port, "DC-FINAL");
+
     let mut failures: Vec<String> = Vec::new();
     for c in &mut clients {
         failures.append(&mut c.problems);
+    }
+    failures.append(&mut dc.problems);
+
+    // ------------------------------------------------ drop copy: every ExecID once, in order per source
+    for c in &clients {
+        let mut own = c.exec_seq.clone();
+        own.sort();
+        let want: Vec<String> = own
+            .into_iter()
+            .map(|(_, id)| format!("{}/{id}", c.comp))
+            .collect();
+        let mut copies = dc.exec_seq.clone();
+        copies.sort();
+        let got: Vec<String> = copies
+            .into_iter()
+            .map(|(_, id)| id)
+            .filter(|id| id.starts_with(&format!("{}/", c.comp)))
+            .collect();
+        if got != want {
+            let first = got.iter().zip(&want).position(|(a, b)| a != b);
+            failures.push(format!(
+                "drop copy of {}: {} copies for {} ExecutionReports, first difference at {first:?}",
+                c.comp,
+                got.len(),
+                want.len()
+            ));
+        }
     }
 
     // ------------------------------------------------ checks 1-3 on the clients' view
@@ -1396,6 +1486,11 @@ fn sigkill_under_load_loses_and_doubles_nothing() {
         total.rr_overlapping,
         total.er_first_seen_possdup,
         total.er_repeats
+    );
+    println!(
+        "  drop copy: connected in {dc_cycles} of {kills} cycles, {} copies (ExecutionReports) received once each, {} repeats with 43=Y",
+        dc.exec_seq.len(),
+        dc.stats.er_repeats
     );
     println!(
         "  journal: {} batches, {} inputs replayed; {} book levels",

@@ -145,7 +145,7 @@ pub async fn run_session(
 }
 
 /// Opens the TCP connection, sends Logon and waits for the acceptor's Logon.
-async fn connect_and_logon(
+pub(crate) async fn connect_and_logon(
     setup: &SessionSetup,
 ) -> Result<(FramedRead<OwnedReadHalf, FixCodec>, OwnedWriteHalf), String> {
     let addr = format!("{}:{}", setup.host, setup.port);
@@ -210,7 +210,7 @@ async fn wait_notified(notify: Option<&Notify>) {
 }
 
 /// Writes 35, 49, 56, 34 and 52.
-fn header(enc: &mut Encoder, msg_type: &[u8], setup: &SessionSetup, seq: u64) {
+pub(crate) fn header(enc: &mut Encoder, msg_type: &[u8], setup: &SessionSetup, seq: u64) {
     enc.start(msg_type)
         .field_str(49, &setup.sender)
         .field_str(56, &setup.target)

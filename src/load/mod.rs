@@ -22,6 +22,7 @@
 //! 41, 11, 54, 55, 60, 38. The first `--warmup` seconds are sent but not measured.
 
 pub mod client;
+pub mod md;
 pub mod report;
 pub mod workload;
 
@@ -107,6 +108,16 @@ pub struct LoadOptions {
     /// Seed of the workload's random choices (session i uses seed + i).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Market-data subscribers to open besides the order sessions; each
+    /// subscribes to every symbol and counts the incremental entries it gets.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub md_subscribers: usize,
+    /// SenderCompID prefix of the subscribers: PREFIX001, PREFIX002, ...
+    #[arg(long, value_name = "PREFIX", default_value = "MD")]
+    pub md_sender: String,
+    /// MarketDepth (264) the subscribers ask for (0 = full book).
+    #[arg(long, value_name = "LEVELS", default_value_t = 0)]
+    pub md_depth: u32,
 }
 
 impl Default for LoadOptions {
@@ -130,6 +141,9 @@ impl Default for LoadOptions {
             heartbeat_secs: 30,
             reset_seq: true,
             seed: 1,
+            md_subscribers: 0,
+            md_sender: "MD".into(),
+            md_depth: 0,
         }
     }
 }
@@ -142,6 +156,11 @@ impl LoadOptions {
         } else {
             self.sender_comp_ids[i % self.sender_comp_ids.len()].clone()
         }
+    }
+
+    /// SenderCompID of market-data subscriber `i`.
+    pub fn md_sender_for(&self, i: usize) -> String {
+        format!("{}{:03}", self.md_sender, i + 1)
     }
 
     /// The instruments: each symbol with its base price.
@@ -220,6 +239,40 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
     opts.validate()?;
     let instruments = opts.instruments()?;
     let run_id = run_id();
+    let duration = Duration::from_secs_f64(opts.duration_secs);
+    let warmup = Duration::from_secs_f64(opts.warmup_secs);
+    // Subscribers first, so the flow starts with them in place; they log on
+    // and subscribe within LOGON_TIMEOUT, before the order sessions start.
+    let mut md_tasks = Vec::new();
+    let mut md_logons = Vec::new();
+    let mut md_gos = Vec::new();
+    for i in 0..opts.md_subscribers {
+        let setup = SessionSetup {
+            host: opts.host.clone(),
+            port: opts.port,
+            sender: opts.md_sender_for(i),
+            target: opts.target_comp_id.clone(),
+            heartbeat: Duration::from_secs(opts.heartbeat_secs),
+            reset_seq: opts.reset_seq,
+            account: None,
+            workload: Workload::new(opts.mix, instruments.clone(), opts.qty, opts.seed),
+            clordid_prefix: String::new(),
+        };
+        let (tx, rx) = oneshot::channel();
+        let (go_tx, go_rx) = oneshot::channel();
+        md_tasks.push(tokio::spawn(md::run_subscriber(
+            setup,
+            opts.symbols.clone(),
+            opts.md_depth,
+            tx,
+            go_rx,
+        )));
+        md_logons.push(rx);
+        md_gos.push(go_tx);
+    }
+    for rx in md_logons {
+        let _ = rx.await;
+    }
     let mut logons = Vec::new();
     let mut gos = Vec::new();
     let mut tasks = Vec::new();
@@ -253,9 +306,10 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
         }
     }
 
-    let duration = Duration::from_secs_f64(opts.duration_secs);
-    let warmup = Duration::from_secs_f64(opts.warmup_secs);
     let start = Instant::now() + Duration::from_millis(20);
+    for go in md_gos {
+        let _ = go.send((start + warmup, start + duration));
+    }
     let end = start + duration;
     let mut pacer = None;
     let stop = Arc::new(AtomicBool::new(false));
@@ -353,6 +407,12 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
         duration - warmup,
     );
     report.sessions_logged_on = live.len();
+    for t in md_tasks {
+        match t.await {
+            Ok(s) => report.md.push(s),
+            Err(e) => report.errors.push(format!("market-data task failed: {e}")),
+        }
+    }
     if let Some(path) = &opts.hgrm {
         report
             .write_hgrm(path)

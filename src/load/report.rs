@@ -133,6 +133,8 @@ pub struct LoadReport {
     pub reject_sample: Option<String>,
     /// The merged latency histogram, nanoseconds.
     pub histogram: Histogram<u64>,
+    /// Market-data subscribers (`--md-subscribers`), one entry each.
+    pub md: Vec<super::md::MdStats>,
 }
 
 impl LoadReport {
@@ -173,6 +175,7 @@ impl LoadReport {
             errors: Vec::new(),
             reject_sample: None,
             histogram: new_histogram(),
+            md: Vec::new(),
         };
         for s in stats {
             r.orders_sent += s.sent;
@@ -261,6 +264,31 @@ impl fmt::Display for LoadReport {
         )?;
         if let Some(sample) = &self.reject_sample {
             writeln!(f, "  first reject {sample}")?;
+        }
+        if !self.md.is_empty() {
+            let secs = self.duration.as_secs_f64().max(f64::MIN_POSITIVE);
+            let measured: u64 = self.md.iter().map(|m| m.entries_measured).sum();
+            let per_sub = self.md.iter().map(|m| m.entries_measured);
+            let (lo, hi) = (
+                per_sub.clone().min().unwrap_or(0),
+                per_sub.max().unwrap_or(0),
+            );
+            writeln!(
+                f,
+                "  market data {} subscribers: {:.0} incremental entries/s delivered in total ({measured} in the measured interval; per subscriber {lo}..{hi}), {} X messages, {} entries overall",
+                self.md.len(),
+                measured as f64 / secs,
+                self.md.iter().map(|m| m.messages).sum::<u64>(),
+                self.md.iter().map(|m| m.entries).sum::<u64>(),
+            )?;
+            for m in self.md.iter().filter(|m| m.error.is_some()) {
+                writeln!(
+                    f,
+                    "    {}: {}",
+                    m.sender_comp_id,
+                    m.error.as_deref().unwrap_or("")
+                )?;
+            }
         }
         if self.errors.is_empty() {
             write!(f, "  errors      none")

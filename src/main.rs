@@ -48,7 +48,7 @@ enum Command {
     /// report sustained orders/s and ExecutionReport latency percentiles.
     ///
     /// Example: fixgw load --port 9878 --sender CLIENT1 --rate 10000 --duration 20
-    Load(fixgw::load::LoadOptions),
+    Load(Box<fixgw::load::LoadOptions>),
 }
 
 fn init_tracing() {
@@ -81,7 +81,7 @@ fn main() -> ExitCode {
             };
             run(opts)
         }
-        Command::Load(opts) => load(opts),
+        Command::Load(opts) => load(*opts),
     }
 }
 

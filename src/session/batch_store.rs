@@ -252,11 +252,7 @@ impl BatchLog {
         let mut next_batch = 1;
         for item in tree.iter() {
             let (k, v) = item.map_err(io)?;
-            let batch = u64::from_be_bytes(
-                k.as_ref()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("batch key is not 8 bytes".into()))?,
-            );
+            let batch = batch_number(&k)?;
             let record =
                 decode(&v).map_err(|e| StoreError::Corrupt(format!("batch {batch}: {e}")))?;
             let mut keys: Vec<Arc<str>> = Vec::with_capacity(record.sessions.len());
@@ -352,6 +348,25 @@ impl BatchLog {
     pub fn next_batch(&self) -> u64 {
         self.next_batch
     }
+}
+
+/// The batch number a record key encodes (big-endian u64).
+fn batch_number(k: &[u8]) -> Result<u64, StoreError> {
+    k.try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt("batch key is not 8 bytes".into()))
+}
+
+/// True when `dir` already holds a store, so inspection tools can say "no
+/// store here" instead of creating an empty one.
+pub fn store_exists(dir: &std::path::Path) -> bool {
+    dir.join("db").is_file()
+}
+
+/// True when opening failed because another process (a running gateway)
+/// holds the store's lock.
+pub fn is_locked(e: &StoreError) -> bool {
+    matches!(e, StoreError::Io(m) if m.contains("could not acquire lock"))
 }
 
 /// Encodes a record; `locs` receives (session index, seq, offset, len) of

@@ -1,7 +1,7 @@
 //! The operator commands of the real `fixgw` binary, on good and bad input:
-//! `check-config`, `sessions`, `store set-seq` / `store reset`, with the
-//! exit codes and messages a user sees, against stores written by a real
-//! gateway.
+//! `check-config`, `sessions`, `store set-seq` / `store reset`, `journal
+//! dump` and `journal verify`, with the exit codes and messages a user sees,
+//! against stores written by a real gateway.
 
 mod common;
 
@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{repo_path, Client, Gateway};
+use serde_json::Value;
 
 const CFG: &str = "\
 [DEFAULT]
@@ -110,6 +111,8 @@ fn every_command_explains_itself_with_an_example() {
         &["sessions"],
         &["store", "set-seq"],
         &["store", "reset"],
+        &["journal", "dump"],
+        &["journal", "verify"],
     ] {
         let mut args = cmd.to_vec();
         args.push("--help");
@@ -254,6 +257,8 @@ fn set_seq_is_refused_while_the_gateway_runs_and_seen_by_the_client_after_restar
         &["sessions"][..],
         &["store", "set-seq", "--session", "CLIENT1", "--sender", "50"],
         &["store", "reset", "--session", "CLIENT1"],
+        &["journal", "dump"],
+        &["journal", "verify"],
     ] {
         let args = at(&gw, cmd);
         let err = fails(&args);
@@ -395,4 +400,172 @@ fn reset_starts_one_session_over_and_drops_its_stored_messages() {
     c2.logon(&[]);
     order(&mut c2, "X1", "2", "10", "400.00", "MSFT");
     assert_eq!(c2.expect("8").get_str(150), Some("F"));
+}
+
+/// Journal lines of a dump.
+fn dump(gw: &Gateway, filters: &[&str]) -> Vec<Value> {
+    let mut args = at(gw, &["journal", "dump"]);
+    args.extend_from_slice(filters);
+    ok(&args)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn orders(lines: &[Value]) -> Vec<(&str, &str)> {
+    lines
+        .iter()
+        .filter(|l| l["kind"] == "fix")
+        .map(|l| (l["session"].as_str().unwrap(), l["fix"].as_str().unwrap()))
+        .map(|(s, f)| (s, f.split('|').find(|x| x.starts_with("11=")).unwrap()))
+        .collect()
+}
+
+#[test]
+fn journal_dump_shows_inputs_and_events_and_filters_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = trading_store(dir.path());
+    let all = dump(&gw, &[]);
+    assert_eq!(
+        orders(&all),
+        [
+            ("CLIENT1", "11=S1"),
+            ("CLIENT2", "11=B1"),
+            ("CLIENT1", "11=M1")
+        ]
+    );
+    let buy = all
+        .iter()
+        .find(|l| l["fix"].as_str().is_some_and(|f| f.contains("11=B1")))
+        .unwrap();
+    assert_eq!(buy["msg_type"], "D");
+    assert!(buy["time"].as_str().unwrap().ends_with('Z'), "{buy}");
+    assert!(
+        buy["fix"].as_str().unwrap().starts_with("8=FIX.4.4|9="),
+        "{buy}"
+    );
+    let trade = buy["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "trade")
+        .unwrap_or_else(|| panic!("no trade in {buy}"));
+    assert_eq!(trade["symbol"], "AAPL");
+    assert_eq!(trade["price"], "150.00");
+    assert_eq!(trade["qty"], "60");
+    assert_eq!(trade["aggressor"], "buy");
+    assert_eq!(trade["maker"]["account"], "ACC1");
+    assert_eq!(trade["maker"]["session"], "CLIENT1");
+    assert_eq!(trade["maker"]["leaves_qty"], "40");
+    assert_eq!(trade["taker"]["account"], "ACC2");
+    assert_eq!(trade["taker"]["avg_px"], "150");
+    let reports: Vec<&Value> = buy["messages"].as_array().unwrap().iter().collect();
+    assert!(
+        reports
+            .iter()
+            .any(|m| m["to"] == "CLIENT1" && m["msg_type"] == "8"),
+        "{buy}"
+    );
+
+    // Filters: session, symbol, account (message or event), time.
+    let c1 = dump(&gw, &["--session", "CLIENT1"]);
+    assert!(c1.iter().all(|l| l["session"] == "CLIENT1"), "{c1:?}");
+    assert_eq!(orders(&c1), [("CLIENT1", "11=S1"), ("CLIENT1", "11=M1")]);
+    assert_eq!(
+        orders(&dump(&gw, &["--session", "FIX.4.4:FIXGW->CLIENT2"])),
+        [("CLIENT2", "11=B1")]
+    );
+    assert_eq!(
+        orders(&dump(&gw, &["--symbol", "MSFT"])),
+        [("CLIENT1", "11=M1")]
+    );
+    let msft = dump(&gw, &["--symbol", "MSFT"]);
+    assert_eq!(msft.len(), 1, "only the MSFT order: {msft:?}");
+    assert_eq!(
+        orders(&dump(&gw, &["--account", "ACC2"])),
+        [("CLIENT2", "11=B1")]
+    );
+    assert_eq!(
+        orders(&dump(&gw, &["--account", "ACC1", "--symbol", "AAPL"])),
+        [("CLIENT1", "11=S1"), ("CLIENT2", "11=B1")],
+        "the buy traded with ACC1"
+    );
+    assert!(dump(&gw, &["--account", "NOBODY"]).is_empty());
+    assert_eq!(
+        orders(&dump(
+            &gw,
+            &["--from", "2000-01-01", "--to", "2200-01-01T00:00:00Z"]
+        ))
+        .len(),
+        3
+    );
+    assert!(dump(&gw, &["--from", "2200-01-01"]).is_empty());
+    assert!(dump(&gw, &["--to", "20000101-00:00:00"]).is_empty());
+    let t = buy["time"].as_str().unwrap();
+    assert_eq!(
+        orders(&dump(&gw, &["--from", t, "--session", "CLIENT1"])),
+        [("CLIENT1", "11=M1")]
+    );
+    let r = fixgw(&at(&gw, &["journal", "dump", "--from", "yesterday"]));
+    assert_eq!(r.code, 2);
+    assert!(r.err.contains("\"yesterday\" is not a time"), "{}", r.err);
+}
+
+#[test]
+fn journal_verify_summarises_and_names_the_bad_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = trading_store(dir.path());
+    let args = at(&gw, &["journal", "verify"]);
+    let out = ok(&args);
+    for want in [
+        "journal in",
+        "orders    3 (3 accepted, 0 rejected)",
+        "trades    1",
+        "sessions  2",
+        "replayed twice with identical events; 5 stored application message(s) match the replay",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    assert!(out.contains("inputs    ") && out.contains("fix 3"), "{out}");
+
+    // Damage one record: verify names it and fails; so does a dump.
+    let (bad, last) = {
+        let db = sled::open(&gw.data).unwrap();
+        let tree = db.open_tree("batches").unwrap();
+        let keys: Vec<u64> = tree
+            .iter()
+            .keys()
+            .map(|k| u64::from_be_bytes(k.unwrap().as_ref().try_into().unwrap()))
+            .collect();
+        let bad = keys[keys.len() / 2];
+        let mut v = tree.get(bad.to_be_bytes()).unwrap().unwrap().to_vec();
+        let n = v.len();
+        v[n - 1] ^= 0xff;
+        tree.insert(bad.to_be_bytes(), v).unwrap();
+        db.flush().unwrap();
+        (bad, *keys.last().unwrap())
+    };
+    let err = fails(&args);
+    assert!(
+        err.contains(&format!("batch {bad}: checksum mismatch")),
+        "{err}"
+    );
+    let err = fails(&at(&gw, &["journal", "dump"]));
+    assert!(
+        err.contains(&format!("batch {bad}: checksum mismatch")),
+        "{err}"
+    );
+
+    // A missing record is a gap.
+    {
+        let db = sled::open(&gw.data).unwrap();
+        let tree = db.open_tree("batches").unwrap();
+        tree.remove(bad.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let err = fails(&args);
+    assert!(
+        err.contains(&format!("batch {}: batch {bad} missing", bad + 1)),
+        "{err} (last batch {last})"
+    );
 }

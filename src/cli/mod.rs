@@ -1,18 +1,24 @@
 //! The operator commands of the `fixgw` binary other than `run` and `load`:
-//! `check-config`, `sessions` and `store set-seq` / `store reset`. They live in the library so tests can
+//! `check-config`, `sessions`, `store set-seq` / `store reset` and
+//! `journal dump` / `journal verify`. They live in the library so tests can
 //! call them; `main.rs` only parses the command line and dispatches. Each
 //! command writes its report to the `out` it is given and returns an error
 //! (printed by `main` with a non-zero exit) on any problem.
 
 pub mod check_config;
+pub mod journal;
 pub mod store;
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::anyhow;
 
 use crate::gateway::{data_dir, load_settings};
-use crate::session::batch_store::{is_locked, store_exists, BatchLog, FlushMode, Recovered};
+use crate::session::batch_store::{
+    is_locked, store_exists, BatchLog, BatchReader, FlushMode, Recovered,
+};
 use crate::session::settings::GatewaySettings;
 use crate::session::store::StoreError;
 
@@ -46,6 +52,12 @@ pub(crate) fn open_log(dir: &Path) -> anyhow::Result<(BatchLog, Recovered)> {
     BatchLog::open(dir, FlushMode::Fsync).map_err(|e| store_error(dir, e))
 }
 
+/// Opens the raw records in `dir` (see [`open_log`] for the refusals).
+pub(crate) fn open_reader(dir: &Path) -> anyhow::Result<BatchReader> {
+    require_store(dir)?;
+    BatchReader::open(dir).map_err(|e| store_error(dir, e))
+}
+
 fn require_store(dir: &Path) -> anyhow::Result<()> {
     if store_exists(dir) {
         Ok(())
@@ -71,4 +83,54 @@ fn store_error(dir: &Path, e: StoreError) -> anyhow::Error {
 /// A timestamp (ns since the epoch, UTC) in ISO 8601 / RFC 3339 with `Z`.
 pub(crate) fn iso_time(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+/// A progress line on stderr for long operations, redrawn at most every
+/// 250 ms and only when stderr is a terminal (never in pipes or logs).
+pub(crate) struct Progress {
+    label: &'static str,
+    total: u64,
+    on: bool,
+    shown: bool,
+    last: Instant,
+}
+
+impl Progress {
+    /// `total`: the number of the last batch (0 if unknown).
+    pub(crate) fn new(label: &'static str, total: u64) -> Progress {
+        Progress {
+            label,
+            total,
+            on: std::io::stderr().is_terminal(),
+            shown: false,
+            last: Instant::now(),
+        }
+    }
+
+    /// Reports that batch `batch` is being processed.
+    pub(crate) fn update(&mut self, batch: u64) {
+        if !self.on || self.last.elapsed() < Duration::from_millis(250) {
+            return;
+        }
+        self.last = Instant::now();
+        self.shown = true;
+        match batch.saturating_mul(100).checked_div(self.total) {
+            Some(pct) => eprint!("\r{}: batch {batch}/{} ({pct}%)", self.label, self.total),
+            None => eprint!("\r{}: batch {batch}", self.label),
+        }
+    }
+
+    /// Clears the line.
+    pub(crate) fn finish(&mut self) {
+        if self.shown {
+            eprint!("\r\x1b[K");
+            self.shown = false;
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
 }

@@ -369,6 +369,40 @@ pub fn is_locked(e: &StoreError) -> bool {
     matches!(e, StoreError::Io(m) if m.contains("could not acquire lock"))
 }
 
+/// Read-only access to the raw batch records, for inspection tools
+/// (`fixgw journal`): unlike [`BatchLog::open`] it rebuilds nothing, so a
+/// damaged record can be reported with its batch number and the rest read.
+pub struct BatchReader {
+    _db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl BatchReader {
+    /// Opens the store in `dir` (taking its lock, like the gateway).
+    pub fn open(dir: &std::path::Path) -> Result<BatchReader, StoreError> {
+        let db = open_db(dir, FlushMode::Fsync)?;
+        let tree = db.open_tree("batches").map_err(io)?;
+        Ok(BatchReader { _db: db, tree })
+    }
+
+    /// Number of the last batch record, if any.
+    pub fn last_batch(&self) -> Result<Option<u64>, StoreError> {
+        match self.tree.last().map_err(io)? {
+            Some((k, _)) => batch_number(&k).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every record as (batch number, undecoded bytes), in batch order;
+    /// decode each with [`decode`].
+    pub fn records(&self) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> + '_ {
+        self.tree.iter().map(|item| {
+            let (k, v) = item.map_err(io)?;
+            Ok((batch_number(&k)?, v))
+        })
+    }
+}
+
 /// Encodes a record; `locs` receives (session index, seq, offset, len) of
 /// every stored message.
 fn encode_into(

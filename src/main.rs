@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use fixgw::cli;
 use fixgw::gateway::{Gateway, RunOptions};
 use fixgw::session::batch_store::FlushMode;
 
@@ -44,11 +45,72 @@ enum Command {
         flush: Flush,
     },
 
+    /// Check the settings and venue files without starting anything: print
+    /// the sessions (CompIDs, role, port), listeners, instruments and
+    /// accounts the gateway would start, or the first error with its file
+    /// and line, and exit non-zero.
+    ///
+    /// Example: fixgw check-config --config sessions/gateway.cfg --venue sessions/venue.toml
+    CheckConfig(cli::check_config::CheckConfigArgs),
+
+    /// List the stored sessions with their next sender and target sequence
+    /// numbers, read from the store (the gateway must not be running).
+    ///
+    /// Example: fixgw sessions --data data
+    Sessions(cli::store::StoreLocation),
+
+    /// Change one session's stored sequence numbers while the gateway is
+    /// stopped; the change is written as a batch record the gateway
+    /// recovers on its next start.
+    ///
+    /// Example: fixgw store set-seq --session CLIENT1 --sender 120 --target 45
+    #[command(subcommand)]
+    Store(StoreCommand),
+
+    /// Export or check the journal (every input the venue processed).
+    ///
+    /// Example: fixgw journal dump --symbol AAPL --from 2024-05-01T09:30:00Z > audit.jsonl
+    #[command(subcommand)]
+    Journal(JournalCommand),
+
     /// Drive a FIX 4.4 acceptor (fixgw or any other) with NewOrderSingles and
     /// report sustained orders/s and ExecutionReport latency percentiles.
     ///
     /// Example: fixgw load --port 9878 --sender CLIENT1 --rate 10000 --duration 20
     Load(Box<fixgw::load::LoadOptions>),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Set the next MsgSeqNum the gateway sends (--sender) and/or expects
+    /// (--target) for one session. Refused while a gateway holds the store.
+    ///
+    /// Example: fixgw store set-seq --session CLIENT1 --sender 120 --target 45
+    SetSeq(cli::store::SetSeqArgs),
+    /// Start one session over: sequence numbers 1/1 and its stored messages
+    /// dropped, as a Logon with ResetSeqNumFlag=Y would. Refused while a
+    /// gateway holds the store.
+    ///
+    /// Example: fixgw store reset --session FIX.4.4:FIXGW->CLIENT2
+    Reset(cli::store::ResetArgs),
+}
+
+#[derive(Subcommand)]
+enum JournalCommand {
+    /// Print every journaled input with the engine events it produced, one
+    /// JSON object per line (batch, input kind, session, UTC time, the FIX
+    /// message with Password masked, events with symbol/account names and
+    /// decimal prices and quantities, messages sent). Filters combine (AND).
+    ///
+    /// Example: fixgw journal dump --session CLIENT1 --symbol AAPL --from 2024-05-01 --to 2024-05-02
+    Dump(cli::journal::DumpArgs),
+    /// Check every batch record (checksum, layout, contiguous numbers) and
+    /// input, replay the journal twice and compare the results, and check
+    /// the stored ExecutionReports against the replay. Prints a summary;
+    /// exits non-zero naming the first bad batch.
+    ///
+    /// Example: fixgw journal verify --data data
+    Verify(cli::journal::VerifyArgs),
 }
 
 fn init_tracing() {
@@ -82,7 +144,63 @@ fn main() -> ExitCode {
             run(opts)
         }
         Command::Load(opts) => load(*opts),
+        Command::CheckConfig(args) => report("check-config", |out| {
+            cli::check_config::check_config(&args, out)
+        }),
+        Command::Sessions(args) => report("sessions", |out| cli::store::sessions(&args, out)),
+        Command::Store(StoreCommand::SetSeq(args)) => {
+            report("store set-seq", |out| cli::store::set_seq(&args, out))
+        }
+        Command::Store(StoreCommand::Reset(args)) => {
+            report("store reset", |out| cli::store::reset(&args, out))
+        }
+        Command::Journal(JournalCommand::Dump(args)) => {
+            report("journal dump", |out| cli::journal::dump(&args, out))
+        }
+        Command::Journal(JournalCommand::Verify(args)) => {
+            report("journal verify", |out| cli::journal::verify(&args, out))
+        }
     }
+}
+
+/// Runs an operator command writing to stdout; prints its error and exits 1.
+/// A closed pipe (`fixgw journal dump | head`) is not an error.
+fn report(name: &str, f: impl FnOnce(&mut dyn std::io::Write) -> anyhow::Result<()>) -> ExitCode {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = f(&mut out).and_then(|()| Ok(std::io::Write::flush(&mut out)?));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let _ = std::io::Write::flush(&mut out);
+            eprintln!("fixgw {name}: {}", describe(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// An error with its causes, leaving out a cause its message already quotes
+/// (e.g. a settings file's read error names the OS error itself).
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&c);
+        }
+    }
+    text
 }
 
 fn load(opts: fixgw::load::LoadOptions) -> ExitCode {

@@ -89,6 +89,10 @@ fn slow_subscriber_is_logged_out_while_everyone_else_carries_on() {
     let gw = Gateway::start(dir.path(), CFG);
     let mut client = Client::connect(gw.port, "CLIENT1", "FIXGW");
     client.logon(&[]);
+    // An order-entry session may subscribe too; its X messages are stored
+    // (PersistMessages=Y) and must match a replay of the journal.
+    subscribe(&mut client, "OWN", "1");
+    client.expect("W");
     let mut fast = Client::connect(gw.port, "MDFAST", "FIXGW");
     fast.logon(&[]);
     subscribe(&mut fast, "F", "0");
@@ -113,6 +117,7 @@ fn slow_subscriber_is_logged_out_while_everyone_else_carries_on() {
         }
         while let Some(m) = client.recv(Duration::from_millis(1)) {
             match m.msg_type() {
+                b"X" => {}
                 b"8" => {
                     assert_eq!(m.get_str(150), Some("0"), "{m:?}");
                     acked += 1;
@@ -176,4 +181,20 @@ fn slow_subscriber_is_logged_out_while_everyone_else_carries_on() {
     assert_eq!(w.get_str(262), Some("again"));
     // Top of book: the best bid of the orders above.
     assert_eq!(w.get_str(270), Some("139.99"), "{w:?}");
+
+    // The store agrees with a replay of the journal, market data included.
+    let mut gw = gw;
+    gw.kill9();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fixgw"))
+        .args(["journal", "verify", "--config"])
+        .arg(&gw.config)
+        .arg("--data")
+        .arg(&gw.data)
+        .current_dir(common::repo_path(""))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "journal verify failed: {text}");
+    assert!(text.contains("OK"), "{text}");
 }

@@ -169,20 +169,7 @@ fn check_num(m: &Message, expected: &[(i32, &str)]) {
 
 /// Sends a limit NewOrderSingle.
 fn new_order(c: &mut Client, cl: &str, side: &str, qty: &str, px: &str, sym: &str) {
-    c.send(
-        "D",
-        &[
-            (11, cl),
-            (21, "1"),
-            (38, qty),
-            (40, "2"),
-            (44, px),
-            (54, side),
-            (55, sym),
-            (59, "0"),
-            (60, T60),
-        ],
-    );
+    c.limit_order(cl, side, qty, px, sym);
 }
 
 /// Sends a limit order and checks its 150=0 acknowledgement.

@@ -217,6 +217,7 @@ impl Core {
                 now,
             );
         }
+        self.flush_market_data(now);
         self.commit_and_release(now);
     }
 

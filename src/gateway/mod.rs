@@ -5,7 +5,7 @@
 pub mod core;
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -60,31 +60,14 @@ fn app_for(cfg: &SessionConfig, venue: bool) -> AppKind {
 impl Gateway {
     /// Loads settings, recovers the store, rebuilds the venue and binds.
     pub async fn bind(opts: &RunOptions) -> anyhow::Result<Gateway> {
-        let settings = GatewaySettings::load(&opts.config)?;
-        if settings.sessions.is_empty() {
-            anyhow::bail!("{}: no [SESSION] defined", opts.config.display());
-        }
-        let needs_venue = settings
-            .sessions
-            .iter()
-            .any(|(c, _)| c.role != SessionRole::Echo);
-        let venue = if needs_venue {
+        let settings = load_settings(&opts.config)?;
+        let venue = if needs_venue(&settings) {
             let cfg = VenueConfig::load(&opts.venue)?;
-            let infos: Vec<SessionInfo> = settings
-                .sessions
-                .iter()
-                .map(|(c, _)| SessionInfo::from_config(c))
-                .collect();
-            let venue = Venue::new(&cfg, &infos).context("building the venue")?;
-            Some(venue)
+            Some(build_venue(&settings, &cfg)?)
         } else {
             None
         };
-        let data_dir = opts
-            .data
-            .clone()
-            .or_else(|| settings.file_store_path.clone())
-            .unwrap_or_else(|| PathBuf::from("data"));
+        let data_dir = data_dir(opts.data.as_deref(), &settings);
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create store directory {}", data_dir.display()))?;
         let (log, mut recovered) = BatchLog::open(&data_dir, opts.flush_mode)
@@ -176,6 +159,41 @@ impl Gateway {
             let _ = t.await;
         }
     }
+}
+
+/// Loads a settings file and checks that it defines at least one session.
+pub fn load_settings(path: &Path) -> anyhow::Result<GatewaySettings> {
+    let settings = GatewaySettings::load(path)?;
+    if settings.sessions.is_empty() {
+        anyhow::bail!("{}: no [SESSION] defined", path.display());
+    }
+    Ok(settings)
+}
+
+/// True when some session needs the venue (every role but `echo`).
+pub fn needs_venue(settings: &GatewaySettings) -> bool {
+    settings
+        .sessions
+        .iter()
+        .any(|(c, _)| c.role != SessionRole::Echo)
+}
+
+/// Builds the venue for the configured sessions as `fixgw run` does. The
+/// engine's `Owner` of a session is its index in `settings.sessions`.
+pub fn build_venue(settings: &GatewaySettings, cfg: &VenueConfig) -> anyhow::Result<Venue> {
+    let infos: Vec<SessionInfo> = settings
+        .sessions
+        .iter()
+        .map(|(c, _)| SessionInfo::from_config(c))
+        .collect();
+    Venue::new(cfg, &infos).context("building the venue")
+}
+
+/// The store directory: `--data`, else the settings' FileStorePath, else `./data`.
+pub fn data_dir(data: Option<&Path>, settings: &GatewaySettings) -> PathBuf {
+    data.map(Path::to_path_buf)
+        .or_else(|| settings.file_store_path.clone())
+        .unwrap_or_else(|| PathBuf::from("data"))
 }
 
 /// Rebuilds the venue's state by applying every journaled input again.

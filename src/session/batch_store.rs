@@ -252,11 +252,7 @@ impl BatchLog {
         let mut next_batch = 1;
         for item in tree.iter() {
             let (k, v) = item.map_err(io)?;
-            let batch = u64::from_be_bytes(
-                k.as_ref()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("batch key is not 8 bytes".into()))?,
-            );
+            let batch = batch_number(&k)?;
             let record =
                 decode(&v).map_err(|e| StoreError::Corrupt(format!("batch {batch}: {e}")))?;
             let mut keys: Vec<Arc<str>> = Vec::with_capacity(record.sessions.len());
@@ -351,6 +347,59 @@ impl BatchLog {
     /// Number of the next batch record.
     pub fn next_batch(&self) -> u64 {
         self.next_batch
+    }
+}
+
+/// The batch number a record key encodes (big-endian u64).
+fn batch_number(k: &[u8]) -> Result<u64, StoreError> {
+    k.try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt("batch key is not 8 bytes".into()))
+}
+
+/// True when `dir` already holds a store, so inspection tools can say "no
+/// store here" instead of creating an empty one.
+pub fn store_exists(dir: &std::path::Path) -> bool {
+    dir.join("db").is_file()
+}
+
+/// True when opening failed because another process (a running gateway)
+/// holds the store's lock.
+pub fn is_locked(e: &StoreError) -> bool {
+    matches!(e, StoreError::Io(m) if m.contains("could not acquire lock"))
+}
+
+/// Read-only access to the raw batch records, for inspection tools
+/// (`fixgw journal`): unlike [`BatchLog::open`] it rebuilds nothing, so a
+/// damaged record can be reported with its batch number and the rest read.
+pub struct BatchReader {
+    _db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl BatchReader {
+    /// Opens the store in `dir` (taking its lock, like the gateway).
+    pub fn open(dir: &std::path::Path) -> Result<BatchReader, StoreError> {
+        let db = open_db(dir, FlushMode::Fsync)?;
+        let tree = db.open_tree("batches").map_err(io)?;
+        Ok(BatchReader { _db: db, tree })
+    }
+
+    /// Number of the last batch record, if any.
+    pub fn last_batch(&self) -> Result<Option<u64>, StoreError> {
+        match self.tree.last().map_err(io)? {
+            Some((k, _)) => batch_number(&k).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every record as (batch number, undecoded bytes), in batch order;
+    /// decode each with [`decode`].
+    pub fn records(&self) -> impl Iterator<Item = Result<(u64, sled::IVec), StoreError>> + '_ {
+        self.tree.iter().map(|item| {
+            let (k, v) = item.map_err(io)?;
+            Ok((batch_number(&k)?, v))
+        })
     }
 }
 

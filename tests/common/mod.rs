@@ -188,6 +188,24 @@ impl Client {
         self.stream.write_all(&bytes).expect("write");
     }
 
+    /// Sends a Day limit NewOrderSingle.
+    pub fn limit_order(&mut self, cl: &str, side: &str, qty: &str, px: &str, sym: &str) {
+        self.send(
+            "D",
+            &[
+                (11, cl),
+                (21, "1"),
+                (38, qty),
+                (40, "2"),
+                (44, px),
+                (54, side),
+                (55, sym),
+                (59, "0"),
+                (60, "20260101-00:00:00.000"),
+            ],
+        );
+    }
+
     /// Sends raw bytes.
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("write");

@@ -1,8 +1,9 @@
 //! Interop with a real QuickFIX engine: `tests/interop/quickfix_client.py`
 //! (the `quickfix` Python binding, validating every message it receives
 //! against QuickFIX's own FIX44.xml) trades against the real `fixgw` binary
-//! from two order-entry sessions and subscribes to market data from MDCLIENT
-//! (rebuilding the book from W + X).
+//! from two order-entry sessions, subscribes to market data from MDCLIENT
+//! (rebuilding the book from W + X) and logs on as DROPCOPY (a copy of every
+//! ExecutionReport and OrderCancelReject of both clients).
 //! Missing `quickfix` is a failure, never a skip: run `.ci/install-quickfix`.
 
 mod common;
@@ -35,6 +36,9 @@ SessionRole=market-data
 # QuickFIX's stock FIX44.xml has no RptSeq (83) in W or X.
 SendRptSeq=N
 PersistMessages=N
+[SESSION]
+TargetCompID=DROPCOPY
+SessionRole=drop-copy
 ";
 
 /// The whole client run, logons to logouts.
@@ -45,7 +49,7 @@ fn python() -> String {
 }
 
 #[test]
-fn quickfix_clients_trade_and_subscribe_to_market_data() {
+fn quickfix_clients_trade_subscribe_to_market_data_and_get_drop_copies() {
     let probe = Command::new(python())
         .args(["-c", "import quickfix"])
         .output()

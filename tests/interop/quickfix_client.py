@@ -2,7 +2,7 @@
 """Interop check: a real QuickFIX engine (the `quickfix` Python binding) as
 the client of a running fixgw.
 
-Three initiator sessions in one settings file, all with UseDataDictionary=Y
+Four initiator sessions in one settings file, all with UseDataDictionary=Y
 pointing at QuickFIX's OWN FIX44.xml, so QuickFIX validates every message it
 receives:
 
@@ -16,6 +16,9 @@ receives:
   checks them against the orders the two clients know are resting, and
   against a fresh snapshot; checks that the trades on the feed are the fills
   the clients got; unsubscribes and checks that no X follows.
+- DROPCOPY gets a copy (797=Y, OnBehalfOfCompID = the client) of every
+  ExecutionReport and OrderCancelReject the two clients got, in each client's
+  order, with the same body.
 
 Exit status 0 when everything matched; otherwise non-zero with the reasons on
 stderr. A failure is any expected reply that is missing or wrong, any Reject
@@ -51,7 +54,7 @@ except ImportError as e:  # pragma: no cover - reported by tests/interop.rs
 
 SOH = "\x01"
 ORDER_ENTRY = ("CLIENT1", "CLIENT2")
-SESSIONS = ORDER_ENTRY + ("MDCLIENT",)
+SESSIONS = ORDER_ENTRY + ("MDCLIENT", "DROPCOPY")
 # `expect` check value: the tag must not be there.
 ABSENT = object()
 
@@ -159,6 +162,7 @@ class Scenario:
         # Every application message each session received, in order.
         self.got = {name: [] for name in SESSIONS}
         self.md_stats = {"W": 0, "X": 0, "Y": 0, "entries": 0, "trades": 0}
+        self.copies = 0
 
     def send(self, name, mtype, fields, groups=()):
         """`groups`: (count tag, delimiter tag, [[(tag, value), ...] per entry])."""
@@ -257,11 +261,12 @@ class Scenario:
         snap = self.md_sync("MD3", [])
         self.compare_book(snap, self.expected_levels(0), "order flow")
         self.compare_last_trade(snap, (Decimal("149.5"), Decimal(50)))
+        self.drop_copy()
         for name in SESSIONS:
             self.nothing_more(name)
         st = self.md_stats
         print(f"market data: {st['W']} W, {st['X']} X, {st['Y']} Y, {st['entries']} entries, "
-              f"{st['trades']} trades", flush=True)
+              f"{st['trades']} trades; drop copy: {self.copies} copies", flush=True)
 
     # ---------------------------------------------------------------- order entry
 
@@ -344,8 +349,8 @@ class Scenario:
         self.expect("CLIENT2", "8", {150: "F", 39: "2", 11: "B4", 32: D(50), 31: D("149.5"),
                                      151: D(0)}, "fill of B4")
 
-    def reports(self):
-        return [m for name in ORDER_ENTRY for m in self.got[name] if msg_type(m) == "8"]
+    def reports(self, names=ORDER_ENTRY, types=("8",)):
+        return [m for name in names for m in self.got[name] if msg_type(m) in types]
 
     def expected_levels(self, depth):
         """The visible book as the two clients know it from their own
@@ -449,6 +454,37 @@ class Scenario:
             self.failures.add(f"MDCLIENT: trades on the feed {sorted(trades.elements())}, "
                               f"fills of the clients {sorted(fills.elements())}")
 
+    # ---------------------------------------------------------------- drop copy
+
+    def drop_copy(self):
+        """A copy of every ExecutionReport (797=Y) and OrderCancelReject (no
+        797) of each client, with OnBehalfOfCompID = the client, in the
+        client's order, same body."""
+        originals = {name: self.reports((name,), ("8", "9")) for name in ORDER_ENTRY}
+        copies = {name: [] for name in ORDER_ENTRY}
+        for _ in range(sum(len(v) for v in originals.values())):
+            m = self.recv("DROPCOPY", "a drop copy")
+            src = field(m, 115)
+            if src not in copies:
+                self.failures.add(f"DROPCOPY: OnBehalfOfCompID {src} in {show(m)}")
+                continue
+            copies[src].append(m)
+        self.copies = sum(len(v) for v in copies.values())
+        for name in ORDER_ENTRY:
+            want = [(msg_type(m), field(m, 17) or field(m, 11)) for m in originals[name]]
+            got = [(msg_type(m), field(m, 17) or field(m, 11)) for m in copies[name]]
+            if got != want:
+                self.failures.add(f"DROPCOPY: copies of {name} {got}, {name} got {want}")
+                continue
+            for orig, copy in zip(originals[name], copies[name]):
+                flag = "Y" if msg_type(orig) == "8" else None
+                if field(copy, 797) != flag:
+                    self.failures.add(f"DROPCOPY: 797={field(copy, 797)}, expected {flag} "
+                                      f"in {show(copy)}")
+                if body(orig) != body(copy):
+                    self.failures.add(f"DROPCOPY: copy {show(copy)} differs from {show(orig)}")
+
+
 def md_entries(msg):
     """The NoMDEntries (268) group of a W or X as dicts {tag: value}."""
     delim = 279 if msg_type(msg) == "X" else 269
@@ -534,6 +570,19 @@ def fmt_levels(levels):
     )
 
 
+def body(msg):
+    """Body fields in order, without CopyMsgIndicator (797)."""
+    out = []
+    for f in msg.toString().split(SOH):
+        if not f:
+            continue
+        tag, _, value = f.partition("=")
+        t = int(tag)
+        if not (fix.Message.isHeaderField(t) or fix.Message.isTrailerField(t) or t == 797):
+            out.append((t, value))
+    return out
+
+
 class Abort(Exception):
     pass
 
@@ -590,6 +639,9 @@ SenderCompID=CLIENT2
 
 [SESSION]
 SenderCompID=MDCLIENT
+
+[SESSION]
+SenderCompID=DROPCOPY
 """)
 
     failures = Failures()
@@ -634,7 +686,7 @@ SenderCompID=MDCLIENT
             with open(path, errors="replace") as f:
                 sys.stderr.write(f.read().replace(SOH, "|"))
         return 1
-    print("interop OK: every ExecutionReport and market data message as expected, "
+    print("interop OK: every ExecutionReport, market data message and drop copy as expected, "
           "no rejects", flush=True)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

@@ -1,6 +1,9 @@
 //! Interop with a real QuickFIX engine: `tests/interop/quickfix_client.py`
 //! (the `quickfix` Python binding, validating every message it receives
-//! against QuickFIX's own FIX44.xml) trades against the real `fixgw` binary.
+//! against QuickFIX's own FIX44.xml) trades against the real `fixgw` binary
+//! from two order-entry sessions, subscribes to market data from MDCLIENT
+//! (rebuilding the book from W + X) and logs on as DROPCOPY (a copy of every
+//! ExecutionReport and OrderCancelReject of both clients).
 //! Missing `quickfix` is a failure, never a skip: run `.ci/install-quickfix`.
 
 mod common;
@@ -27,6 +30,15 @@ SessionRole=order-entry
 [SESSION]
 TargetCompID=CLIENT2
 SessionRole=order-entry
+[SESSION]
+TargetCompID=MDCLIENT
+SessionRole=market-data
+# QuickFIX's stock FIX44.xml has no RptSeq (83) in W or X.
+SendRptSeq=N
+PersistMessages=N
+[SESSION]
+TargetCompID=DROPCOPY
+SessionRole=drop-copy
 ";
 
 /// The whole client run, logons to logouts.
@@ -37,7 +49,7 @@ fn python() -> String {
 }
 
 #[test]
-fn quickfix_client_places_fills_cancels_and_replaces() {
+fn quickfix_clients_trade_subscribe_to_market_data_and_get_drop_copies() {
     let probe = Command::new(python())
         .args(["-c", "import quickfix"])
         .output()
@@ -93,4 +105,6 @@ fn quickfix_client_places_fills_cancels_and_replaces() {
         Some(s) => assert!(s.success(), "quickfix_client.py failed ({s})\n{report}"),
     }
     assert!(out.contains("interop OK"), "{report}");
+    assert!(out.contains("market data: "), "{report}");
+    print!("{out}");
 }

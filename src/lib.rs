@@ -4,6 +4,7 @@
 //! protocol, over `fix`, the wire format) to `engine` (the exchange core,
 //! which knows nothing of FIX).
 
+pub mod admin;
 pub mod cli;
 pub mod engine;
 pub mod fix;

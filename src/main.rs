@@ -226,6 +226,29 @@ fn load(opts: fixgw::load::LoadOptions) -> ExitCode {
     }
 }
 
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
 fn run(opts: RunOptions) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -245,12 +268,17 @@ fn run(opts: RunOptions) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
-        tokio::select! {
-            _ = gw.serve() => ExitCode::SUCCESS,
-            _ = tokio::signal::ctrl_c() => {
-                tracing::info!("interrupted; exiting");
-                ExitCode::SUCCESS
-            }
-        }
+        gw.serve(async {
+            shutdown_signal().await;
+            tracing::info!("signal received: logging out every session and stopping (a second signal exits at once)");
+            tokio::spawn(async {
+                shutdown_signal().await;
+                eprintln!("fixgw: second signal: exiting now");
+                std::process::exit(130);
+            });
+        })
+        .await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
     })
 }

@@ -437,13 +437,14 @@ fn kind(input: &VenueInput) -> &'static str {
         VenueInput::Fix { .. } => "fix",
         VenueInput::Tick { .. } => "tick",
         VenueInput::SessionDown { .. } => "session_down",
+        VenueInput::Operator { .. } => "operator",
     }
 }
 
 fn input_session(input: &VenueInput) -> Option<&str> {
     match input {
         VenueInput::Fix { session, .. } | VenueInput::SessionDown { session, .. } => Some(session),
-        VenueInput::Tick { .. } => None,
+        VenueInput::Tick { .. } | VenueInput::Operator { .. } => None,
     }
 }
 
@@ -485,6 +486,10 @@ pub fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 input_session(input).map_or(Value::Null, Value::from),
             );
             line.insert("time".into(), iso_time(ts).into());
+            if let VenueInput::Operator { who, action, .. } = input {
+                line.insert("operator".into(), who.as_str().into());
+                line.insert("action".into(), action.as_str().into());
+            }
             let mut msg_account = None;
             let mut msg_symbol = None;
             if let VenueInput::Fix { raw, .. } = input {

@@ -7,10 +7,17 @@
 //! Nothing here touches a socket; connections are channels.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::admin::{AdminCall, AdminReply, AdminRequest, OperatorAction};
+use crate::engine::Side;
+use crate::gateway::metrics::{self, CoreMetrics, Live};
+use crate::session::MessageStore;
 
 use crate::fix::time::{now_utc, UtcNanos};
 use crate::fix::Message;
@@ -22,6 +29,8 @@ use crate::session::{Application, BusinessReject, OutboundMessage, Session, Sess
 use crate::venue::echo::EchoApp;
 use crate::venue::input::VenueInput;
 use crate::venue::order_entry::Venue;
+
+mod admin;
 
 /// Timer resolution of every session.
 const TICK_NS: i64 = 100_000_000;
@@ -127,6 +136,26 @@ pub struct Core {
     next_venue_tick: UtcNanos,
     /// Set when a commit fails: nothing may be released until one succeeds.
     commit_failed: bool,
+    metrics: CoreMetrics,
+    /// Orders (D, F, G) in the current batch.
+    batch_orders: u64,
+    /// Admin answers held until the batch is committed.
+    admin_replies: Vec<(oneshot::Sender<AdminReply>, AdminReply)>,
+}
+
+/// What woke the core.
+enum Wake {
+    Conn(Option<CoreMsg>),
+    Admin(Option<AdminCall>),
+    Timeout,
+}
+
+/// The next admin call, or never when there is no admin channel.
+async fn next_admin(rx: &mut Option<mpsc::Receiver<AdminCall>>) -> Option<AdminCall> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl Core {
@@ -146,6 +175,10 @@ impl Core {
             );
             by_comp.insert(id.target_comp_id.clone(), i);
         }
+        let names = entries
+            .iter()
+            .map(|e| e.session.config().id.target_comp_id.clone())
+            .collect();
         Core {
             entries,
             by_key,
@@ -159,32 +192,64 @@ impl Core {
             next_tick: 0,
             next_venue_tick: 0,
             commit_failed: false,
+            metrics: CoreMetrics::new(names),
+            batch_orders: 0,
+            admin_replies: Vec::new(),
         }
     }
 
     /// Runs the loop on the current (dedicated) thread until every
-    /// connection sender is gone.
-    pub fn run(mut self, mut rx: mpsc::Receiver<CoreMsg>, rt: tokio::runtime::Handle) {
+    /// connection sender is gone or `shutdown` is set (then every session is
+    /// logged out, the last batch committed and the connections closed).
+    pub fn run(
+        mut self,
+        mut rx: mpsc::Receiver<CoreMsg>,
+        mut admin: Option<mpsc::Receiver<AdminCall>>,
+        shutdown: Arc<AtomicBool>,
+        rt: tokio::runtime::Handle,
+    ) {
         let mut batch: Vec<CoreMsg> = Vec::with_capacity(MAX_BATCH);
+        let mut calls: Vec<AdminCall> = Vec::new();
         self.start(now_utc());
         loop {
+            if shutdown.load(Ordering::Acquire) {
+                self.shutdown(now_utc());
+                return;
+            }
             let now = now_utc();
             let wait = if self.has_pending() {
                 Duration::ZERO
             } else {
                 Duration::from_nanos((self.next_tick - now).clamp(0, TICK_NS) as u64)
             };
-            match rt.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
-                Ok(Some(m)) => batch.push(m),
-                Ok(None) => return,
-                Err(_) => {}
+            let wake = rt.block_on(async {
+                tokio::select! {
+                    m = rx.recv() => Wake::Conn(m),
+                    a = next_admin(&mut admin) => Wake::Admin(a),
+                    _ = tokio::time::sleep(wait) => Wake::Timeout,
+                }
+            });
+            match wake {
+                Wake::Conn(Some(m)) => batch.push(m),
+                Wake::Conn(None) => return,
+                Wake::Admin(Some(call)) => calls.push(call),
+                Wake::Admin(None) => admin = None,
+                Wake::Timeout => {}
             }
+            let started = Instant::now();
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(m) => batch.push(m),
                     Err(_) => break,
                 }
             }
+            if let Some(a) = admin.as_mut() {
+                while let Ok(call) = a.try_recv() {
+                    calls.push(call);
+                }
+            }
+            self.metrics.queue_depth = rx.len();
+            let batch_len = batch.len();
             let now = now_utc();
             for m in batch.drain(..) {
                 self.handle(m, now);
@@ -193,10 +258,52 @@ impl Core {
                 self.timers(now);
                 self.next_tick = now + TICK_NS;
             }
+            for (req, reply) in calls.drain(..) {
+                let answer = self.admin(req, now);
+                self.admin_replies.push((reply, answer));
+            }
             self.flush_market_data(now);
             self.check_slow_consumers(now);
             self.commit_and_release(now);
+            if batch_len > 0 {
+                self.metrics.batches += 1;
+                self.metrics.batch_size.observe(batch_len as f64);
+            }
+            if self.batch_orders > 0 {
+                let took = started.elapsed().as_secs_f64();
+                self.metrics
+                    .order_latency
+                    .observe_n(took, self.batch_orders);
+                self.batch_orders = 0;
+            }
+            for (reply, answer) in self.admin_replies.drain(..) {
+                let answer = if self.commit_failed {
+                    AdminReply::Error(503, "the store cannot write; nothing was done".into())
+                } else {
+                    answer
+                };
+                let _ = reply.send(answer);
+            }
         }
+    }
+
+    /// Graceful shutdown: log every session out, commit, close.
+    fn shutdown(&mut self, now: UtcNanos) {
+        tracing::info!("shutting down: logging out every session");
+        for e in &mut self.entries {
+            if e.conn.is_some() {
+                e.session
+                    .force_logout("Gateway shutting down", now, &mut e.store);
+            }
+        }
+        self.flush_market_data(now);
+        self.commit_and_release(now);
+        for i in 0..self.entries.len() {
+            self.close(i, now);
+        }
+        self.flush_market_data(now);
+        self.commit_and_release(now);
+        tracing::info!("core stopped; store committed");
     }
 
     /// After a restart no session is connected, but the replayed venue may
@@ -209,7 +316,7 @@ impl Core {
         };
         for session in venue.sessions_assumed_up() {
             tracing::info!(%session, "not connected after restart: ending its subscriptions and cancel-on-disconnect orders");
-            self.venue_input(
+            let _ = self.venue_input(
                 VenueInput::SessionDown {
                     session,
                     ts_ns: now.max(0) as u64,
@@ -250,6 +357,7 @@ impl Core {
             tracing::warn!(session = %e.session.config().id, "{text}");
             e.session.force_logout(&text, now, &mut e.store);
             e.slow = true;
+            self.metrics.slow_consumers += 1;
         }
     }
 
@@ -299,6 +407,12 @@ impl Core {
     /// Feeds one message to session `i` and routes what the venue produced
     /// for other sessions.
     fn deliver(&mut self, i: usize, msg: Message, now: UtcNanos) {
+        let msg_type = msg.msg_type();
+        metrics::count(&mut self.metrics.msgs_in[i], msg_type);
+        if matches!(msg_type, b"D" | b"F" | b"G") {
+            self.metrics.orders += 1;
+            self.batch_orders += 1;
+        }
         let e = &mut self.entries[i];
         match &mut e.app {
             AppKind::Echo(app) => e.session.on_message(msg, now, &mut e.store, app),
@@ -336,17 +450,18 @@ impl Core {
 
     /// Applies a venue input produced by the core itself (timers, session
     /// down), journaling it first.
-    fn venue_input(&mut self, input: VenueInput, now: UtcNanos) {
+    fn venue_input(&mut self, input: VenueInput, now: UtcNanos) -> Result<(), BusinessReject> {
         let Some(venue) = self.venue.as_mut() else {
-            return;
+            return Ok(());
         };
         let mut encoded = Vec::with_capacity(64);
         input.encode(&mut encoded);
         self.journal.push(Bytes::from(encoded));
         self.produced.clear();
-        let _ = venue.apply(&input, &mut self.produced);
+        let result = venue.apply(&input, &mut self.produced);
         self.others.append(&mut self.produced);
         self.route_others(now);
+        result
     }
 
     fn session_down(&mut self, i: usize, now: UtcNanos) {
@@ -360,7 +475,7 @@ impl Core {
         while e.session.poll_action().is_some() {}
         if was_venue {
             let session = e.session.config().id.target_comp_id.clone();
-            self.venue_input(
+            let _ = self.venue_input(
                 VenueInput::SessionDown {
                     session,
                     ts_ns: now.max(0) as u64,
@@ -378,7 +493,7 @@ impl Core {
         }
         if self.venue.is_some() && now >= self.next_venue_tick {
             self.next_venue_tick = now + VENUE_TICK_NS;
-            self.venue_input(
+            let _ = self.venue_input(
                 VenueInput::Tick {
                     ts_ns: now.max(0) as u64,
                 },
@@ -391,11 +506,16 @@ impl Core {
     /// nothing is released: every connected session is closed (its unsent
     /// output was never durable) and the next batch retries the commit.
     fn commit_and_release(&mut self, now: UtcNanos) {
+        let started = Instant::now();
         let result = self
             .log
             .commit(&self.journal, self.entries.iter_mut().map(|e| &mut e.store));
         match result {
-            Ok(_) => {
+            Ok(written) => {
+                if written {
+                    let took = started.elapsed().as_secs_f64();
+                    self.metrics.commit_seconds.observe(took);
+                }
                 self.journal.clear();
                 self.commit_failed = false;
             }
@@ -433,6 +553,7 @@ impl Core {
             }
             let logout = sends.pop();
             for b in sends {
+                count_sent(&mut self.metrics, i, &b);
                 if out.capacity() <= 2 || out.try_send(Outgoing::Data(b)).is_err() {
                     break;
                 }
@@ -446,6 +567,7 @@ impl Core {
         while let Some(a) = e.session.poll_action() {
             match a {
                 Action::Send(b) => {
+                    count_sent(&mut self.metrics, i, &b);
                     if out.try_send(Outgoing::Data(b)).is_err() {
                         tracing::warn!(session = %e.session.config().id, "outbound queue full (slow consumer); disconnecting");
                         disconnect = true;
@@ -472,4 +594,20 @@ impl Core {
             self.session_down(i, now);
         }
     }
+}
+
+/// Counts a message handed to a connection (and a session-level reject by reason).
+fn count_sent(m: &mut CoreMetrics, i: usize, frame: &[u8]) {
+    let t = metrics::msg_type_of(frame);
+    metrics::count(&mut m.msgs_out[i], t);
+    let reason_tag: &[u8] = match t {
+        b"3" => b"373",
+        b"j" => b"380",
+        _ => return,
+    };
+    let reason = metrics::field_of(frame, reason_tag).unwrap_or_default();
+    let kind = if t == b"3" { "session" } else { "business" };
+    *m.session_rejects
+        .entry((kind.to_string(), reason))
+        .or_default() += 1;
 }

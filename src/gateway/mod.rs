@@ -3,16 +3,20 @@
 //! bind one listener per configured address and port.
 
 pub mod core;
+pub mod metrics;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use crate::admin::{AdminCall, AdminSettings, AdminState};
 use crate::engine::VenueConfig;
 use crate::fix::time::now_utc;
 use crate::session::acceptor::{Acceptor, AcceptorOptions};
@@ -28,6 +32,8 @@ use self::core::{AppKind, Core, Entry};
 
 /// Bound on messages queued from the connections to the core.
 const CORE_QUEUE: usize = 65_536;
+/// Bound on admin requests queued to the core.
+const ADMIN_QUEUE: usize = 256;
 
 /// Options of `fixgw run`.
 #[derive(Debug, Clone)]
@@ -47,6 +53,35 @@ pub struct Gateway {
     acceptor: Arc<Acceptor>,
     listeners: Vec<TcpListener>,
     core: Option<(Core, mpsc::Receiver<crate::session::acceptor::CoreMsg>)>,
+    admin: Option<(TcpListener, AdminState)>,
+    admin_rx: Option<mpsc::Receiver<AdminCall>>,
+    ready: Arc<AtomicBool>,
+}
+
+/// Longest wait for the core to log everyone out and commit at shutdown.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time left to the connections' writers to send the last bytes.
+const SHUTDOWN_DRAIN: Duration = Duration::from_millis(300);
+
+/// Binds the admin HTTP listener: an explicitly configured address must
+/// bind; the default one only warns (several gateways may share a host).
+async fn bind_admin(settings: &AdminSettings) -> anyhow::Result<Option<TcpListener>> {
+    let Some(addr) = settings.address else {
+        return Ok(None);
+    };
+    match TcpListener::bind(addr).await {
+        Ok(l) => {
+            tracing::info!(address = %l.local_addr()?, "admin HTTP listening");
+            Ok(Some(l))
+        }
+        Err(e) if !settings.explicit => {
+            tracing::warn!(%addr, error = %e, "admin HTTP not started (set AdminHttpAddress to choose another address, or off)");
+            Ok(None)
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot listen on AdminHttpAddress {addr}: {e}"
+        )),
+    }
 }
 
 fn app_for(cfg: &SessionConfig, venue: bool) -> AppKind {
@@ -117,6 +152,17 @@ impl Gateway {
             tracing::info!(address = %l.local_addr()?, "listening");
             listeners.push(l);
         }
+        let admin_settings =
+            AdminSettings::from_settings(&settings.raw).map_err(anyhow::Error::msg)?;
+        let ready = Arc::new(AtomicBool::new(false));
+        let (admin, admin_rx) = match bind_admin(&admin_settings).await? {
+            Some(l) => {
+                let (atx, arx) = mpsc::channel(ADMIN_QUEUE);
+                let state = AdminState::new(atx, ready.clone(), admin_settings.tokens.clone());
+                (Some((l, state)), Some(arx))
+            }
+            None => (None, None),
+        };
         let (tx, rx) = mpsc::channel(CORE_QUEUE);
         let options = AcceptorOptions {
             max_message_size: settings.max_message_size,
@@ -128,7 +174,15 @@ impl Gateway {
             acceptor: Arc::new(Acceptor::new(known, tx, options)),
             listeners,
             core: Some((Core::new(entries, log, venue), rx)),
+            admin,
+            admin_rx,
+            ready,
         })
+    }
+
+    /// Address of the admin HTTP server, if it runs.
+    pub fn admin_addr(&self) -> Option<std::net::SocketAddr> {
+        self.admin.as_ref().and_then(|(l, _)| l.local_addr().ok())
     }
 
     /// Addresses actually bound.
@@ -139,25 +193,52 @@ impl Gateway {
             .collect()
     }
 
-    /// Starts the core thread and serves until the future is dropped.
-    pub async fn serve(mut self) {
+    /// Starts the core thread, the listeners and the admin server, and
+    /// serves until `shutdown` completes; then stops accepting, logs every
+    /// session out, commits and closes (graceful shutdown).
+    pub async fn serve(mut self, shutdown: impl std::future::Future<Output = ()>) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut core_thread = None;
         if let Some((core, rx)) = self.core.take() {
             let rt = tokio::runtime::Handle::current();
+            let admin_rx = self.admin_rx.take();
+            let stop = stop.clone();
             let spawned = std::thread::Builder::new()
                 .name("fixgw-core".into())
-                .spawn(move || core.run(rx, rt));
-            if let Err(e) = spawned {
-                tracing::error!(error = %e, "cannot start the core thread");
-                return;
+                .spawn(move || core.run(rx, admin_rx, stop, rt));
+            match spawned {
+                Ok(h) => core_thread = Some(h),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the core thread");
+                    return;
+                }
             }
         }
         let mut tasks = Vec::new();
         for l in self.listeners {
             tasks.push(tokio::spawn(self.acceptor.clone().serve(l)));
         }
-        for t in tasks {
-            let _ = t.await;
+        if let Some((l, state)) = self.admin.take() {
+            tasks.push(tokio::spawn(crate::admin::serve(l, state)));
         }
+        self.ready.store(true, Ordering::Release);
+        shutdown.await;
+        self.ready.store(false, Ordering::Release);
+        for t in &tasks {
+            t.abort();
+        }
+        stop.store(true, Ordering::Release);
+        if let Some(h) = core_thread {
+            let joined = tokio::time::timeout(
+                SHUTDOWN_TIMEOUT,
+                tokio::task::spawn_blocking(move || h.join()),
+            )
+            .await;
+            if joined.is_err() {
+                tracing::error!("the core did not stop in time");
+            }
+        }
+        tokio::time::sleep(SHUTDOWN_DRAIN).await;
     }
 }
 

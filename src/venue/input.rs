@@ -12,6 +12,7 @@ const KIND_FIX: u8 = 1;
 const KIND_TICK: u8 = 2;
 /// Record kind byte of `VenueInput::SessionDown`.
 const KIND_SESSION_DOWN: u8 = 3;
+const KIND_OPERATOR: u8 = 4;
 /// Kind byte + payload length.
 const HEADER_BYTES: usize = 1 + 4;
 /// CRC-32 trailer.
@@ -47,6 +48,17 @@ pub enum VenueInput {
         /// Timestamp, ns since the Unix epoch.
         ts_ns: u64,
     },
+    /// An operator action (admin API), journaled with who did it: the
+    /// venue applies halt / resume / kill / unblock; session actions (logout,
+    /// sequence numbers) are recorded for audit only.
+    Operator {
+        /// Who: the token's name and the peer address.
+        who: String,
+        /// When.
+        ts_ns: u64,
+        /// What, as text: `halt AAPL`, `kill ACC1`, `logout CLIENT1`, ...
+        action: String,
+    },
 }
 
 /// Why bytes could not be decoded into a `VenueInput`.
@@ -77,7 +89,8 @@ impl VenueInput {
         match *self {
             VenueInput::Fix { ts_ns, .. }
             | VenueInput::Tick { ts_ns }
-            | VenueInput::SessionDown { ts_ns, .. } => ts_ns,
+            | VenueInput::SessionDown { ts_ns, .. }
+            | VenueInput::Operator { ts_ns, .. } => ts_ns,
         }
     }
 
@@ -91,6 +104,7 @@ impl VenueInput {
             VenueInput::Fix { .. } => KIND_FIX,
             VenueInput::Tick { .. } => KIND_TICK,
             VenueInput::SessionDown { .. } => KIND_SESSION_DOWN,
+            VenueInput::Operator { .. } => KIND_OPERATOR,
         };
         out.push(kind);
         out.extend_from_slice(&[0; 4]);
@@ -107,6 +121,13 @@ impl VenueInput {
                 debug_assert!(session.len() <= MAX_SESSION_BYTES);
                 out.push(session.len() as u8);
                 out.extend_from_slice(session.as_bytes());
+            }
+            VenueInput::Operator { who, action, .. } => {
+                debug_assert!(who.len() <= MAX_SESSION_BYTES && action.len() <= MAX_SESSION_BYTES);
+                for s in [who, action] {
+                    out.push(s.len() as u8);
+                    out.extend_from_slice(s.as_bytes());
+                }
             }
             VenueInput::Tick { .. } => {}
         }
@@ -160,6 +181,11 @@ impl VenueInput {
             KIND_SESSION_DOWN => VenueInput::SessionDown {
                 session: cur.session()?,
                 ts_ns,
+            },
+            KIND_OPERATOR => VenueInput::Operator {
+                who: cur.session()?,
+                ts_ns,
+                action: cur.session()?,
             },
             k => return Err(DecodeError::UnknownKind(k)),
         };
@@ -228,6 +254,8 @@ mod tests {
             any::<u64>().prop_map(|ts_ns| VenueInput::Tick { ts_ns }),
             ("\\PC{0,20}", any::<u64>())
                 .prop_map(|(session, ts_ns)| VenueInput::SessionDown { session, ts_ns }),
+            ("\\PC{0,20}", any::<u64>(), "[a-z]{1,8} [A-Z0-9]{0,12}")
+                .prop_map(|(who, ts_ns, action)| VenueInput::Operator { who, ts_ns, action }),
         ]
     }
 

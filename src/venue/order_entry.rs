@@ -14,7 +14,7 @@ mod report;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::str::FromStr;
 
 use rust_decimal::Decimal;
@@ -188,7 +188,27 @@ mod rej {
     pub const INCORRECT_QTY: u32 = 13;
     pub const UNKNOWN_ACCOUNT: u32 = 15;
     pub const OTHER: u32 = 99;
+
+    /// FIX's name of an OrdRejReason.
+    pub fn name(code: u32) -> &'static str {
+        match code {
+            BROKER_OPTION => "broker option",
+            UNKNOWN_SYMBOL => "unknown symbol",
+            EXCHANGE_CLOSED => "exchange closed",
+            EXCEEDS_LIMIT => "order exceeds limit",
+            TOO_LATE => "too late to enter",
+            DUPLICATE_ORDER => "duplicate order",
+            UNSUPPORTED => "unsupported order characteristic",
+            INCORRECT_QTY => "incorrect quantity",
+            UNKNOWN_ACCOUNT => "unknown account",
+            _ => "other",
+        }
+    }
 }
+
+/// Reject kinds counted for metrics.
+const REJECT_ORDER: &str = "order";
+const REJECT_CANCEL: &str = "cancel";
 
 /// CxlRejReason (102) values the venue reports.
 mod cxl {
@@ -197,6 +217,17 @@ mod cxl {
     pub const BROKER_OPTION: u32 = 2;
     pub const DUPLICATE_CL_ORD_ID: u32 = 6;
     pub const OTHER: u32 = 99;
+
+    /// FIX's name of a CxlRejReason.
+    pub fn name(code: u32) -> &'static str {
+        match code {
+            TOO_LATE => "too late to cancel",
+            UNKNOWN_ORDER => "unknown order",
+            BROKER_OPTION => "broker option",
+            DUPLICATE_CL_ORD_ID => "duplicate ClOrdID",
+            _ => "other",
+        }
+    }
 }
 
 /// What the venue remembers of an order.
@@ -307,6 +338,8 @@ pub struct Venue {
     next_request_ref: u64,
     /// Engine events of the last `apply`.
     events: Vec<Event>,
+    /// Rejects sent, by (kind, OrdRejReason / CxlRejReason), for metrics.
+    rejects: BTreeMap<(&'static str, u32), u64>,
     /// Market data: subscriptions, feeds and their RptSeq.
     md: MarketData,
 }
@@ -388,6 +421,7 @@ impl Venue {
             next_exec_id: 1,
             next_request_ref: 1,
             events: Vec::with_capacity(64),
+            rejects: BTreeMap::new(),
             md: MarketData::new(
                 instruments
                     .iter()
@@ -464,6 +498,26 @@ impl Venue {
             .collect()
     }
 
+    fn count_reject(&mut self, kind: &'static str, code: u32) {
+        *self.rejects.entry((kind, code)).or_default() += 1;
+    }
+
+    /// Rejects sent so far: (kind, code, name of the code, count); kind is
+    /// `order` (ExecType=8, OrdRejReason) or `cancel` (35=9, CxlRejReason).
+    pub fn reject_counts(&self) -> Vec<(&'static str, u32, &'static str, u64)> {
+        self.rejects
+            .iter()
+            .map(|(&(kind, code), &n)| {
+                let name = if kind == REJECT_ORDER {
+                    rej::name(code)
+                } else {
+                    cxl::name(code)
+                };
+                (kind, code, name, n)
+            })
+            .collect()
+    }
+
     /// Live market-data subscriptions.
     pub fn md_subscriptions(&self) -> usize {
         self.md.subscription_count()
@@ -506,6 +560,7 @@ impl Venue {
                 self.session_down(session, *ts_ns, out);
                 Ok(())
             }
+            VenueInput::Operator { action, ts_ns, .. } => self.operator(action, *ts_ns, out),
             VenueInput::Fix {
                 session,
                 ts_ns,
@@ -732,6 +787,7 @@ impl Venue {
         text: &str,
         out: &mut Vec<(String, OutboundMessage)>,
     ) {
+        self.count_reject(REJECT_ORDER, reason);
         let exec_id = self.take_exec_id();
         let sess = &self.sessions[owner as usize];
         let er = ExecReport {
@@ -893,6 +949,7 @@ impl Venue {
         ts: u64,
         out: &mut Vec<(String, OutboundMessage)>,
     ) {
+        self.count_reject(REJECT_CANCEL, reason);
         let Ctx::Amend {
             cl_ord_id,
             orig_cl_ord_id,
@@ -1077,6 +1134,82 @@ impl Venue {
         }
         .render();
         out.push((self.sessions[owner as usize].info.comp_id.clone(), m));
+    }
+
+    /// An operator action: `halt SYMBOL`, `resume SYMBOL`, `kill ACCOUNT`
+    /// (block and cancel all its orders), `unblock ACCOUNT`. Session actions
+    /// (`logout ...`, `seq ...`) are the core's; the venue only sees them in
+    /// the journal.
+    fn operator(
+        &mut self,
+        action: &str,
+        ts: u64,
+        out: &mut Vec<(String, OutboundMessage)>,
+    ) -> Result<(), BusinessReject> {
+        let refuse = |text: String| BusinessReject {
+            reason: 0,
+            text,
+            ref_id: None,
+        };
+        let mut words = action.split_whitespace();
+        let (verb, name) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+        let cmd = match verb {
+            "halt" | "resume" => {
+                let instrument = *self
+                    .symbols
+                    .get(name)
+                    .ok_or_else(|| refuse(format!("unknown symbol {name}")))?;
+                if verb == "halt" {
+                    Command::Halt {
+                        ts_ns: ts,
+                        instrument,
+                    }
+                } else {
+                    Command::Resume {
+                        ts_ns: ts,
+                        instrument,
+                    }
+                }
+            }
+            "kill" | "unblock" => {
+                let account = self
+                    .account_names
+                    .iter()
+                    .position(|a| a == name)
+                    .ok_or_else(|| refuse(format!("unknown account {name}")))?;
+                Command::SetAccountBlocked {
+                    ts_ns: ts,
+                    account: account as AccountId,
+                    blocked: verb == "kill",
+                    cancel_open: verb == "kill",
+                }
+            }
+            "logout" | "seq" => return Ok(()),
+            _ => return Err(refuse(format!("unknown operator action {action:?}"))),
+        };
+        self.run(&cmd, Ctx::Unsolicited, ts, out);
+        Ok(())
+    }
+
+    /// Whether an instrument is halted (by symbol).
+    pub fn is_halted(&self, symbol: &str) -> Option<bool> {
+        self.symbols.get(symbol).map(|&i| self.engine.is_halted(i))
+    }
+
+    /// Listed symbols, in instrument order.
+    pub fn symbol_names(&self) -> impl Iterator<Item = &str> {
+        self.instruments.iter().map(|i| i.symbol.as_str())
+    }
+
+    /// Instrument id and conversion of a symbol (admin queries).
+    pub fn instrument_spec(&self, symbol: &str) -> Option<(InstrumentId, &InstrumentSpec)> {
+        let &id = self.symbols.get(symbol)?;
+        Some((id, &self.instruments[id as usize].spec))
+    }
+
+    /// Account names, in account-id order.
+    pub fn account_list(&self) -> &[String] {
+        &self.account_names
     }
 
     /// Cancel-on-disconnect: cancels the session's working orders, oldest first.
@@ -1283,6 +1416,7 @@ impl Venue {
             debug_assert!(false, "Rejected outside a new order");
             return;
         };
+        self.count_reject(REJECT_ORDER, ord_rej_reason(reason));
         let exec_id = self.take_exec_id();
         let Some(ins) = self.instruments.get(o.instrument as usize) else {
             return;

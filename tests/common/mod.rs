@@ -124,6 +124,28 @@ impl Gateway {
         }
     }
 
+    /// SIGTERM (graceful shutdown); waits for the exit and returns its status.
+    pub fn sigterm(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("gateway running");
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = c.try_wait().expect("wait") {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("fixgw did not exit within {timeout:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

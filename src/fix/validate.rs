@@ -350,6 +350,7 @@ impl Validator<'_> {
         // Every tag past the range check below is under UserMin.
         let check_tags = self.should_check_tag(0);
         let mut seen = [0u64; FAST_TAG_LIMIT as usize / 64];
+        let mut low = 0u64;
         let mut current = HEADER;
         let mut i = 0;
         while let Some(&field) = self.fields.get(i) {
@@ -357,11 +358,19 @@ impl Validator<'_> {
             if !(0..FAST_TAG_LIMIT).contains(&tag) {
                 return false;
             }
-            let (word, bit) = (tag as usize / 64, 1u64 << (tag % 64));
-            if seen[word] & bit != 0 {
+            let bit = 1u64 << (tag % 64);
+            // Tags below 64 (most of the header and of an order) are tracked
+            // in a register: through the array, each field would wait for
+            // the previous field's store to the same word.
+            let word = if tag < 64 {
+                &mut low
+            } else {
+                &mut seen[tag as usize / 64]
+            };
+            if *word & bit != 0 {
                 return false;
             }
-            seen[word] |= bit;
+            *word |= bit;
             let Some(info) = dict.tag_info(tag) else {
                 return false;
             };
@@ -411,6 +420,7 @@ impl Validator<'_> {
                 i = end;
             }
         }
+        seen[0] = low;
         let present = |t: i32| {
             (0..FAST_TAG_LIMIT).contains(&t) && seen[t as usize / 64] & (1 << (t % 64)) != 0
         };

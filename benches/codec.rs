@@ -2,11 +2,17 @@
 //! and encoding an ExecutionReport, with `fefix` decoding the same bytes in
 //! the same run for comparison. Results and their reading are in
 //! `benches/CODEC_RESULTS.md`; run with `cargo bench --bench codec`.
+//!
+//! For on-CPU figures on a loaded machine, `CODEC_LOOP="<op> <n>"` skips
+//! criterion and runs `n` iterations of one operation in a plain loop, to be
+//! measured with `perf stat -e task-clock,instructions` (and once with
+//! `n = 0` to subtract the setup): `<op>` is one of `parse`, `decode`,
+//! `validate`, `full` (decode + validate), `fefix` or `encode`.
 
 use std::hint::black_box;
 
 use bytes::BytesMut;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use tokio_util::codec::Decoder;
 
 use fixgw::fix::dictionary::Dictionary;
@@ -162,5 +168,61 @@ fn bench_encode(c: &mut Criterion) {
     g.finish();
 }
 
+/// `CODEC_LOOP="<op> <n>"`: `n` iterations of one operation, for `perf stat`.
+fn run_loop(spec: &str) {
+    let mut words = spec.split_whitespace();
+    let op = words.next().unwrap_or_default();
+    let n: u64 = words
+        .next()
+        .and_then(|w| w.parse().ok())
+        .expect("CODEC_LOOP=\"<op> <iterations>\"");
+    let nos = new_order_single();
+    let dict = load_dictionary();
+    let opts = ValidationOptions::default();
+    let sample = Message::parse(bytes::Bytes::from(nos.clone())).expect("sample parses");
+    let mut codec = FixCodec::default();
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut spans: Vec<FieldSpan> = Vec::with_capacity(64);
+    let mut fefix =
+        fefix::tagvalue::Decoder::<fefix::tagvalue::Config>::new(fefix::Dictionary::fix44());
+    let mut e = Encoder::new();
+    let now: UtcNanos = 1_710_513_015_123_000_000;
+    // Dispatch once, outside the timed loop.
+    let repeat = |f: &mut dyn FnMut(u64)| (0..n).for_each(|i| f(black_box(i)));
+    match op {
+        "parse" => repeat(&mut |_| {
+            parse_message(black_box(&nos), &mut spans).expect("parses");
+            black_box(spans.len());
+        }),
+        "decode" => repeat(&mut |_| {
+            let raw = frame(&mut codec, &mut buf, black_box(&nos));
+            black_box(Message::parse(raw).expect("parses"));
+        }),
+        "validate" => repeat(&mut |_| validate(&dict, black_box(&sample), &opts).expect("valid")),
+        "full" => repeat(&mut |_| {
+            let raw = frame(&mut codec, &mut buf, black_box(&nos));
+            let msg = Message::parse(raw).expect("parses");
+            validate(&dict, &msg, &opts).expect("valid");
+            black_box(msg);
+        }),
+        "fefix" => repeat(&mut |_| {
+            let m = fefix.decode(black_box(&nos[..])).expect("fefix decodes");
+            black_box(&m);
+        }),
+        "encode" => repeat(&mut |i| {
+            black_box(encode_execution_report(&mut e, i as i64, black_box(now)));
+        }),
+        other => panic!("unknown CODEC_LOOP operation `{other}`"),
+    }
+}
+
 criterion_group!(benches, bench_decode, bench_encode);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("CODEC_LOOP") {
+        run_loop(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -19,6 +19,30 @@ pub const DENSE_TAG_LIMIT: i32 = 16_384;
 /// have; the validator tracks the members seen in an entry in a fixed bitset.
 pub const MAX_GROUP_MEMBERS: usize = 512;
 
+/// What the validator needs to know about a tag before looking at its
+/// definition, in one load (see [`Dictionary::tag_info`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TagInfo {
+    /// Section (`HEADER`, `TRAILER` or `BODY`) and the `GROUP_COUNT` flag.
+    pub(crate) class: u8,
+    /// The field's type; `None` when the dictionary does not define it.
+    pub(crate) field_type: Option<FieldType>,
+    /// The field has an enumeration.
+    pub(crate) has_values: bool,
+}
+
+/// Section of a tag in [`Dictionary::tag_class`]: the standard header.
+pub(crate) const HEADER: u8 = 0;
+/// Section of a tag in [`Dictionary::tag_class`]: the standard trailer.
+pub(crate) const TRAILER: u8 = 1;
+/// Section of a tag in [`Dictionary::tag_class`]: a message body.
+pub(crate) const BODY: u8 = 2;
+/// The section bits of a [`Dictionary::tag_class`].
+pub(crate) const SECTION: u8 = 3;
+/// Flag of a [`Dictionary::tag_class`]: the tag may be the count field of a
+/// repeating group (look it up in the layout); clear means it never is.
+pub(crate) const GROUP_COUNT: u8 = 4;
+
 /// Deepest nesting of components and groups the loader follows; deeper
 /// nesting is reported as an error (it is almost certainly a cycle).
 const MAX_NESTING: usize = 32;
@@ -195,6 +219,9 @@ pub struct FieldDef {
     /// when every value is short enough; the common case, searched without
     /// byte comparisons.
     packed: Option<Box<[u64]>>,
+    /// When every value is one byte (Side, OrdType, TimeInForce …): the
+    /// values as a 256-bit set, tested with one load.
+    bytes: Option<[u64; 4]>,
 }
 
 /// Packs a value of at most 7 bytes into a `u64` (bytes, then the length in
@@ -213,13 +240,23 @@ fn pack_value(v: &[u8]) -> Option<u64> {
 
 impl FieldDef {
     /// True when the field has an enumeration.
+    #[inline]
     pub fn has_values(&self) -> bool {
         !self.values.is_empty()
     }
 
     /// True when `v` is one of the enumerated values (a single value; the
     /// validator splits multiple-value fields itself).
+    #[inline(always)]
     pub fn has_value(&self, v: &[u8]) -> bool {
+        match &self.bytes {
+            Some(bytes) => matches!(v, [b] if bytes[usize::from(b >> 6)] & (1 << (b & 63)) != 0),
+            None => self.has_long_value(v),
+        }
+    }
+
+    /// [`FieldDef::has_value`] for enumerations with longer values.
+    fn has_long_value(&self, v: &[u8]) -> bool {
         match &self.packed {
             Some(packed) => pack_value(v).is_some_and(|k| packed.binary_search(&k).is_ok()),
             None => self.values.binary_search_by(|e| (**e).cmp(v)).is_ok(),
@@ -396,6 +433,8 @@ pub struct Dictionary {
     multi_msg: Box<[(Box<[u8]>, u16)]>,
     groups: Vec<GroupDef>,
     has_msgcat: bool,
+    /// tag -> [`TagInfo`] for the tags of the dense range the dictionary uses.
+    tag_infos: Box<[TagInfo]>,
 }
 
 impl Dictionary {
@@ -481,6 +520,60 @@ impl Dictionary {
     #[inline]
     pub fn is_trailer_field(&self, tag: i32) -> bool {
         tag == 10 || self.trailer.allowed.contains(tag)
+    }
+
+    /// The section `tag` belongs to (`HEADER`, `TRAILER` or `BODY`, as
+    /// [`Dictionary::is_header_field`] then [`Dictionary::is_trailer_field`]
+    /// decide), with the `GROUP_COUNT` flag: one load for dense tags.
+    #[inline]
+    pub(crate) fn tag_class(&self, tag: i32) -> u8 {
+        match self.tag_info(tag) {
+            Some(info) => info.class,
+            // Whether a sparse tag counts a group is left to the layout.
+            None => self.section_of(tag) | GROUP_COUNT,
+        }
+    }
+
+    /// Section, flags, type and enumeration flag of a dense tag; `None` for
+    /// negative tags and tags above the dense range.
+    #[inline]
+    pub(crate) fn tag_info(&self, tag: i32) -> Option<TagInfo> {
+        // Negative tags wrap far beyond any table.
+        self.tag_infos.get(tag as u32 as usize).copied()
+    }
+
+    fn section_of(&self, tag: i32) -> u8 {
+        if self.is_header_field(tag) {
+            HEADER
+        } else if self.is_trailer_field(tag) {
+            TRAILER
+        } else {
+            BODY
+        }
+    }
+
+    /// Fills `tag_infos` once the fields, layouts and groups are known.
+    fn with_tag_infos(mut self) -> Dictionary {
+        let len = self.dense_fields.len().max(36);
+        let mut infos: Vec<TagInfo> = (0..len as i32)
+            .map(|t| TagInfo {
+                class: self.section_of(t),
+                field_type: self.field(t).map(|d| d.field_type),
+                has_values: self.field(t).is_some_and(FieldDef::has_values),
+            })
+            .collect();
+        let counts = [&self.header, &self.trailer]
+            .into_iter()
+            .chain(self.messages.iter().map(|m| &m.layout))
+            .flat_map(|l| l.groups.iter())
+            .chain(self.groups.iter().flat_map(|g| g.groups.iter()));
+        for &(tag, _) in counts {
+            if let Some(info) = usize::try_from(tag).ok().and_then(|t| infos.get_mut(t)) {
+                info.class |= GROUP_COUNT;
+            }
+        }
+        self.tag_infos = infos.into();
+        self
     }
 
     /// Required header tags, ascending.
@@ -719,7 +812,9 @@ impl<'a, 'input> Loader<'a, 'input> {
             multi_msg: multi_msg.into(),
             groups: self.groups,
             has_msgcat,
-        })
+            tag_infos: Box::default(),
+        }
+        .with_tag_infos())
     }
 
     fn begin_string(&self, root: Node<'a, 'input>) -> Result<String, DictionaryError> {
@@ -783,12 +878,20 @@ impl<'a, 'input> Loader<'a, 'input> {
                     p.sort_unstable();
                     p.into_boxed_slice()
                 });
+            let bytes = (!values.is_empty() && values.iter().all(|v| v.len() == 1)).then(|| {
+                let mut set = [0u64; 4];
+                for v in &values {
+                    set[usize::from(v[0] >> 6)] |= 1 << (v[0] & 63);
+                }
+                set
+            });
             defs.push(FieldDef {
                 tag,
                 name: name.into(),
                 field_type,
                 values: values.into(),
                 packed,
+                bytes,
             });
         }
         let dense_len = defs
@@ -1052,6 +1155,40 @@ mod tests {
         assert!(d.field(167).unwrap().has_value(b"CS") && !d.field(167).unwrap().has_value(b"BOO"));
         assert!(!d.field(40).unwrap().has_value(b"w"));
         assert!(!d.has_field(999) && !d.has_field(5000));
+    }
+
+    #[test]
+    fn tag_classes_match_the_layouts() {
+        let d = Dictionary::fix44();
+        for tag in (-2..1200).chain([5000, 16_383, 16_384, 20_000, i32::MAX, i32::MIN]) {
+            let class = d.tag_class(tag);
+            assert_eq!(class & SECTION, d.section_of(tag), "{tag}");
+            if let Some(info) = d.tag_info(tag) {
+                assert_eq!(info.field_type, d.field(tag).map(|f| f.field_type));
+                assert_eq!(
+                    info.has_values,
+                    d.field(tag).is_some_and(|f| f.has_values())
+                );
+            }
+            let counts_a_group = d.messages().iter().any(|m| m.layout.group(tag).is_some())
+                || d.header.group(tag).is_some()
+                || d.trailer.group(tag).is_some()
+                || d.groups.iter().any(|g| g.group(tag).is_some());
+            if counts_a_group {
+                assert!(class & GROUP_COUNT != 0, "{tag}");
+            }
+        }
+        assert_eq!(d.tag_class(8), HEADER);
+        assert_eq!(d.tag_class(627), HEADER | GROUP_COUNT);
+        assert_eq!(d.tag_class(10), TRAILER);
+        assert_eq!(d.tag_class(453), BODY | GROUP_COUNT);
+        assert_eq!(d.tag_class(802), BODY | GROUP_COUNT);
+        assert_eq!(d.tag_class(55), BODY);
+        // Single-byte enumerations are a byte set, longer ones packed.
+        let side = d.field(54).unwrap();
+        assert!(side.bytes.is_some() && side.has_value(b"1") && !side.has_value(b"11"));
+        assert!(!side.has_value(b"") && !side.has_value(b"Z"));
+        assert!(d.field(167).unwrap().bytes.is_none());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! A received FIX message: the frame bytes (shared, never copied) and the
 //! offsets of its fields in wire order.
 
+use std::cell::Cell;
+
 use bytes::Bytes;
 
 use super::parser::{parse_message, ParseError};
@@ -34,9 +36,17 @@ impl Message {
     /// Parses a complete frame (8, 9, 35 first; 10 last). Framing checks
     /// (BodyLength, CheckSum) are the codec's job and are not repeated here.
     pub fn parse(raw: Bytes) -> Result<Message, ParseError> {
-        let mut fields = Vec::with_capacity(24);
-        parse_message(&raw, &mut fields)?;
-        Ok(Message { raw, fields })
+        let mut fields = SPARE_FIELDS.try_with(Cell::take).unwrap_or_default();
+        if fields.capacity() == 0 {
+            fields.reserve(24);
+        }
+        match parse_message(&raw, &mut fields) {
+            Ok(()) => Ok(Message { raw, fields }),
+            Err(e) => {
+                recycle(fields);
+                Err(e)
+            }
+        }
     }
 
     /// The frame bytes, exactly as received.
@@ -103,6 +113,29 @@ impl Message {
     }
 }
 
+impl Drop for Message {
+    fn drop(&mut self) {
+        recycle(std::mem::take(&mut self.fields));
+    }
+}
+
+/// Field lists of up to this many entries are kept for reuse.
+const SPARE_MAX_FIELDS: usize = 256;
+
+thread_local! {
+    /// The field list of the last message dropped on this thread, reused by
+    /// the next [`Message::parse`] here: parsing then drops a message and
+    /// parses the next one without calling the allocator.
+    static SPARE_FIELDS: Cell<Vec<FieldSpan>> = const { Cell::new(Vec::new()) };
+}
+
+fn recycle(fields: Vec<FieldSpan>) {
+    if fields.capacity() <= SPARE_MAX_FIELDS {
+        // During thread teardown the list is simply freed.
+        let _ = SPARE_FIELDS.try_with(|spare| spare.set(fields));
+    }
+}
+
 /// Parses an unsigned decimal integer with no sign and no spaces.
 pub fn parse_u64(v: &[u8]) -> Option<u64> {
     if v.is_empty() || v.len() > 19 {
@@ -130,6 +163,24 @@ mod tests {
         assert_eq!(m.seq_num(), Some(12));
         assert!(m.get_flag(tags::POSS_DUP_FLAG));
         assert!(!m.has(tags::TEXT));
+    }
+
+    #[test]
+    fn field_lists_are_reused_and_never_shared() {
+        let first = Message::parse(Bytes::from("8=FIX.4.4\x019=5\x0135=0\x0110=000\x01")).unwrap();
+        let second = Message::parse(Bytes::from(
+            "8=FIX.4.4\x019=5\x0135=A\x0198=0\x0110=000\x01",
+        ))
+        .unwrap();
+        let copy = second.clone();
+        assert_eq!(first.msg_type(), b"0");
+        drop(first);
+        // The next parse takes the dropped message's list; live ones keep theirs.
+        let third = Message::parse(Bytes::from("8=FIX.4.4\x019=5\x0135=1\x0110=000\x01")).unwrap();
+        assert!(Message::parse(Bytes::from("35=0\x01")).is_err());
+        assert_eq!((second.msg_type(), second.fields().len()), (&b"A"[..], 5));
+        assert_eq!(copy.fields(), second.fields());
+        assert_eq!((third.msg_type(), third.fields().len()), (&b"1"[..], 4));
     }
 
     #[test]

@@ -91,12 +91,18 @@ pub fn parse_fields(buf: &[u8], out: &mut Vec<FieldSpan>) -> Result<(), ParseErr
             return Err(ParseError::TooManyFields);
         }
         let offset = i;
-        let Some((tag, eq)) = tag_and_equals(buf, i) else {
-            return Err(ParseError::MalformedField { offset });
-        };
-        let start = eq + 1;
-        let Some(end) = find_soh(buf, start) else {
-            return Err(ParseError::Unterminated { offset });
+        let (tag, start, end) = match short_field(buf, i) {
+            Some(field) => field,
+            None => {
+                let Some((tag, eq)) = tag_and_equals(buf, i) else {
+                    return Err(ParseError::MalformedField { offset });
+                };
+                let start = eq + 1;
+                let Some(end) = find_soh(buf, start) else {
+                    return Err(ParseError::Unterminated { offset });
+                };
+                (tag, start, end)
+            }
         };
         out.push(FieldSpan {
             tag,
@@ -106,6 +112,47 @@ pub fn parse_fields(buf: &[u8], out: &mut Vec<FieldSpan>) -> Result<(), ParseErr
         i = end + 1;
     }
     Ok(())
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The common field, read from the eight bytes at `i` without a branch per
+/// digit (tag lengths vary from field to field, so a digit loop mispredicts
+/// its exit): a tag of one to seven digits and its `=` inside the word.
+/// Returns the tag, the value's start and the index of its SOH; `None` (the
+/// general path decides) for anything else: a sign, a longer tag, a
+/// malformed field, fewer than eight bytes left.
+#[inline(always)]
+fn short_field(buf: &[u8], i: usize) -> Option<(i32, usize, usize)> {
+    let word = u64::from_le_bytes(buf.get(i..i + 8)?.try_into().ok()?);
+    // Digits become 0..=9. A byte is not a digit when it is above 9 after
+    // that (adding 0x76 sets its high bit) or has the high bit already.
+    // Carries only leave non-digits, so the lowest mark is exact.
+    let d = word ^ 0x3030_3030_3030_3030;
+    let non_digits = (d.wrapping_add(0x7676_7676_7676_7676) | d) & HIGHS;
+    let n = (non_digits.trailing_zeros() / 8) as usize;
+    if n == 0 || n == 8 || (word >> (8 * n)) as u8 != b'=' {
+        return None;
+    }
+    // The n digits moved to the top of the word (leading zeros below), then
+    // combined pairwise: 8 x 1 digit -> 4 x 2 -> 2 x 4 -> 1 x 8.
+    let d = d << (64 - 8 * n);
+    let d = (d.wrapping_mul(10) + (d >> 8)) & 0x00FF_00FF_00FF_00FF;
+    let d = (d.wrapping_mul(100) + (d >> 16)) & 0x0000_FFFF_0000_FFFF;
+    let tag = (d.wrapping_mul(10_000) + (d >> 32)) as u32 as i32;
+    let start = i + n + 1;
+    // The SOH may already be in this word (short values such as 35=D or
+    // 54=1); the bytes up to the `=` cannot be SOH, so no borrow starts
+    // there and the lowest mark above them is exact.
+    let x = word ^ ONES;
+    let sohs = x.wrapping_sub(ONES) & !x & HIGHS & (u64::MAX << (8 * n) << 8);
+    let end = if sohs != 0 {
+        i + (sohs.trailing_zeros() / 8) as usize
+    } else {
+        find_soh(buf, i + 8)?
+    };
+    Some((tag, start, end))
 }
 
 /// Reads `-?[0-9]{1,9}=` at `i`; returns the tag and the index of the `=`.
@@ -137,8 +184,6 @@ fn tag_and_equals(buf: &[u8], mut i: usize) -> Option<(i32, usize)> {
 /// word-at-a-time scan beats a call into a general-purpose `memchr`.
 #[inline]
 fn find_soh(buf: &[u8], from: usize) -> Option<usize> {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
     let mut i = from;
     while let Some(chunk) = buf.get(i..i + 8) {
         let mut word = [0u8; 8];
@@ -274,6 +319,20 @@ mod tests {
             "+1=x|",
             "1 =x|",
             "--1=x|",
+            // Eight bytes and more: the word-at-a-time path.
+            "1234567=|12345678=x|",
+            "1234567=x|9=123456|",
+            "12=456|=|8=FIX.4.4|",
+            "12=4567|89=0123456789abcdef|",
+            "0000001=x|00000001=y|",
+            "-123=xy|1=2=3=4=5|",
+            "35=D|54=1|55=IBM|10=000|",
+            "1=|2=|3=|4=|5=|",
+            "12a=xyz|1=x|",
+            "12=xyz|12|=abc|",
+            "9=12345678",
+            "9=1234567|",
+            "12=ab\u{80}cd|\u{ff}=x|",
         ] {
             let b = fix(s);
             assert_eq!(fast(&b), parse_fields_nom(&b), "{s:?}");

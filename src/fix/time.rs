@@ -194,6 +194,85 @@ pub fn parse_utc(v: &[u8]) -> Option<UtcNanos> {
     Some(days.saturating_mul(86_400_000_000_000).saturating_add(tod))
 }
 
+// Format-only checks: the validator only needs to know whether a value
+// parses, so these test the same grammar as the parsers above eight bytes at
+// a time and skip the calendar arithmetic.
+
+/// The first eight bytes of `v` as a little-endian word (`v.len() >= 8`).
+#[inline]
+fn word8(v: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&v[..8]);
+    u64::from_le_bytes(w)
+}
+
+/// True when all eight bytes of `w` are ASCII digits.
+#[inline]
+fn all_digits8(w: u64) -> bool {
+    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    // High nibble 3 and low nibble at most 9 (adding 6 keeps it in 0x3_);
+    // with the first test true the addition carries out of no byte.
+    w & HIGH == ZEROS && w.wrapping_add(0x0606_0606_0606_0606) & HIGH == ZEROS
+}
+
+/// Two-digit values of a word of digits: byte `k` of the result is
+/// `10 * digit[k] + digit[k + 1]` (no byte overflows).
+#[inline]
+fn digit_pairs(w: u64) -> u64 {
+    let d = w - 0x3030_3030_3030_3030;
+    d * 10 + (d >> 8)
+}
+
+/// True when `v` is a `YYYYMMDD` date that [`parse_date`] accepts.
+#[inline]
+pub fn is_date(v: &[u8]) -> bool {
+    v.len() == 8 && is_date8(word8(v))
+}
+
+#[inline]
+fn is_date8(w: u64) -> bool {
+    if !all_digits8(w) {
+        return false;
+    }
+    let p = digit_pairs(w);
+    let (month, day) = ((p >> 32 & 0xFF) as u32, (p >> 48 & 0xFF) as u32);
+    // Every month has 28 days: the year only matters past them.
+    let in_month =
+        || day <= days_in_month((p & 0xFF) as u32 * 100 + (p >> 16 & 0xFF) as u32, month);
+    (1..=12).contains(&month) && day != 0 && (day <= 28 || in_month())
+}
+
+/// True when `v` is an `HH:MM:SS[.f{1,9}]` time that [`parse_time_of_day`]
+/// accepts.
+#[inline]
+pub fn is_time_of_day(v: &[u8]) -> bool {
+    if v.len() < 8 {
+        return false;
+    }
+    const COLONS: u64 = 0x0000_FF00_00FF_0000;
+    let w = word8(v);
+    if w & COLONS != 0x0000_3A00_003A_0000 || !all_digits8(w & !COLONS | 0x0000_3000_0030_0000) {
+        return false;
+    }
+    let p = digit_pairs(w & !COLONS | 0x0000_3000_0030_0000);
+    let (h, mi, s) = (p & 0xFF, p >> 24 & 0xFF, p >> 48 & 0xFF);
+    if h > 23 || mi > 59 || s > 60 {
+        return false;
+    }
+    match &v[8..] {
+        [] => true,
+        [b'.', frac @ ..] => (1..=9).contains(&frac.len()) && frac.iter().all(u8::is_ascii_digit),
+        _ => false,
+    }
+}
+
+/// True when `v` is a UTCTimestamp that [`parse_utc`] accepts.
+#[inline]
+pub fn is_utc_timestamp(v: &[u8]) -> bool {
+    v.len() >= 17 && v[8] == b'-' && is_date8(word8(v)) && is_time_of_day(&v[9..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,7 +327,82 @@ mod tests {
         assert_eq!(parse_utc(b"20040101-00:00:00."), None);
     }
 
+    #[test]
+    fn format_checks_agree_with_the_parsers_on_edge_cases() {
+        for v in [
+            "20240229-23:59:60.123456789",
+            "20230229-00:00:00",
+            "21000229-00:00:00",
+            "20000229-00:00:00",
+            "20241231-00:00:00.",
+            "20241231-00:00:00.1234567890",
+            "20241301-00:00:00",
+            "20240001-00:00:00",
+            "20240100-00:00:00",
+            "20240131-24:00:00",
+            "20240131-23:60:00",
+            "20240131-23:59:61",
+            "20240131-23:59:59x",
+            "20240131 23:59:59",
+            "2024013-23:59:59",
+            "20240131-23:59:5",
+            "20240131-23;59:59",
+            "20240131-23:59;59",
+            "2024:131-23:59:59",
+            "20240131-2/:59:59",
+            "20240131-23:59:59.12a",
+            "\x7f0240131-23:59:59",
+        ] {
+            let v = v.as_bytes();
+            assert_eq!(is_utc_timestamp(v), parse_utc(v).is_some(), "{v:?}");
+            assert_eq!(is_date(&v[..8]), parse_date(&v[..8]).is_some(), "{v:?}");
+            let time = v.get(9..).unwrap_or_default();
+            assert_eq!(
+                is_time_of_day(time),
+                parse_time_of_day(time).is_some(),
+                "{v:?}"
+            );
+        }
+    }
+
+    /// Bytes around the ones the timestamp grammar tests.
+    fn timestamp_like() -> impl Strategy<Value = Vec<u8>> {
+        let byte = prop_oneof![
+            8 => prop::sample::select(b"0123456789".to_vec()),
+            2 => prop::sample::select(b"-:./9:;\x00\x7f\xff".to_vec()),
+            1 => any::<u8>(),
+        ];
+        prop_oneof![
+            proptest::collection::vec(byte.clone(), 0..30),
+            // Mostly well-formed, one byte changed.
+            (0u64..4_102_444_800_000, 0usize..28, byte, 0usize..11).prop_map(
+                |(ms, at, b, frac)| {
+                    let mut v =
+                        format_utc_string(ms as i64 * 1_000_000, Precision::Nanos).into_bytes();
+                    v.truncate(17 + frac);
+                    if at < v.len() {
+                        v[at] = b;
+                    }
+                    v
+                }
+            ),
+        ]
+    }
+
     proptest! {
+        #[test]
+        fn format_checks_agree_with_the_parsers(v in timestamp_like()) {
+            prop_assert_eq!(is_utc_timestamp(&v), parse_utc(&v).is_some());
+            prop_assert_eq!(is_date(&v), parse_date(&v).is_some());
+            prop_assert_eq!(is_time_of_day(&v), parse_time_of_day(&v).is_some());
+            let (date, time) = v.split_at(v.len().min(8));
+            prop_assert_eq!(is_date(date), parse_date(date).is_some());
+            prop_assert_eq!(is_time_of_day(time), parse_time_of_day(time).is_some());
+            if v.len() > 9 {
+                prop_assert_eq!(is_time_of_day(&v[9..]), parse_time_of_day(&v[9..]).is_some());
+            }
+        }
+
         #[test]
         fn round_trip(t in 0i64..9_000_000_000_000_000_000) {
             let s = format_utc_string(t, Precision::Nanos);

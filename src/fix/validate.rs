@@ -24,7 +24,10 @@
 //! or not the group itself is required (QuickFIX only checks them inside
 //! required groups; the FIX specification means them per entry).
 
-use super::dictionary::{Dictionary, FieldDef, FieldType, GroupDef, Layout, MAX_GROUP_MEMBERS};
+use super::dictionary::{
+    Dictionary, FieldDef, FieldType, GroupDef, Layout, BODY, GROUP_COUNT, HEADER,
+    MAX_GROUP_MEMBERS, SECTION, TRAILER,
+};
 use super::message::{FieldSpan, Message};
 use super::reject::{Rejection, SessionRejectReason as Reason};
 use super::time;
@@ -61,9 +64,6 @@ impl Default for ValidationOptions {
     }
 }
 
-const HEADER: u8 = 0;
-const TRAILER: u8 = 1;
-const BODY: u8 = 2;
 const NOT_GROUP: u32 = u32::MAX;
 /// Top-level fields held on the stack; larger messages use a heap buffer.
 const STACK_SLOTS: usize = 64;
@@ -121,6 +121,8 @@ pub fn validate(
 /// Bound of the tag bitset the fast path uses; messages with other tags take
 /// the ordered path.
 const FAST_TAG_LIMIT: i32 = 1024;
+// The fast path decides `should_check_tag` once, for tags below UserMin.
+const _: () = assert!(FAST_TAG_LIMIT <= USER_DEFINED_MIN_TAG);
 
 /// The full check in QuickFIX's order (sorted sections), which finds the
 /// error QuickFIX would report first.
@@ -253,25 +255,32 @@ fn walk(
     let mut i = 0;
     while i < fields.len() {
         let tag = fields[i].tag;
-        let (section, layout) = if dict.is_header_field(tag) {
-            if current != HEADER {
-                out_of_order.get_or_insert(tag);
+        let class = dict.tag_class(tag);
+        let section = class & SECTION;
+        let layout = match section {
+            HEADER => {
+                if current != HEADER {
+                    out_of_order.get_or_insert(tag);
+                }
+                Some(&dict.header)
             }
-            (HEADER, Some(&dict.header))
-        } else if dict.is_trailer_field(tag) {
-            current = TRAILER;
-            (TRAILER, Some(&dict.trailer))
-        } else {
-            if current == TRAILER {
-                out_of_order.get_or_insert(tag);
+            TRAILER => {
+                current = TRAILER;
+                Some(&dict.trailer)
             }
-            current = BODY;
-            (BODY, body)
+            _ => {
+                if current == TRAILER {
+                    out_of_order.get_or_insert(tag);
+                }
+                current = BODY;
+                body
+            }
         };
         let idx = i;
         i += 1;
         let mut entries = NOT_GROUP;
-        if let Some(g) = layout.and_then(|l| l.group(tag)) {
+        let group = layout.filter(|_| class & GROUP_COUNT != 0);
+        if let Some(g) = group.and_then(|l| l.group(tag)) {
             let (end, n) = group_extent(dict, dict.group_at(g), fields, i);
             i = end;
             entries = n;
@@ -337,50 +346,73 @@ impl Validator<'_> {
     /// ordered path decides, so the two always agree on valid messages.
     fn fast_ok(&self, body: &Layout) -> bool {
         let dict = self.dict;
+        let raw: &[u8] = self.msg.raw();
+        // Every tag past the range check below is under UserMin.
+        let check_tags = self.should_check_tag(0);
         let mut seen = [0u64; FAST_TAG_LIMIT as usize / 64];
+        let mut low = 0u64;
         let mut current = HEADER;
         let mut i = 0;
-        while i < self.fields.len() {
-            let tag = self.tag(i);
+        while let Some(&field) = self.fields.get(i) {
+            let tag = field.tag;
             if !(0..FAST_TAG_LIMIT).contains(&tag) {
                 return false;
             }
-            let (word, bit) = (tag as usize / 64, 1u64 << (tag % 64));
-            if seen[word] & bit != 0 {
+            let bit = 1u64 << (tag % 64);
+            // Tags below 64 (most of the header and of an order) are tracked
+            // in a register: through the array, each field would wait for
+            // the previous field's store to the same word.
+            let word = if tag < 64 {
+                &mut low
+            } else {
+                &mut seen[tag as usize / 64]
+            };
+            if *word & bit != 0 {
                 return false;
             }
-            seen[word] |= bit;
-            let in_header = dict.is_header_field(tag);
-            let layout = if in_header {
-                if current != HEADER && self.opts.check_fields_out_of_order {
-                    return false;
-                }
-                &dict.header
-            } else if dict.is_trailer_field(tag) {
-                current = TRAILER;
-                &dict.trailer
-            } else {
-                if current == TRAILER && self.opts.check_fields_out_of_order {
-                    return false;
-                }
-                current = BODY;
-                if self.should_check_tag(tag) && !body.allowed.contains(tag) {
-                    return false;
-                }
-                body
+            *word |= bit;
+            let Some(info) = dict.tag_info(tag) else {
+                return false;
             };
-            let value = self.value(i);
-            match self.check_value(tag, value) {
-                Ok(None) if self.should_check_tag(tag) => return false,
-                Err(_) => return false,
-                _ => {}
+            // Header, then body, then trailer; anything else is left to the
+            // ordered path.
+            let section = info.class & SECTION;
+            let rank = match section {
+                HEADER => 0,
+                BODY => 1,
+                _ => 2,
+            };
+            if rank < current {
+                return false;
+            }
+            current = rank;
+            if section == BODY && check_tags && !body.allowed.contains(tag) {
+                return false;
+            }
+            let Some(value) = raw.get(field.start as usize..field.end as usize) else {
+                return false;
+            };
+            if (check_tags && info.field_type.is_none())
+                || self
+                    .value_error(tag, info.field_type, info.has_values, value)
+                    .is_some()
+            {
+                return false;
             }
             i += 1;
+            if info.class & GROUP_COUNT == 0 {
+                continue;
+            }
+            let layout = match section {
+                HEADER => &dict.header,
+                BODY => body,
+                _ => &dict.trailer,
+            };
             if let Some(g) = layout.group(tag) {
                 let g = dict.group_at(g);
                 let (end, n) = group_extent(dict, g, self.fields, i);
                 if self.check_count(tag, value, n).is_err()
-                    || (!in_header && self.group_required(g, i).is_err())
+                    || (section != HEADER && self.group_required(g, i).is_err())
                     || self.group_fields(g, i).is_err()
                 {
                     return false;
@@ -388,6 +420,7 @@ impl Validator<'_> {
                 i = end;
             }
         }
+        seen[0] = low;
         let present = |t: i32| {
             (0..FAST_TAG_LIMIT).contains(&t) && seen[t as usize / 64] & (1 << (t % 64)) != 0
         };
@@ -503,21 +536,42 @@ impl Validator<'_> {
     /// definition if the dictionary has one.
     fn check_value(&self, tag: i32, value: &[u8]) -> Result<Option<&FieldDef>, Rejection> {
         let def = self.dict.field(tag);
+        let field_type = def.map(|d| d.field_type);
+        match self.value_error(
+            tag,
+            field_type,
+            def.is_some_and(FieldDef::has_values),
+            value,
+        ) {
+            Some(reason) => Err(Rejection::tag(reason, tag)),
+            None => Ok(def),
+        }
+    }
+
+    /// The empty value, data format and enumeration checks of
+    /// [`Validator::check_value`] for a field of type `field_type` (`None`:
+    /// not defined), given whether it has an enumeration.
+    #[inline(always)]
+    fn value_error(
+        &self,
+        tag: i32,
+        field_type: Option<FieldType>,
+        has_values: bool,
+        value: &[u8],
+    ) -> Option<Reason> {
         if value.is_empty() {
-            if self.opts.check_fields_have_values {
-                return Err(Rejection::tag(Reason::TagSpecifiedWithoutValue, tag));
-            }
-            return Ok(def);
+            return self
+                .opts
+                .check_fields_have_values
+                .then_some(Reason::TagSpecifiedWithoutValue);
         }
-        if let Some(d) = def {
-            if !format_ok(d.field_type, value) {
-                return Err(Rejection::tag(Reason::IncorrectDataFormat, tag));
-            }
-            if d.has_values() && !value_ok(d, value) {
-                return Err(Rejection::tag(Reason::ValueIsIncorrect, tag));
-            }
+        if !format_ok(field_type?, value) {
+            return Some(Reason::IncorrectDataFormat);
         }
-        Ok(def)
+        if has_values && !self.dict.field(tag).is_some_and(|d| value_ok(d, value)) {
+            return Some(Reason::ValueIsIncorrect);
+        }
+        None
     }
 
     /// The count field's value must equal the number of entries parsed.
@@ -546,6 +600,7 @@ impl Validator<'_> {
 
 /// True when `value` is in the field's enumeration (every space-separated
 /// element, for multiple-value types).
+#[inline]
 fn value_ok(def: &FieldDef, value: &[u8]) -> bool {
     if def.field_type.is_multiple_value() {
         value.split(|&b| b == b' ').all(|v| def.has_value(v))
@@ -555,6 +610,7 @@ fn value_ok(def: &FieldDef, value: &[u8]) -> bool {
 }
 
 /// True when `v` (non-empty) is well formed for type `t`.
+#[inline(always)]
 pub fn format_ok(t: FieldType, v: &[u8]) -> bool {
     use FieldType::*;
     match t {
@@ -562,33 +618,31 @@ pub fn format_ok(t: FieldType, v: &[u8]) -> bool {
         Float | Qty | Price | PriceOffset | Amt | Percentage => is_decimal(v),
         Char => v.len() == 1,
         Boolean => v == b"Y" || v == b"N",
-        UtcTimestamp => time::parse_utc(v).is_some(),
-        UtcTimeOnly => time::parse_time_of_day(v).is_some(),
-        UtcDateOnly | LocalMktDate => time::parse_date(v).is_some(),
+        UtcTimestamp => time::is_utc_timestamp(v),
+        UtcTimeOnly => time::is_time_of_day(v),
+        UtcDateOnly | LocalMktDate => time::is_date(v),
         MonthYear => is_month_year(v),
         TzTimeOnly => is_tz_time(v),
-        TzTimestamp => {
-            v.len() > 9
-                && v[8] == b'-'
-                && time::parse_date(&v[..8]).is_some()
-                && is_tz_time(&v[9..])
-        }
+        TzTimestamp => v.len() > 9 && v[8] == b'-' && time::is_date(&v[..8]) && is_tz_time(&v[9..]),
         MultipleCharValue => v.split(|&b| b == b' ').all(|e| e.len() == 1),
         String | MultipleValueString | MultipleStringValue | Country | Currency | Exchange
         | Data | XmlData | Language | Other => true,
     }
 }
 
+#[inline]
 fn all_digits(v: &[u8]) -> bool {
     !v.is_empty() && v.iter().all(u8::is_ascii_digit)
 }
 
 /// `-?[0-9]+`
+#[inline]
 fn is_int(v: &[u8]) -> bool {
     all_digits(v.strip_prefix(b"-").unwrap_or(v))
 }
 
 /// `-?` digits with at most one `.`, at least one digit; no `+`, no exponent.
+#[inline]
 fn is_decimal(v: &[u8]) -> bool {
     let v = v.strip_prefix(b"-").unwrap_or(v);
     let mut digits = 0;
@@ -641,7 +695,7 @@ fn is_tz_time(v: &[u8]) -> bool {
                 && two_digits(&clock[..2]).is_some_and(|h| h < 24)
                 && two_digits(&clock[3..5]).is_some_and(|m| m < 60)
         }
-        _ => time::parse_time_of_day(clock).is_some(),
+        _ => time::is_time_of_day(clock),
     };
     let zone_ok = match zone {
         [] | [b'Z'] => true,

@@ -280,7 +280,11 @@ pub fn data_dir(data: Option<&Path>, settings: &GatewaySettings) -> PathBuf {
 /// Rebuilds the venue's state by applying every journaled input again.
 fn replay(venue: &mut Venue, inputs: &[Bytes]) -> anyhow::Result<()> {
     let mut discard = Vec::new();
+    let step = (inputs.len() / 10).max(100_000);
     for (n, raw) in inputs.iter().enumerate() {
+        if n > 0 && n % step == 0 {
+            tracing::info!("replaying the journal: {n} of {} inputs", inputs.len());
+        }
         let (input, _) =
             VenueInput::decode(raw).map_err(|e| anyhow::anyhow!("journal input {n}: {e:?}"))?;
         discard.clear();

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::admin::{AdminCall, AdminReply, AdminRequest, OperatorAction};
 use crate::engine::Side;
 use crate::gateway::metrics::{self, CoreMetrics, Live};
+use crate::session::config::{Throttle, ThrottleAction};
 use crate::session::MessageStore;
 
 use crate::fix::time::{now_utc, UtcNanos};
@@ -60,12 +61,57 @@ pub struct Entry {
     conn: Option<(u64, mpsc::Sender<Outgoing>)>,
     /// Logged out as a slow consumer; disconnect after this batch.
     slow: bool,
+    /// Application-message rate limit (`ThrottleRate`).
+    bucket: Option<TokenBucket>,
+}
+
+/// A token bucket over UTC nanoseconds.
+#[derive(Debug, Clone)]
+struct TokenBucket {
+    limit: Throttle,
+    tokens: f64,
+    last: UtcNanos,
+}
+
+impl TokenBucket {
+    fn new(limit: Throttle) -> TokenBucket {
+        TokenBucket {
+            limit,
+            tokens: limit.burst,
+            last: 0,
+        }
+    }
+
+    /// Takes a token if there is one.
+    fn take(&mut self, now: UtcNanos) -> bool {
+        let elapsed = (now - self.last).max(0) as f64 / 1e9;
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.limit.rate).min(self.limit.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn reject(&self, msg: &Message) -> BusinessReject {
+        BusinessReject {
+            reason: 0,
+            text: format!(
+                "Throttled: more than {} application messages/s (burst {}); message not processed",
+                self.limit.rate, self.limit.burst
+            ),
+            ref_id: msg.get_str(crate::fix::tags::CL_ORD_ID).map(str::to_string),
+        }
+    }
 }
 
 impl Entry {
     /// A session not connected.
     pub fn new(session: Session, store: BatchSessionStore, app: AppKind) -> Entry {
         Entry {
+            bucket: session.config().throttle.map(TokenBucket::new),
             session,
             store,
             app,
@@ -81,6 +127,9 @@ impl Entry {
 struct VenueApp<'a> {
     venue: &'a mut Venue,
     ts: UtcNanos,
+    bucket: Option<&'a mut TokenBucket>,
+    /// Set when a message was refused by the rate limit.
+    throttled: bool,
     journal: &'a mut Vec<Bytes>,
     others: &'a mut Vec<(String, OutboundMessage)>,
     produced: &'a mut Vec<(String, OutboundMessage)>,
@@ -93,6 +142,14 @@ impl Application for VenueApp<'_> {
         msg: &Message,
         out: &mut Vec<OutboundMessage>,
     ) -> Result<(), BusinessReject> {
+        // Over the limit: refused before the journal, so the venue never
+        // sees it (a replay agrees) and only the 35=j is stored.
+        if let Some(b) = self.bucket.as_mut() {
+            if !b.take(self.ts) {
+                self.throttled = true;
+                return Err(b.reject(msg));
+            }
+        }
         let input = VenueInput::Fix {
             session: session.target_comp_id.clone(),
             ts_ns: self.ts.max(0) as u64,
@@ -422,11 +479,29 @@ impl Core {
                     let mut app = VenueApp {
                         venue,
                         ts: now,
+                        bucket: e.bucket.as_mut(),
+                        throttled: false,
                         journal: &mut self.journal,
                         others: &mut self.others,
                         produced: &mut self.produced,
                     };
                     e.session.on_message(msg, now, &mut e.store, &mut app);
+                    let throttled = app.throttled;
+                    if throttled {
+                        self.metrics.throttled += 1;
+                        let logout = e
+                            .bucket
+                            .as_ref()
+                            .is_some_and(|b| b.limit.action == ThrottleAction::Logout);
+                        if logout {
+                            tracing::warn!(session = %e.session.config().id, "rate limit exceeded; logging out (ThrottleAction=logout)");
+                            e.session.force_logout(
+                                "Throttled: application message rate limit exceeded (ThrottleAction=logout)",
+                                now,
+                                &mut e.store,
+                            );
+                        }
+                    }
                 }
                 None => e.session.on_message(msg, now, &mut e.store, &mut RejectAll),
             },

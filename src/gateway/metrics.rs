@@ -87,6 +87,8 @@ pub struct CoreMetrics {
     pub queue_depth: usize,
     /// Slow consumers logged out.
     pub slow_consumers: u64,
+    /// Application messages refused by a session's rate limit.
+    pub throttled: u64,
 }
 
 impl CoreMetrics {
@@ -104,6 +106,7 @@ impl CoreMetrics {
             order_latency: Histogram::new(LATENCY_BOUNDS),
             queue_depth: 0,
             slow_consumers: 0,
+            throttled: 0,
         }
     }
 }
@@ -211,6 +214,12 @@ impl CoreMetrics {
             "Connections logged out for falling behind (MaxOutboundQueue).",
         );
         let _ = writeln!(o, "fixgw_slow_consumers_total {}", self.slow_consumers);
+        counter(
+            &mut o,
+            "fixgw_throttled_total",
+            "Application messages refused by a session's rate limit (ThrottleRate).",
+        );
+        let _ = writeln!(o, "fixgw_throttled_total {}", self.throttled);
         let gauge = |o: &mut String, name: &str, help: &str, v: usize| {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         };

@@ -131,6 +131,28 @@ pub struct SessionConfig {
     /// Most messages queued towards the connection; a consumer that falls
     /// further behind is logged out ("slow consumer").
     pub max_outbound_queue: usize,
+    /// Application-message rate limit, if any.
+    pub throttle: Option<Throttle>,
+}
+
+/// A per-session application-message rate limit (token bucket).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throttle {
+    /// Sustained messages per second.
+    pub rate: f64,
+    /// Messages allowed in a burst above the rate.
+    pub burst: f64,
+    /// What happens to a message over the limit.
+    pub action: ThrottleAction,
+}
+
+/// What the gateway does with a message over the rate limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThrottleAction {
+    /// BusinessMessageReject (35=j) saying so; the message is not processed.
+    Reject,
+    /// The same reject, then Logout with a reason and disconnect.
+    Logout,
 }
 
 impl SessionConfig {
@@ -169,6 +191,7 @@ impl SessionConfig {
             drop_copy_sessions: Vec::new(),
             drop_copy_accounts: Vec::new(),
             max_outbound_queue: DEFAULT_MAX_OUTBOUND_QUEUE,
+            throttle: None,
         }
     }
 }

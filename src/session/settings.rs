@@ -9,7 +9,9 @@ use std::sync::Arc;
 use crate::fix::dictionary::Dictionary;
 use crate::fix::time::Precision;
 
-use super::config::{SessionConfig, SessionRole, DEFAULT_MAX_OUTBOUND_QUEUE};
+use super::config::{
+    SessionConfig, SessionRole, Throttle, ThrottleAction, DEFAULT_MAX_OUTBOUND_QUEUE,
+};
 use super::schedule::{parse_time_of_day, parse_utc_offset, Schedule};
 
 /// A settings error with its location.
@@ -331,6 +333,43 @@ impl GatewaySettings {
     }
 }
 
+/// `ThrottleRate` (application messages per second, 0 = off), `ThrottleBurst`
+/// (default: one second's worth) and `ThrottleAction` (`reject` or `logout`).
+fn throttle(r: &Reader<'_>) -> Result<Option<Throttle>, SettingsError> {
+    const RATE: &str = "expected messages per second (a positive number; 0 turns it off)";
+    let rate: f64 = r.number("ThrottleRate", 0.0, RATE)?;
+    if let Some(e) = r
+        .raw("ThrottleRate")
+        .filter(|_| !(rate.is_finite() && rate >= 0.0))
+    {
+        return Err(r.bad("ThrottleRate", e, RATE));
+    }
+    if rate == 0.0 {
+        return Ok(None);
+    }
+    const BURST: &str = "expected a number of messages, at least 1";
+    let burst: f64 = r.number("ThrottleBurst", rate.max(1.0), BURST)?;
+    if let Some(e) = r
+        .raw("ThrottleBurst")
+        .filter(|_| !(burst.is_finite() && burst >= 1.0))
+    {
+        return Err(r.bad("ThrottleBurst", e, BURST));
+    }
+    let action = match r.raw("ThrottleAction") {
+        None => ThrottleAction::Reject,
+        Some(e) => match e.value.as_str() {
+            "reject" => ThrottleAction::Reject,
+            "logout" => ThrottleAction::Logout,
+            _ => return Err(r.bad("ThrottleAction", e, "expected reject or logout")),
+        },
+    };
+    Ok(Some(Throttle {
+        rate,
+        burst,
+        action,
+    }))
+}
+
 fn build_session(
     r: &Reader<'_>,
     dictionaries: &mut HashMap<PathBuf, Arc<Dictionary>>,
@@ -400,6 +439,7 @@ fn build_session(
     {
         return Err(r.bad("MaxOutboundQueue", e, QUEUE_ALLOWED));
     }
+    cfg.throttle = throttle(r)?;
     for (key, list) in [
         ("DropCopySessions", &mut cfg.drop_copy_sessions),
         ("DropCopyAccounts", &mut cfg.drop_copy_accounts),

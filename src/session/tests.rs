@@ -436,9 +436,10 @@ fn logon_requires_configured_username_and_password() {
         h.store = used_store();
         let before = snapshot(&h.store);
         h.connect();
-        let mut fields = vec![(98, "0"), (108, "30")];
+        // ResetSeqNumFlag=Y too: an unauthenticated Logon must not reset anything.
+        let mut fields = vec![(98, "0"), (108, "30"), (141, "Y")];
         fields.extend_from_slice(creds);
-        assert_eq!(h.recv("A", 7, &fields), [DISCONNECT], "{creds:?}");
+        assert_eq!(h.recv("A", 1, &fields), [DISCONNECT], "{creds:?}");
         assert_eq!(snapshot(&h.store), before, "{creds:?}");
     }
     let mut h = Harness::new(c);

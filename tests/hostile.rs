@@ -1,0 +1,220 @@
+//! Hostile and careless clients against the real binary (issue 7): an
+//! unauthenticated Logon with ResetSeqNumFlag=Y touches nothing, rate limits
+//! refuse (or log out) a flooding session while others trade, a connection
+//! that never logs on is dropped after LogonTimeout, and an oversize message
+//! closes only its own connection.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{Client, Gateway};
+use fixgw::fix::Message;
+
+const CFG: &str = "\
+[DEFAULT]
+ConnectionType=acceptor
+SocketAcceptPort={PORT}
+SocketAcceptAddress=127.0.0.1
+SenderCompID=FIXGW
+DataDictionary={DICT}
+BeginString=FIX.4.4
+StartTime=00:00:00
+EndTime=00:00:00
+LogonTimeout=1
+MaxMessageSize=2048
+AdminHttpAddress=off
+[SESSION]
+TargetCompID=CLIENT1
+SessionRole=order-entry
+Password=secret
+[SESSION]
+TargetCompID=CLIENT2
+SessionRole=order-entry
+ThrottleRate=10
+ThrottleBurst=5
+[SESSION]
+TargetCompID=FLOODER
+SessionRole=order-entry
+ThrottleRate=10
+ThrottleBurst=5
+ThrottleAction=logout
+";
+
+/// The venue maps FLOODER to nothing: give it an account.
+const VENUE_EXTRA: &str = r#"
+
+[[sessions]]
+comp_id = "FLOODER"
+account = "ACC2"
+"#;
+
+fn start(dir: &std::path::Path) -> Gateway {
+    let venue = std::fs::read_to_string(common::repo_path("sessions/venue.toml")).unwrap();
+    Gateway::start_with_venue(dir, CFG, &(venue + VENUE_EXTRA))
+}
+
+fn next_app(c: &mut Client) -> Message {
+    loop {
+        let m = c.recv(Duration::from_secs(10)).expect("a message");
+        if !matches!(m.msg_type(), b"0" | b"1") {
+            return m;
+        }
+    }
+}
+
+#[test]
+fn unauthenticated_logon_with_reset_flag_leaves_the_session_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start(dir.path());
+    let mut c = Client::connect(gw.port, "CLIENT1", "FIXGW");
+    c.logon(&[(554, "secret")]);
+    c.limit_order("A1", "1", "10", "149.00", "AAPL");
+    assert_eq!(next_app(&mut c).get_str(150), Some("0"));
+    c.send("5", &[]);
+    c.expect("5");
+    // Gateway sent Logon(1), ER(2), Logout(3); we sent Logon(1), D(2), Logout(3).
+
+    for password in [None, Some("wrong")] {
+        let mut evil = Client::connect(gw.port, "CLIENT1", "FIXGW");
+        let mut fields = vec![(98, "0"), (108, "30"), (141, "Y")];
+        if let Some(p) = password {
+            fields.push((554, p));
+        }
+        evil.send("A", &fields);
+        assert!(
+            evil.expect_disconnect(Duration::from_secs(5)),
+            "an unauthenticated Logon is dropped without a reply ({password:?})"
+        );
+    }
+
+    let mut back = Client::connect(gw.port, "CLIENT1", "FIXGW");
+    back.seq = 4;
+    let logon = back.logon(&[(554, "secret")]);
+    assert_eq!(logon.get_str(34), Some("4"), "numbers continue: {logon:?}");
+    assert_eq!(logon.get_str(141), None);
+    // The stored ExecutionReport is still there for a resend.
+    back.send("2", &[(7, "2"), (16, "2")]);
+    let resent = next_app(&mut back);
+    assert_eq!(
+        (resent.get_str(35), resent.get_str(11), resent.get_str(43)),
+        (Some("8"), Some("A1"), Some("Y"))
+    );
+}
+
+#[test]
+fn rate_limit_rejects_the_excess_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start(dir.path());
+    let mut c = Client::connect(gw.port, "CLIENT2", "FIXGW");
+    c.logon(&[]);
+    for i in 0..20 {
+        c.limit_order(&format!("T{i}"), "2", "1", "160.00", "AAPL");
+    }
+    let (mut accepted, mut refused) = (0, 0);
+    for _ in 0..20 {
+        let m = next_app(&mut c);
+        match m.msg_type() {
+            b"8" => accepted += 1,
+            b"j" => {
+                refused += 1;
+                let text = m.get_str(58).unwrap_or("");
+                assert!(
+                    text.starts_with("Throttled: more than 10 application messages/s"),
+                    "{text}"
+                );
+                assert_eq!(
+                    m.get_str(45).map(|s| s.is_empty()),
+                    Some(false),
+                    "RefSeqNum"
+                );
+                assert!(
+                    m.get_str(379).unwrap().starts_with('T'),
+                    "BusinessRejectRefID = ClOrdID"
+                );
+            }
+            _ => panic!("unexpected {m:?}"),
+        }
+    }
+    // The burst, plus whatever the rate refilled while the orders arrived.
+    assert!((5..=7).contains(&accepted), "accepted {accepted}");
+    assert_eq!(accepted + refused, 20);
+    // The session stays up and trades again once the bucket refills.
+    std::thread::sleep(Duration::from_millis(600));
+    c.limit_order("LATER", "2", "1", "160.00", "AAPL");
+    let m = next_app(&mut c);
+    assert_eq!((m.get_str(35), m.get_str(150)), (Some("8"), Some("0")));
+}
+
+#[test]
+fn rate_limit_with_logout_action_disconnects_only_the_flooder() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start(dir.path());
+    let mut good = Client::connect(gw.port, "CLIENT2", "FIXGW");
+    good.logon(&[]);
+    let mut flood = Client::connect(gw.port, "FLOODER", "FIXGW");
+    flood.logon(&[]);
+    for i in 0..50 {
+        flood.limit_order(&format!("F{i}"), "1", "1", "140.00", "AAPL");
+    }
+    let mut saw_reject = false;
+    let logout = loop {
+        let m = flood
+            .recv(Duration::from_secs(10))
+            .expect("Logout before EOF");
+        match m.msg_type() {
+            b"j" => saw_reject = true,
+            b"5" => break m,
+            _ => {}
+        }
+    };
+    assert!(saw_reject);
+    assert!(
+        logout
+            .get_str(58)
+            .unwrap()
+            .contains("ThrottleAction=logout"),
+        "{logout:?}"
+    );
+    assert!(flood.expect_disconnect(Duration::from_secs(5)));
+    good.limit_order("G1", "2", "1", "160.00", "AAPL");
+    assert_eq!(next_app(&mut good).get_str(150), Some("0"));
+}
+
+#[test]
+fn silent_connections_time_out_and_oversize_messages_close_only_their_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start(dir.path());
+    let mut good = Client::connect(gw.port, "CLIENT2", "FIXGW");
+    good.logon(&[]);
+
+    let started = Instant::now();
+    let mut silent = Client::connect(gw.port, "CLIENT1", "FIXGW");
+    assert!(silent.expect_disconnect(Duration::from_secs(5)));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(4),
+        "LogonTimeout=1 took {waited:?}"
+    );
+
+    let mut big = TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    let mut c = Client::connect(gw.port, "FLOODER", "FIXGW");
+    c.logon(&[]);
+    let huge = "X".repeat(4000);
+    let frame = c.encode("D", &[(11, "BIG"), (58, &huge)]);
+    c.send_raw(&frame);
+    assert!(
+        c.expect_disconnect(Duration::from_secs(5)),
+        "oversize message closes the connection"
+    );
+    // Garbage on a fresh connection is dropped too.
+    let _ = big.write_all(&vec![b'9'; 5000]);
+    good.limit_order("G1", "2", "1", "160.00", "AAPL");
+    assert_eq!(
+        next_app(&mut good).get_str(150),
+        Some("0"),
+        "the other session trades on"
+    );
+}

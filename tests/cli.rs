@@ -6,10 +6,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use common::{repo_path, Client, Gateway};
+use common::{fixgw, repo_path, Client, Gateway, Run};
 use serde_json::Value;
 
 const CFG: &str = "\
@@ -27,27 +26,6 @@ TargetCompID=CLIENT1
 [SESSION]
 TargetCompID=CLIENT2
 ";
-
-/// What a command did: exit code, stdout, stderr.
-struct Run {
-    code: i32,
-    out: String,
-    err: String,
-}
-
-/// Runs `fixgw ARGS` in the repository (where the default files are).
-fn fixgw(args: &[&str]) -> Run {
-    let o = Command::new(env!("CARGO_BIN_EXE_fixgw"))
-        .args(args)
-        .current_dir(repo_path(""))
-        .output()
-        .expect("run fixgw");
-    Run {
-        code: o.status.code().unwrap_or(-1),
-        out: String::from_utf8_lossy(&o.stdout).into_owned(),
-        err: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
-}
 
 /// Runs a command that must succeed; returns its stdout.
 fn ok(args: &[&str]) -> String {

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use crate::engine::VenueConfig;
 use crate::gateway::{build_venue, data_dir, load_settings, needs_venue};
+use crate::session::settings::Endpoint;
 use crate::session::SessionRole;
 
 use super::{DEFAULT_CONFIG, DEFAULT_VENUE};
@@ -81,16 +82,30 @@ pub fn check_config(args: &CheckConfigArgs, out: &mut dyn Write) -> anyhow::Resu
         )?;
     }
 
-    let mut listeners: BTreeMap<(String, u16), Vec<&str>> = BTreeMap::new();
+    let mut listeners: BTreeMap<(String, u16), (&Endpoint, Vec<&str>)> = BTreeMap::new();
     for (cfg, endpoint) in &settings.sessions {
         listeners
             .entry((endpoint.address.clone(), endpoint.port))
-            .or_default()
+            .or_insert_with(|| (endpoint, Vec::new()))
+            .1
             .push(&cfg.id.target_comp_id);
     }
     writeln!(out, "\nlisteners:")?;
-    for ((address, port), targets) in &listeners {
-        writeln!(out, "  {address}:{port}  {}", targets.join(", "))?;
+    for ((address, port), (endpoint, targets)) in &listeners {
+        let tls = match endpoint.tls.as_ref().map(|t| &t.settings) {
+            None => String::new(),
+            Some(t) => format!(
+                "  TLS {}{}",
+                t.certificate_file.display(),
+                t.client_ca_file
+                    .as_ref()
+                    .map_or_else(String::new, |ca| format!(
+                        ", client certificates required (CA {})",
+                        ca.display()
+                    ))
+            ),
+        };
+        writeln!(out, "  {address}:{port}  {}{tls}", targets.join(", "))?;
     }
 
     if let Some(v) = &venue {

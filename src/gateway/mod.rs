@@ -5,7 +5,7 @@
 pub mod core;
 pub mod metrics;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,10 +19,10 @@ use tokio::sync::mpsc;
 use crate::admin::{AdminCall, AdminSettings, AdminState};
 use crate::engine::VenueConfig;
 use crate::fix::time::now_utc;
-use crate::session::acceptor::{Acceptor, AcceptorOptions};
+use crate::session::acceptor::{Acceptor, AcceptorOptions, Listener};
 use crate::session::application::RejectAll;
 use crate::session::batch_store::{BatchLog, FlushMode};
-use crate::session::settings::GatewaySettings;
+use crate::session::settings::{Endpoint, GatewaySettings};
 use crate::session::{Session, SessionConfig, SessionRole};
 use crate::venue::echo::EchoApp;
 use crate::venue::input::VenueInput;
@@ -51,7 +51,7 @@ pub struct RunOptions {
 /// A gateway bound to its ports, ready to serve.
 pub struct Gateway {
     acceptor: Arc<Acceptor>,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Listener>,
     core: Option<(Core, mpsc::Receiver<crate::session::acceptor::CoreMsg>)>,
     admin: Option<(TcpListener, AdminState)>,
     admin_rx: Option<mpsc::Receiver<AdminCall>>,
@@ -122,7 +122,7 @@ impl Gateway {
         let now = now_utc();
         let mut entries = Vec::new();
         let mut known = HashMap::new();
-        let mut endpoints = BTreeSet::new();
+        let mut endpoints = BTreeMap::new();
         for (cfg, endpoint) in &settings.sessions {
             let key = cfg.id.to_string();
             let store = recovered
@@ -142,15 +142,16 @@ impl Gateway {
                 ),
                 cfg.max_outbound_queue,
             );
-            endpoints.insert((endpoint.address.clone(), endpoint.port));
+            endpoints.insert((endpoint.address.clone(), endpoint.port), endpoint);
         }
         let mut listeners = Vec::new();
-        for (addr, port) in endpoints {
+        for ((addr, port), endpoint) in endpoints {
             let l = TcpListener::bind((addr.as_str(), port))
                 .await
                 .with_context(|| format!("cannot listen on {addr}:{port}"))?;
-            tracing::info!(address = %l.local_addr()?, "listening");
-            listeners.push(l);
+            let tls = tls_acceptor_for(endpoint);
+            tracing::info!(address = %l.local_addr()?, tls = tls.is_some(), "listening");
+            listeners.push(Listener { tcp: l, tls });
         }
         let admin_settings =
             AdminSettings::from_settings(&settings.raw).map_err(anyhow::Error::msg)?;
@@ -189,7 +190,7 @@ impl Gateway {
     pub fn local_addrs(&self) -> Vec<std::net::SocketAddr> {
         self.listeners
             .iter()
-            .filter_map(|l| l.local_addr().ok())
+            .filter_map(|l| l.tcp.local_addr().ok())
             .collect()
     }
 
@@ -240,6 +241,15 @@ impl Gateway {
         }
         tokio::time::sleep(SHUTDOWN_DRAIN).await;
     }
+}
+
+/// The TLS handshaker of an endpoint with SocketUseSSL=Y (its files were
+/// loaded with the settings).
+fn tls_acceptor_for(endpoint: &Endpoint) -> Option<tokio_rustls::TlsAcceptor> {
+    endpoint
+        .tls
+        .as_ref()
+        .map(|t| tokio_rustls::TlsAcceptor::from(t.config.clone()))
 }
 
 /// Loads a settings file and checks that it defines at least one session.

@@ -5,6 +5,10 @@
 //!
 //! Before a connection is routed, anything wrong (not a Logon, an unknown
 //! session, a garbled stream, LogonTimeout) closes it without a byte sent.
+//!
+//! On a TLS port the handshake runs in the connection's own task and must
+//! finish, together with the Logon, within LogonTimeout; a failed handshake
+//! closes that connection only and is logged with the peer's address.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,13 +18,14 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::FramedRead;
 
-use crate::fix::{tags, FixCodec, Message};
+use crate::fix::{tags, FixCodec, FrameError, Message};
 
 /// (BeginString, our CompID, their CompID).
 pub type SessionKey = (String, String, String);
@@ -80,6 +85,14 @@ pub struct AcceptorOptions {
     pub logon_timeout: Duration,
 }
 
+/// A bound port: plain TCP, or TLS when `tls` is set.
+pub struct Listener {
+    /// The socket.
+    pub tcp: TcpListener,
+    /// Handshakes every connection first (SocketUseSSL=Y).
+    pub tls: Option<TlsAcceptor>,
+}
+
 /// The network side of the gateway.
 pub struct Acceptor {
     known: HashMap<SessionKey, usize>,
@@ -105,12 +118,13 @@ impl Acceptor {
     }
 
     /// Accepts connections on `listener` until the task is dropped.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+    pub async fn serve(self: Arc<Self>, listener: Listener) {
         loop {
-            match listener.accept().await {
+            match listener.tcp.accept().await {
                 Ok((stream, peer)) => {
                     let me = self.clone();
-                    tokio::spawn(async move { me.handle(stream, peer).await });
+                    let tls = listener.tls.clone();
+                    tokio::spawn(async move { me.handle(stream, tls, peer).await });
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -120,17 +134,51 @@ impl Acceptor {
         }
     }
 
-    async fn handle(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+    async fn handle(
+        self: Arc<Self>,
+        stream: TcpStream,
+        tls: Option<TlsAcceptor>,
+        peer: SocketAddr,
+    ) {
         if self.options.nodelay {
             let _ = stream.set_nodelay(true);
         }
-        let (read, write) = stream.into_split();
+        let deadline = Instant::now() + self.options.logon_timeout;
+        let Some(tls) = tls else {
+            let (read, write) = stream.into_split();
+            return self.connection(read, write, peer, deadline).await;
+        };
+        match tokio::time::timeout_at(deadline, tls.accept(stream)).await {
+            Ok(Ok(stream)) => {
+                let (read, write) = tokio::io::split(stream);
+                self.connection(read, write, peer, deadline).await;
+            }
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                // A port probe, or a client that gave up before saying anything.
+                tracing::debug!(%peer, error = %e, "connection closed during the TLS handshake");
+            }
+            Ok(Err(e)) => tracing::warn!(%peer, error = %e, "TLS handshake failed; closing"),
+            Err(_) => tracing::warn!(%peer, "TLS handshake not done within LogonTimeout; closing"),
+        }
+    }
+
+    /// Serves one connection (plain or TLS) from routing to close.
+    async fn connection<R, W>(
+        self: Arc<Self>,
+        read: R,
+        write: W,
+        peer: SocketAddr,
+        deadline: Instant,
+    ) where
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let codec = FixCodec::new(
             self.options.max_message_size,
             self.options.validate_length_and_checksum,
         );
         let mut frames = FramedRead::new(read, codec);
-        let Some((logon, key, queue)) = self.route(&mut frames, peer).await else {
+        let Some((logon, key, queue)) = self.route(&mut frames, peer, deadline).await else {
             close(write, frames.into_inner()).await;
             return;
         };
@@ -152,6 +200,7 @@ impl Acceptor {
             tokio::select! {
                 frame = frames.next() => match frame {
                     None => break,
+                    Some(Err(e)) if closed_without_notify(&e) => break,
                     Some(Err(e)) => {
                         tracing::warn!(%peer, conn, error = %e, "closing connection");
                         break;
@@ -177,12 +226,12 @@ impl Acceptor {
 
     /// Reads until the first parseable message and checks it is a Logon for
     /// a configured session.
-    async fn route(
+    async fn route<R: AsyncRead + Unpin>(
         &self,
-        frames: &mut FramedRead<OwnedReadHalf, FixCodec>,
+        frames: &mut FramedRead<R, FixCodec>,
         peer: SocketAddr,
+        deadline: Instant,
     ) -> Option<(Message, SessionKey, usize)> {
-        let deadline = tokio::time::Instant::now() + self.options.logon_timeout;
         let msg = loop {
             match tokio::time::timeout_at(deadline, frames.next()).await {
                 Err(_) => {
@@ -190,6 +239,7 @@ impl Acceptor {
                     return None;
                 }
                 Ok(None) => return None,
+                Ok(Some(Err(e))) if closed_without_notify(&e) => return None,
                 Ok(Some(Err(e))) => {
                     tracing::warn!(%peer, error = %e, "closing connection");
                     return None;
@@ -217,9 +267,16 @@ impl Acceptor {
     }
 }
 
+/// A TLS peer that closed its socket without a close_notify alert: many
+/// FIX engines do, so it counts as a plain close (the FIX layer has its own
+/// end-of-session check: Logout).
+fn closed_without_notify(e: &FrameError) -> bool {
+    matches!(e, FrameError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof)
+}
+
 /// Writes what the core releases, coalescing queued messages into one write.
-async fn writer(
-    mut write: OwnedWriteHalf,
+async fn writer<W: AsyncWrite + Unpin>(
+    mut write: W,
     mut rx: mpsc::Receiver<Outgoing>,
     closed: oneshot::Sender<()>,
 ) {
@@ -253,7 +310,7 @@ async fn writer(
     let _ = closed.send(());
 }
 
-async fn drain(mut read: OwnedReadHalf) {
+async fn drain<R: AsyncRead + Unpin>(mut read: R) {
     let mut buf = [0u8; 4096];
     let _ = tokio::time::timeout(DRAIN_ON_CLOSE, async {
         while let Ok(n) = read.read(&mut buf).await {
@@ -265,7 +322,7 @@ async fn drain(mut read: OwnedReadHalf) {
     .await;
 }
 
-async fn close(mut write: OwnedWriteHalf, read: OwnedReadHalf) {
+async fn close<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(mut write: W, read: R) {
     let _ = write.shutdown().await;
     drain(read).await;
 }

@@ -15,6 +15,7 @@ pub mod schedule;
 pub mod settings;
 pub mod state;
 pub mod store;
+pub mod tls;
 
 pub use application::{Application, BusinessReject, OutboundMessage};
 pub use config::{SessionConfig, SessionId, SessionRole};

@@ -13,6 +13,7 @@ use super::config::{
     SessionConfig, SessionRole, Throttle, ThrottleAction, DEFAULT_MAX_OUTBOUND_QUEUE,
 };
 use super::schedule::{parse_time_of_day, parse_utc_offset, Schedule};
+use super::tls::{EndpointTls, TlsSettings};
 
 /// A settings error with its location.
 #[derive(Debug, thiserror::Error)]
@@ -59,17 +60,33 @@ pub enum SettingsError {
         /// Key.
         key: String,
     },
-    /// The dictionary named by DataDictionary failed to load.
-    #[error("{path}:{line}: DataDictionary={file:?}: {message}")]
-    Dictionary {
+    /// A file named by a key (DataDictionary, the TLS files) failed to load.
+    #[error("{path}:{line}: {key}={file:?}: {message}")]
+    File {
         /// Settings file.
         path: String,
         /// Line of the key.
         line: usize,
-        /// Dictionary file.
+        /// Key.
+        key: String,
+        /// The file named.
         file: String,
         /// Loader message.
         message: String,
+    },
+    /// Sessions on one port that disagree on a per-port setting.
+    #[error("{path}:{line}: this session listens on {endpoint} like the session at line {first}, but with other TLS settings ({keys}): every session on one port must agree")]
+    PortConflict {
+        /// File.
+        path: String,
+        /// Line of the later `[SESSION]`.
+        line: usize,
+        /// Line of the first `[SESSION]` on that port.
+        first: usize,
+        /// address:port.
+        endpoint: String,
+        /// The keys that must agree.
+        keys: String,
     },
     /// Two sessions with the same identity.
     #[error("{path}:{line}: duplicate session {session}")]
@@ -220,6 +237,22 @@ impl Reader<'_> {
         }
     }
 
+    /// The file named by `key` cannot be used.
+    fn file_error(&self, key: &str, message: String) -> SettingsError {
+        let (line, file) = self
+            .raw(key)
+            .map_or((self.section.line, String::new()), |e| {
+                (e.line, e.value.clone())
+            });
+        SettingsError::File {
+            path: self.path.to_string(),
+            line,
+            key: key.to_string(),
+            file,
+            message,
+        }
+    }
+
     fn string(&self, key: &str) -> Option<String> {
         self.raw(key).map(|e| e.value.clone())
     }
@@ -266,6 +299,8 @@ pub struct Endpoint {
     pub address: String,
     /// Port (SocketAcceptPort).
     pub port: u16,
+    /// TLS (SocketUseSSL=Y), loaded; the same for every session on the port.
+    pub tls: Option<EndpointTls>,
 }
 
 /// Everything a settings file configures.
@@ -296,6 +331,9 @@ impl GatewaySettings {
     /// Builds sessions from parsed settings.
     pub fn from_settings(settings: Settings) -> Result<GatewaySettings, SettingsError> {
         let mut dictionaries: HashMap<PathBuf, Arc<Dictionary>> = HashMap::new();
+        let mut tls_configs: HashMap<TlsSettings, EndpointTls> = HashMap::new();
+        // (address, port) -> line of its first session, its TLS settings.
+        let mut ports: HashMap<(String, u16), (usize, Option<TlsSettings>)> = HashMap::new();
         let mut sessions = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for section in &settings.sessions {
@@ -303,7 +341,24 @@ impl GatewaySettings {
                 path: &settings.path,
                 section,
             };
-            let (cfg, endpoint) = build_session(&r, &mut dictionaries)?;
+            let (cfg, endpoint) = build_session(&r, &mut dictionaries, &mut tls_configs)?;
+            let tls = endpoint.tls.as_ref().map(|t| t.settings.clone());
+            let port = (endpoint.address.clone(), endpoint.port);
+            match ports.get(&port) {
+                Some((first, first_tls)) if *first_tls != tls => {
+                    return Err(SettingsError::PortConflict {
+                        path: settings.path.clone(),
+                        line: section.line,
+                        first: *first,
+                        endpoint: format!("{}:{}", port.0, port.1),
+                        keys: TLS_KEYS.join(", "),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    ports.insert(port, (section.line, tls));
+                }
+            }
             if !seen.insert(cfg.id.clone()) {
                 return Err(SettingsError::Duplicate {
                     path: settings.path.clone(),
@@ -370,9 +425,18 @@ fn throttle(r: &Reader<'_>) -> Result<Option<Throttle>, SettingsError> {
     }))
 }
 
+/// The per-port TLS keys.
+const TLS_KEYS: [&str; 4] = [
+    "SocketUseSSL",
+    "SocketCertificateFile",
+    "SocketPrivateKeyFile",
+    "SocketClientCAFile",
+];
+
 fn build_session(
     r: &Reader<'_>,
     dictionaries: &mut HashMap<PathBuf, Arc<Dictionary>>,
+    tls_configs: &mut HashMap<TlsSettings, EndpointTls>,
 ) -> Result<(SessionConfig, Endpoint), SettingsError> {
     if let Some(e) = r.raw("ConnectionType") {
         if e.value != "acceptor" {
@@ -472,13 +536,8 @@ fn build_session(
             let dict = match dictionaries.get(&file) {
                 Some(d) => d.clone(),
                 None => {
-                    let d =
-                        Dictionary::from_file(&file).map_err(|err| SettingsError::Dictionary {
-                            path: r.path.to_string(),
-                            line: e.line,
-                            file: e.value.clone(),
-                            message: err.to_string(),
-                        })?;
+                    let d = Dictionary::from_file(&file)
+                        .map_err(|err| r.file_error("DataDictionary", err.to_string()))?;
                     let d = Arc::new(d);
                     dictionaries.insert(file.clone(), d.clone());
                     d
@@ -507,8 +566,35 @@ fn build_session(
             .string("SocketAcceptAddress")
             .unwrap_or_else(|| "0.0.0.0".to_string()),
         port,
+        tls: tls(r, tls_configs)?,
     };
     Ok((cfg, endpoint))
+}
+
+/// SocketUseSSL=Y: the files it needs, loaded (once per distinct settings).
+fn tls(
+    r: &Reader<'_>,
+    loaded: &mut HashMap<TlsSettings, EndpointTls>,
+) -> Result<Option<EndpointTls>, SettingsError> {
+    if !r.bool("SocketUseSSL", false)? {
+        return Ok(None);
+    }
+    let settings = TlsSettings {
+        certificate_file: r.required("SocketCertificateFile")?.into(),
+        private_key_file: r.required("SocketPrivateKeyFile")?.into(),
+        client_ca_file: r
+            .string("SocketClientCAFile")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from),
+    };
+    if let Some(t) = loaded.get(&settings) {
+        return Ok(Some(t.clone()));
+    }
+    let t = settings
+        .load()
+        .map_err(|e| r.file_error(e.key, e.message))?;
+    loaded.insert(settings, t.clone());
+    Ok(Some(t))
 }
 
 fn schedule(r: &Reader<'_>) -> Result<Schedule, SettingsError> {
@@ -628,5 +714,122 @@ ValidateFieldsHaveValues=N
         );
         let text = CFG.replace("UnknownKey=whatever", "StartTime=8am\nEndTime=17:00:00");
         assert!(GatewaySettings::from_settings(Settings::parse("t.cfg", &text).unwrap()).is_err());
+    }
+
+    fn load(text: &str) -> Result<GatewaySettings, SettingsError> {
+        GatewaySettings::from_settings(Settings::parse("t.cfg", text).unwrap())
+    }
+
+    /// A self-signed certificate and its key, and another key, as PEM files.
+    fn tls_files(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let files = (
+            dir.join("cert.pem"),
+            dir.join("key.pem"),
+            dir.join("other-key.pem"),
+        );
+        std::fs::write(&files.0, cert.pem()).unwrap();
+        std::fs::write(&files.1, key.serialize_pem()).unwrap();
+        let other = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(&files.2, other.serialize_pem()).unwrap();
+        files
+    }
+
+    fn with_tls(cert: &Path, key: &Path) -> String {
+        CFG.replace(
+            "UnknownKey=whatever",
+            &format!(
+                "SocketUseSSL=Y\nSocketCertificateFile={}\nSocketPrivateKeyFile={}",
+                cert.display(),
+                key.display()
+            ),
+        )
+    }
+
+    #[test]
+    fn tls_is_loaded_once_per_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, _) = tls_files(dir.path());
+        let g = load(&with_tls(&cert, &key)).unwrap();
+        let (a, b) = (&g.sessions[0].1.tls, &g.sessions[1].1.tls);
+        let (a, b) = (a.as_ref().unwrap(), b.as_ref().unwrap());
+        assert!(Arc::ptr_eq(&a.config, &b.config));
+        assert_eq!(a.settings.client_ca_file, None);
+        assert!(load(CFG).unwrap().sessions[0].1.tls.is_none());
+    }
+
+    #[test]
+    fn tls_file_errors_name_line_key_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, other_key) = tls_files(dir.path());
+        let missing = dir.path().join("missing.pem");
+        let err = load(&with_tls(&missing, &key)).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!(
+                "t.cfg:8: SocketCertificateFile={:?}: cannot read: No such file or directory (os error 2)",
+                missing.display().to_string()
+            )
+        );
+        let err = load(&with_tls(&key, &key)).unwrap_err().to_string();
+        assert!(
+            err.starts_with("t.cfg:8: SocketCertificateFile=")
+                && err.ends_with(": no PEM CERTIFICATE block found"),
+            "{err}"
+        );
+        let err = load(&with_tls(&cert, &cert)).unwrap_err().to_string();
+        assert!(
+            err.starts_with("t.cfg:9: SocketPrivateKeyFile=") && err.contains("no PEM PRIVATE KEY"),
+            "{err}"
+        );
+        let err = load(&with_tls(&cert, &other_key)).unwrap_err().to_string();
+        assert!(
+            err.starts_with("t.cfg:9: SocketPrivateKeyFile=")
+                && err.contains("cannot be used with the certificate in"),
+            "{err}"
+        );
+        let text = with_tls(&cert, &key).replace(
+            "SocketUseSSL=Y",
+            "SocketUseSSL=Y\nSocketClientCAFile=/nonexistent/ca.pem",
+        );
+        let err = load(&text).unwrap_err().to_string();
+        assert!(
+            err.starts_with("t.cfg:8: SocketClientCAFile=\"/nonexistent/ca.pem\": cannot read"),
+            "{err}"
+        );
+        let text = CFG.replace("UnknownKey=whatever", "SocketUseSSL=Y");
+        assert_eq!(
+            load(&text).unwrap_err().to_string(),
+            "t.cfg: session at line 8: missing SocketCertificateFile"
+        );
+    }
+
+    #[test]
+    fn sessions_on_one_port_must_agree_on_tls() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, _) = tls_files(dir.path());
+        let text = CFG.replace(
+            "ValidateFieldsHaveValues=N",
+            &format!(
+                "SocketUseSSL=Y\nSocketCertificateFile={}\nSocketPrivateKeyFile={}",
+                cert.display(),
+                key.display()
+            ),
+        );
+        let err = load(&text).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "t.cfg:12: this session listens on 0.0.0.0:5001 like the session at line 8, but with \
+             other TLS settings (SocketUseSSL, SocketCertificateFile, SocketPrivateKeyFile, \
+             SocketClientCAFile): every session on one port must agree"
+        );
+        // On its own port it is fine.
+        let text = text.replace("SocketUseSSL=Y", "SocketAcceptPort=5002\nSocketUseSSL=Y");
+        let g = load(&text).unwrap();
+        assert!(g.sessions[0].1.tls.is_none() && g.sessions[1].1.tls.is_some());
     }
 }

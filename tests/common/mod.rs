@@ -27,6 +27,30 @@ pub fn free_port() -> u16 {
         .expect("no free port")
 }
 
+/// What a command did: exit code, stdout, stderr.
+pub struct Run {
+    /// Exit code (-1: killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub out: String,
+    /// Standard error.
+    pub err: String,
+}
+
+/// Runs `fixgw ARGS` in the repository (where the default files are).
+pub fn fixgw(args: &[&str]) -> Run {
+    let o = Command::new(env!("CARGO_BIN_EXE_fixgw"))
+        .args(args)
+        .current_dir(repo_path(""))
+        .output()
+        .expect("run fixgw");
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        out: String::from_utf8_lossy(&o.stdout).into_owned(),
+        err: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
 /// A running gateway process.
 pub struct Gateway {
     child: Option<Child>,
@@ -161,9 +185,21 @@ impl Drop for Gateway {
     }
 }
 
+/// What a test client talks over: plain TCP, or TLS over TCP (tests/tls.rs).
+pub trait Transport: Read + Write + Send {
+    /// The TCP socket underneath (for read timeouts).
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Transport for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
 /// A blocking FIX initiator for tests.
 pub struct Client {
-    stream: TcpStream,
+    stream: Box<dyn Transport>,
     buf: BytesMut,
     codec: FixCodec,
     /// Our CompID.
@@ -179,6 +215,11 @@ impl Client {
     pub fn connect(port: u16, sender: &str, target: &str) -> Client {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
         stream.set_nodelay(true).ok();
+        Client::over(Box::new(stream), sender, target)
+    }
+
+    /// A client on an open connection.
+    pub fn over(stream: Box<dyn Transport>, sender: &str, target: &str) -> Client {
         Client {
             stream,
             buf: BytesMut::new(),
@@ -206,8 +247,13 @@ impl Client {
 
     /// Sends a message (see `encode`).
     pub fn send(&mut self, msg_type: &str, fields: &[(i32, &str)]) {
+        self.try_send(msg_type, fields).expect("write");
+    }
+
+    /// Sends a message; a write error is returned, not a panic.
+    pub fn try_send(&mut self, msg_type: &str, fields: &[(i32, &str)]) -> std::io::Result<()> {
         let bytes = self.encode(msg_type, fields);
-        self.stream.write_all(&bytes).expect("write");
+        self.stream.write_all(&bytes)
     }
 
     /// Sends a Day limit NewOrderSingle.
@@ -242,6 +288,7 @@ impl Client {
             }
             let left = deadline.checked_duration_since(Instant::now())?;
             self.stream
+                .tcp()
                 .set_read_timeout(Some(left.max(Duration::from_millis(1))))
                 .ok();
             let mut chunk = [0u8; 8192];
@@ -278,7 +325,7 @@ impl Client {
     pub fn expect_disconnect(&mut self, timeout: Duration) -> bool {
         self.recv(timeout).is_none() && {
             let mut b = [0u8; 1];
-            self.stream.set_read_timeout(Some(timeout)).ok();
+            self.stream.tcp().set_read_timeout(Some(timeout)).ok();
             matches!(self.stream.read(&mut b), Ok(0) | Err(_))
         }
     }

@@ -23,6 +23,8 @@ use crate::venue::echo::EchoApp;
 use crate::venue::input::VenueInput;
 use crate::venue::order_entry::Venue;
 
+use super::message_log::MessageLog;
+
 /// Timer resolution of every session.
 const TICK_NS: i64 = 100_000_000;
 /// How often the venue is told that time passes (GTD expiry).
@@ -127,6 +129,8 @@ pub struct Core {
     next_venue_tick: UtcNanos,
     /// Set when a commit fails: nothing may be released until one succeeds.
     commit_failed: bool,
+    /// The FIX message log of the sessions with FileLogPath.
+    msg_log: Option<MessageLog>,
 }
 
 impl Core {
@@ -159,7 +163,14 @@ impl Core {
             next_tick: 0,
             next_venue_tick: 0,
             commit_failed: false,
+            msg_log: None,
         }
+    }
+
+    /// Logs every session's messages and events to `log` (FileLogPath).
+    pub fn with_message_log(mut self, log: Option<MessageLog>) -> Core {
+        self.msg_log = log;
+        self
     }
 
     /// Runs the loop on the current (dedicated) thread until every
@@ -279,6 +290,9 @@ impl Core {
                 self.entries[i].conn = Some((conn, out));
                 self.conns.insert(conn, i);
                 self.entries[i].session.on_connect(now);
+                if let Some(log) = &mut self.msg_log {
+                    log.connected(i, now, peer);
+                }
                 self.deliver(i, logon, now);
             }
             CoreMsg::Frame { conn, msg } => {
@@ -299,6 +313,9 @@ impl Core {
     /// Feeds one message to session `i` and routes what the venue produced
     /// for other sessions.
     fn deliver(&mut self, i: usize, msg: Message, now: UtcNanos) {
+        if let Some(log) = &mut self.msg_log {
+            log.incoming(i, now, msg.raw());
+        }
         let e = &mut self.entries[i];
         match &mut e.app {
             AppKind::Echo(app) => e.session.on_message(msg, now, &mut e.store, app),
@@ -350,6 +367,9 @@ impl Core {
     }
 
     fn session_down(&mut self, i: usize, now: UtcNanos) {
+        if let Some(log) = &mut self.msg_log {
+            log.disconnected(i, now);
+        }
         let e = &mut self.entries[i];
         let was_venue = matches!(e.app, AppKind::Venue);
         match &mut e.app {
@@ -414,6 +434,9 @@ impl Core {
         for i in 0..self.entries.len() {
             self.release(i, now);
         }
+        if let Some(log) = &mut self.msg_log {
+            log.end_batch();
+        }
     }
 
     fn release(&mut self, i: usize, now: UtcNanos) {
@@ -422,6 +445,13 @@ impl Core {
         let Some((_, out)) = &e.conn else {
             while e.session.poll_action().is_some() {}
             return;
+        };
+        let mut log = self.msg_log.as_mut();
+        let mut send = |b: Bytes| {
+            if let Some(log) = log.as_deref_mut() {
+                log.outgoing(i, now, &b);
+            }
+            out.try_send(Outgoing::Data(b)).is_ok()
         };
         if e.slow {
             // As much as fits, then the Logout (the last message), then close.
@@ -433,12 +463,12 @@ impl Core {
             }
             let logout = sends.pop();
             for b in sends {
-                if out.capacity() <= 2 || out.try_send(Outgoing::Data(b)).is_err() {
+                if out.capacity() <= 2 || !send(b) {
                     break;
                 }
             }
             if let Some(b) = logout {
-                let _ = out.try_send(Outgoing::Data(b));
+                let _ = send(b);
             }
             self.close(i, now);
             return;
@@ -446,7 +476,7 @@ impl Core {
         while let Some(a) = e.session.poll_action() {
             match a {
                 Action::Send(b) => {
-                    if out.try_send(Outgoing::Data(b)).is_err() {
+                    if !send(b) {
                         tracing::warn!(session = %e.session.config().id, "outbound queue full (slow consumer); disconnecting");
                         disconnect = true;
                         break;

@@ -3,6 +3,7 @@
 //! bind one listener per configured address and port.
 
 pub mod core;
+pub mod message_log;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use crate::venue::input::VenueInput;
 use crate::venue::order_entry::{SessionInfo, Venue};
 
 use self::core::{AppKind, Core, Entry};
+use self::message_log::MessageLog;
 
 /// Bound on messages queued from the connections to the core.
 const CORE_QUEUE: usize = 65_536;
@@ -109,6 +111,8 @@ impl Gateway {
             );
             endpoints.insert((endpoint.address.clone(), endpoint.port));
         }
+        let message_log = MessageLog::open(settings.sessions.iter().map(|(c, _)| &**c))
+            .context("opening the message log")?;
         let mut listeners = Vec::new();
         for (addr, port) in endpoints {
             let l = TcpListener::bind((addr.as_str(), port))
@@ -127,7 +131,10 @@ impl Gateway {
         Ok(Gateway {
             acceptor: Arc::new(Acceptor::new(known, tx, options)),
             listeners,
-            core: Some((Core::new(entries, log, venue), rx)),
+            core: Some((
+                Core::new(entries, log, venue).with_message_log(message_log),
+                rx,
+            )),
         })
     }
 

@@ -131,6 +131,12 @@ pub struct SessionConfig {
     /// Most messages queued towards the connection; a consumer that falls
     /// further behind is logged out ("slow consumer").
     pub max_outbound_queue: usize,
+    /// Directory of the session's message and event logs (QuickFIX's
+    /// FileLogPath); None: no message log.
+    pub file_log_path: Option<PathBuf>,
+    /// Tags masked in the message log besides Password and NewPassword
+    /// (LogRedactTags).
+    pub log_redact_tags: Vec<u32>,
 }
 
 impl SessionConfig {
@@ -169,6 +175,8 @@ impl SessionConfig {
             drop_copy_sessions: Vec::new(),
             drop_copy_accounts: Vec::new(),
             max_outbound_queue: DEFAULT_MAX_OUTBOUND_QUEUE,
+            file_log_path: None,
+            log_redact_tags: Vec::new(),
         }
     }
 }

@@ -10,5 +10,6 @@ pub mod engine;
 pub mod fix;
 pub mod gateway;
 pub mod load;
+pub mod logging;
 pub mod session;
 pub mod venue;

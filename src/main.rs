@@ -15,6 +15,15 @@ use fixgw::session::batch_store::FlushMode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Format of the diagnostic log on stderr (levels from FIXGW_LOG, e.g. `info,fixgw::session=debug`).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        env = "FIXGW_LOG_FORMAT",
+        default_value = "human"
+    )]
+    log_format: fixgw::logging::LogFormat,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -113,18 +122,9 @@ enum JournalCommand {
     Verify(cli::journal::VerifyArgs),
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FIXGW_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    fixgw::logging::init(cli.log_format);
     match cli.command {
         Command::Run {
             config,

@@ -411,25 +411,16 @@ fn snake(v: impl Debug) -> String {
     s
 }
 
-/// Tags whose values never leave in a dump: Password, NewPassword.
-const SECRET_TAGS: [&[u8]; 2] = [b"554", b"925"];
-
-/// A FIX frame as `tag=value|tag=value|...`, secrets replaced by `***`.
+/// A FIX frame as `tag=value|tag=value|...`, Password and NewPassword
+/// replaced by `***`.
 pub fn readable_fix(raw: &[u8]) -> String {
-    let mut s = String::with_capacity(raw.len());
-    for field in raw.split(|&b| b == 0x01).filter(|f| !f.is_empty()) {
-        if !s.is_empty() {
-            s.push('|');
-        }
-        match field.iter().position(|&b| b == b'=') {
-            Some(eq) if SECRET_TAGS.contains(&&field[..eq]) => {
-                s.push_str(&String::from_utf8_lossy(&field[..eq]));
-                s.push_str("=***");
-            }
-            _ => s.push_str(&String::from_utf8_lossy(field)),
-        }
-    }
-    s
+    let redacted = crate::fix::redact::redact(raw, &[]);
+    let fields: Vec<_> = redacted
+        .split(|&b| b == crate::fix::SOH)
+        .filter(|f| !f.is_empty())
+        .map(String::from_utf8_lossy)
+        .collect();
+    fields.join("|")
 }
 
 fn kind(input: &VenueInput) -> &'static str {

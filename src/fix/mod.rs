@@ -8,6 +8,7 @@ pub mod dictionary;
 pub mod encoder;
 pub mod message;
 pub mod parser;
+pub mod redact;
 pub mod reject;
 pub mod tags;
 pub mod time;

@@ -32,6 +32,7 @@ use crate::venue::input::VenueInput;
 use crate::venue::order_entry::Venue;
 
 mod admin;
+use super::message_log::MessageLog;
 
 /// Timer resolution of every session.
 const TICK_NS: i64 = 100_000_000;
@@ -198,6 +199,8 @@ pub struct Core {
     batch_orders: u64,
     /// Admin answers held until the batch is committed.
     admin_replies: Vec<(oneshot::Sender<AdminReply>, AdminReply)>,
+    /// The FIX message log of the sessions with FileLogPath.
+    msg_log: Option<MessageLog>,
 }
 
 /// What woke the core.
@@ -252,7 +255,14 @@ impl Core {
             metrics: CoreMetrics::new(names),
             batch_orders: 0,
             admin_replies: Vec::new(),
+            msg_log: None,
         }
+    }
+
+    /// Logs every session's messages and events to `log` (FileLogPath).
+    pub fn with_message_log(mut self, log: Option<MessageLog>) -> Core {
+        self.msg_log = log;
+        self
     }
 
     /// Runs the loop on the current (dedicated) thread until every
@@ -444,6 +454,9 @@ impl Core {
                 self.entries[i].conn = Some((conn, out));
                 self.conns.insert(conn, i);
                 self.entries[i].session.on_connect(now);
+                if let Some(log) = &mut self.msg_log {
+                    log.connected(i, now, peer);
+                }
                 self.deliver(i, logon, now);
             }
             CoreMsg::Frame { conn, msg } => {
@@ -469,6 +482,9 @@ impl Core {
         if matches!(msg_type, b"D" | b"F" | b"G") {
             self.metrics.orders += 1;
             self.batch_orders += 1;
+        }
+        if let Some(log) = &mut self.msg_log {
+            log.incoming(i, now, msg.raw());
         }
         let e = &mut self.entries[i];
         match &mut e.app {
@@ -540,6 +556,9 @@ impl Core {
     }
 
     fn session_down(&mut self, i: usize, now: UtcNanos) {
+        if let Some(log) = &mut self.msg_log {
+            log.disconnected(i, now);
+        }
         let e = &mut self.entries[i];
         let was_venue = matches!(e.app, AppKind::Venue);
         match &mut e.app {
@@ -609,6 +628,9 @@ impl Core {
         for i in 0..self.entries.len() {
             self.release(i, now);
         }
+        if let Some(log) = &mut self.msg_log {
+            log.end_batch();
+        }
     }
 
     fn release(&mut self, i: usize, now: UtcNanos) {
@@ -617,6 +639,13 @@ impl Core {
         let Some((_, out)) = &e.conn else {
             while e.session.poll_action().is_some() {}
             return;
+        };
+        let mut log = self.msg_log.as_mut();
+        let mut send = |b: Bytes| {
+            if let Some(log) = log.as_deref_mut() {
+                log.outgoing(i, now, &b);
+            }
+            out.try_send(Outgoing::Data(b)).is_ok()
         };
         if e.slow {
             // As much as fits, then the Logout (the last message), then close.
@@ -629,12 +658,12 @@ impl Core {
             let logout = sends.pop();
             for b in sends {
                 count_sent(&mut self.metrics, i, &b);
-                if out.capacity() <= 2 || out.try_send(Outgoing::Data(b)).is_err() {
+                if out.capacity() <= 2 || !send(b) {
                     break;
                 }
             }
             if let Some(b) = logout {
-                let _ = out.try_send(Outgoing::Data(b));
+                let _ = send(b);
             }
             self.close(i, now);
             return;
@@ -643,7 +672,7 @@ impl Core {
             match a {
                 Action::Send(b) => {
                     count_sent(&mut self.metrics, i, &b);
-                    if out.try_send(Outgoing::Data(b)).is_err() {
+                    if !send(b) {
                         tracing::warn!(session = %e.session.config().id, "outbound queue full (slow consumer); disconnecting");
                         disconnect = true;
                         break;

@@ -3,6 +3,7 @@
 //! bind one listener per configured address and port.
 
 pub mod core;
+pub mod message_log;
 pub mod metrics;
 
 use std::collections::{BTreeMap, HashMap};
@@ -29,6 +30,7 @@ use crate::venue::input::VenueInput;
 use crate::venue::order_entry::{SessionInfo, Venue};
 
 use self::core::{AppKind, Core, Entry};
+use self::message_log::MessageLog;
 
 /// Bound on messages queued from the connections to the core.
 const CORE_QUEUE: usize = 65_536;
@@ -144,6 +146,8 @@ impl Gateway {
             );
             endpoints.insert((endpoint.address.clone(), endpoint.port), endpoint);
         }
+        let message_log = MessageLog::open(settings.sessions.iter().map(|(c, _)| &**c))
+            .context("opening the message log")?;
         let mut listeners = Vec::new();
         for ((addr, port), endpoint) in endpoints {
             let l = TcpListener::bind((addr.as_str(), port))
@@ -174,7 +178,10 @@ impl Gateway {
         Ok(Gateway {
             acceptor: Arc::new(Acceptor::new(known, tx, options)),
             listeners,
-            core: Some((Core::new(entries, log, venue), rx)),
+            core: Some((
+                Core::new(entries, log, venue).with_message_log(message_log),
+                rx,
+            )),
             admin,
             admin_rx,
             ready,

@@ -133,6 +133,12 @@ pub struct SessionConfig {
     pub max_outbound_queue: usize,
     /// Application-message rate limit, if any.
     pub throttle: Option<Throttle>,
+    /// Directory of the session's message and event logs (QuickFIX's
+    /// FileLogPath); None: no message log.
+    pub file_log_path: Option<PathBuf>,
+    /// Tags masked in the message log besides Password and NewPassword
+    /// (LogRedactTags).
+    pub log_redact_tags: Vec<u32>,
 }
 
 /// A per-session application-message rate limit (token bucket).
@@ -192,6 +198,8 @@ impl SessionConfig {
             drop_copy_accounts: Vec::new(),
             max_outbound_queue: DEFAULT_MAX_OUTBOUND_QUEUE,
             throttle: None,
+            file_log_path: None,
+            log_redact_tags: Vec::new(),
         }
     }
 }

@@ -512,14 +512,24 @@ fn build_session(
             if cfg.role != SessionRole::DropCopy {
                 return Err(r.bad(key, e, "only valid with SessionRole=drop-copy"));
             }
-            *list = e
-                .value
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect();
+            *list = comma_list(&e.value).map(str::to_string).collect();
         }
+    }
+    cfg.file_log_path = r
+        .string("FileLogPath")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from);
+    if let Some(e) = r.raw("LogRedactTags") {
+        cfg.log_redact_tags = comma_list(&e.value)
+            .map(|t| t.parse::<u32>().ok().filter(|&t| t > 0))
+            .collect::<Option<_>>()
+            .ok_or_else(|| {
+                r.bad(
+                    "LogRedactTags",
+                    e,
+                    "expected comma-separated tag numbers, e.g. 553,9001",
+                )
+            })?;
     }
     if let Some(e) = r.raw("TimeStampPrecision") {
         let digits: u32 = e
@@ -595,6 +605,11 @@ fn tls(
         .map_err(|e| r.file_error(e.key, e.message))?;
     loaded.insert(settings, t.clone());
     Ok(Some(t))
+}
+
+/// The non-empty items of a comma-separated value, trimmed.
+fn comma_list(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|s| !s.is_empty())
 }
 
 fn schedule(r: &Reader<'_>) -> Result<Schedule, SettingsError> {
@@ -698,6 +713,25 @@ ValidateFieldsHaveValues=N
         let err =
             GatewaySettings::from_settings(Settings::parse("t.cfg", &text).unwrap()).unwrap_err();
         assert!(err.to_string().contains("duplicate session"), "{err}");
+    }
+
+    #[test]
+    fn file_log_path_and_redact_tags() {
+        let text = CFG.replace(
+            "UnknownKey=whatever",
+            "FileLogPath=logs\nLogRedactTags=553, 9001",
+        );
+        let g = GatewaySettings::from_settings(Settings::parse("t.cfg", &text).unwrap()).unwrap();
+        let s = &g.sessions[1].0;
+        assert_eq!(s.file_log_path.as_deref(), Some(Path::new("logs")));
+        assert_eq!(s.log_redact_tags, [553, 9001]);
+        let text = CFG.replace("UnknownKey=whatever", "LogRedactTags=553,Password");
+        let err =
+            GatewaySettings::from_settings(Settings::parse("t.cfg", &text).unwrap()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "t.cfg:7: LogRedactTags=\"553,Password\" is invalid: expected comma-separated tag numbers, e.g. 553,9001"
+        );
     }
 
     #[test]

@@ -218,3 +218,87 @@ fn silent_connections_time_out_and_oversize_messages_close_only_their_connection
         "the other session trades on"
     );
 }
+
+#[test]
+fn failed_logons_connection_floods_and_foreign_addresses_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = CFG
+        .replace(
+            "AdminHttpAddress=off",
+            "AdminHttpAddress=off\nMaxFailedLogons=3\nConnectionRateLimit=20",
+        )
+        .replace(
+            "TargetCompID=FLOODER\nSessionRole=order-entry",
+            "TargetCompID=FLOODER\nSessionRole=order-entry\nAllowedRemoteAddresses=10.9.9.9",
+        );
+    let venue = std::fs::read_to_string(common::repo_path("sessions/venue.toml")).unwrap();
+    let gw = Gateway::start_with_venue(dir.path(), &cfg, &(venue + VENUE_EXTRA));
+    let mut good = Client::connect(gw.port, "CLIENT2", "FIXGW");
+    good.logon(&[]);
+
+    // Not from an allowed address: refused without a reply.
+    let mut foreign = Client::connect(gw.port, "FLOODER", "FIXGW");
+    foreign.send("A", &[(98, "0"), (108, "30")]);
+    assert!(foreign.expect_disconnect(Duration::from_secs(5)));
+
+    // Two wrong passwords (three failures with the address above): the next
+    // connection from this address is refused even with the right password.
+    for _ in 0..2 {
+        let mut evil = Client::connect(gw.port, "CLIENT1", "FIXGW");
+        evil.send("A", &[(98, "0"), (108, "30"), (554, "guess")]);
+        assert!(evil.expect_disconnect(Duration::from_secs(5)));
+    }
+    let mut late = Client::connect(gw.port, "CLIENT1", "FIXGW");
+    late.send("A", &[(98, "0"), (108, "30"), (554, "secret")]);
+    assert!(
+        late.expect_disconnect(Duration::from_secs(5)),
+        "address blocked after MaxFailedLogons"
+    );
+
+    // The session already logged on is not affected.
+    good.limit_order("G1", "2", "1", "160.00", "AAPL");
+    assert_eq!(next_app(&mut good).get_str(150), Some("0"));
+    let log = std::fs::read_to_string(&gw.log).unwrap();
+    assert!(log.contains("AllowedRemoteAddresses"), "{log}");
+    assert!(log.contains("wrong or missing Username/Password"), "{log}");
+    assert!(
+        !log.contains("guess") && !log.contains("secret"),
+        "secrets never logged"
+    );
+}
+
+#[test]
+fn connection_flood_from_one_address_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = CFG.replace(
+        "AdminHttpAddress=off",
+        "AdminHttpAddress=off\nConnectionRateLimit=5",
+    );
+    let venue = std::fs::read_to_string(common::repo_path("sessions/venue.toml")).unwrap();
+    let gw = Gateway::start_with_venue(dir.path(), &cfg, &(venue + VENUE_EXTRA));
+    let mut good = Client::connect(gw.port, "CLIENT2", "FIXGW");
+    good.logon(&[]);
+    // 40 connections at once: beyond the burst they are closed at accept.
+    let mut conns: Vec<TcpStream> = (0..40)
+        .map(|_| TcpStream::connect(("127.0.0.1", gw.port)).unwrap())
+        .collect();
+    let mut closed = 0;
+    for c in &mut conns {
+        c.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut b = [0u8; 1];
+        if matches!(std::io::Read::read(c, &mut b), Ok(0)) {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 30,
+        "only {closed} of 40 flood connections were cut off"
+    );
+    good.limit_order("G1", "2", "1", "160.00", "AAPL");
+    assert_eq!(
+        next_app(&mut good).get_str(150),
+        Some("0"),
+        "the logged-on session trades on"
+    );
+}

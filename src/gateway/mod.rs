@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use crate::admin::{AdminCall, AdminSettings, AdminState};
 use crate::engine::VenueConfig;
 use crate::fix::time::now_utc;
-use crate::session::acceptor::{Acceptor, AcceptorOptions, Listener};
+use crate::session::acceptor::{Acceptor, AcceptorOptions, Listener, Route};
 use crate::session::application::RejectAll;
 use crate::session::batch_store::{BatchLog, FlushMode};
 use crate::session::settings::{Endpoint, GatewaySettings};
@@ -142,7 +142,12 @@ impl Gateway {
                     cfg.id.sender_comp_id.clone(),
                     cfg.id.target_comp_id.clone(),
                 ),
-                cfg.max_outbound_queue,
+                Route {
+                    queue: cfg.max_outbound_queue,
+                    allowed: cfg.allowed_remote_addresses.clone(),
+                    username: cfg.username.clone(),
+                    password: cfg.password.clone(),
+                },
             );
             endpoints.insert((endpoint.address.clone(), endpoint.port), endpoint);
         }
@@ -174,6 +179,8 @@ impl Gateway {
             validate_length_and_checksum: settings.validate_length_and_checksum,
             nodelay: settings.socket_nodelay,
             logon_timeout: std::time::Duration::from_secs(u64::from(settings.logon_timeout_secs)),
+            connection_rate_limit: settings.connection_rate_limit,
+            max_failed_logons: settings.max_failed_logons,
         };
         Ok(Gateway {
             acceptor: Arc::new(Acceptor::new(known, tx, options)),

@@ -11,9 +11,9 @@
 //! closes that connection only and is logged with the peer's address.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -83,6 +83,10 @@ pub struct AcceptorOptions {
     pub nodelay: bool,
     /// LogonTimeout before a connection is routed.
     pub logon_timeout: Duration,
+    /// Connection attempts per second allowed from one address (0: no limit).
+    pub connection_rate_limit: f64,
+    /// Failed Logons per minute after which an address is refused (0: no limit).
+    pub max_failed_logons: u32,
 }
 
 /// A bound port: plain TCP, or TLS when `tls` is set.
@@ -93,19 +97,92 @@ pub struct Listener {
     pub tls: Option<TlsAcceptor>,
 }
 
+/// What the acceptor checks for a session before the core hears of it.
+#[derive(Debug, Clone, Default)]
+pub struct Route {
+    /// Bound of the session's outbound queue (MaxOutboundQueue).
+    pub queue: usize,
+    /// Addresses it may connect from; empty: any.
+    pub allowed: Vec<IpAddr>,
+    /// Username (553) its Logon must carry.
+    pub username: Option<String>,
+    /// Password (554) its Logon must carry.
+    pub password: Option<String>,
+}
+
+/// Window of the failed-Logon count.
+const FAILED_LOGON_WINDOW: Duration = Duration::from_secs(60);
+
+/// Per-address limits: connection attempts (token bucket) and failed Logons.
+#[derive(Debug, Default)]
+struct Guard {
+    /// Address -> (tokens, last refill).
+    attempts: HashMap<IpAddr, (f64, Instant)>,
+    /// Address -> (failures, window start).
+    failures: HashMap<IpAddr, (u32, Instant)>,
+}
+
+impl Guard {
+    fn allow_connection(
+        &mut self,
+        ip: IpAddr,
+        rate: f64,
+        max_failed: u32,
+    ) -> Result<(), &'static str> {
+        let now = Instant::now();
+        if max_failed > 0 {
+            if let Some(&(n, since)) = self.failures.get(&ip) {
+                if now.duration_since(since) >= FAILED_LOGON_WINDOW {
+                    self.failures.remove(&ip);
+                } else if n >= max_failed {
+                    return Err("too many failed Logons from this address (MaxFailedLogons)");
+                }
+            }
+        }
+        if rate > 0.0 {
+            let burst = rate.max(1.0);
+            let (tokens, last) = self.attempts.entry(ip).or_insert((burst, now));
+            *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
+            *last = now;
+            if *tokens < 1.0 {
+                return Err("too many connection attempts from this address (ConnectionRateLimit)");
+            }
+            *tokens -= 1.0;
+        }
+        // Bounded memory under a flood from many addresses.
+        if self.attempts.len() > 100_000 {
+            self.attempts.clear();
+        }
+        Ok(())
+    }
+
+    fn failed_logon(&mut self, ip: IpAddr) {
+        let now = Instant::now();
+        let e = self.failures.entry(ip).or_insert((0, now));
+        if now.duration_since(e.1) >= FAILED_LOGON_WINDOW {
+            *e = (0, now);
+        }
+        e.0 += 1;
+        if self.failures.len() > 100_000 {
+            self.failures.clear();
+        }
+    }
+}
+
 /// The network side of the gateway.
 pub struct Acceptor {
-    known: HashMap<SessionKey, usize>,
+    known: HashMap<SessionKey, Route>,
     core: mpsc::Sender<CoreMsg>,
     options: AcceptorOptions,
     next_conn: AtomicU64,
+    guard: Mutex<Guard>,
 }
 
 impl Acceptor {
     /// An acceptor for `known` sessions (with the bound of each one's
     /// outbound queue) feeding `core`.
     pub fn new(
-        known: HashMap<SessionKey, usize>,
+        known: HashMap<SessionKey, Route>,
         core: mpsc::Sender<CoreMsg>,
         options: AcceptorOptions,
     ) -> Acceptor {
@@ -114,7 +191,12 @@ impl Acceptor {
             core,
             options,
             next_conn: AtomicU64::new(1),
+            guard: Mutex::new(Guard::default()),
         }
+    }
+
+    fn guard(&self) -> std::sync::MutexGuard<'_, Guard> {
+        self.guard.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Accepts connections on `listener` until the task is dropped.
@@ -122,6 +204,16 @@ impl Acceptor {
         loop {
             match listener.tcp.accept().await {
                 Ok((stream, peer)) => {
+                    let verdict = self.guard().allow_connection(
+                        peer.ip(),
+                        self.options.connection_rate_limit,
+                        self.options.max_failed_logons,
+                    );
+                    if let Err(why) = verdict {
+                        tracing::debug!(%peer, "refusing connection: {why}");
+                        drop(stream);
+                        continue;
+                    }
                     let me = self.clone();
                     let tls = listener.tls.clone();
                     tokio::spawn(async move { me.handle(stream, tls, peer).await });
@@ -259,11 +351,32 @@ impl Acceptor {
             msg.get_str(tags::TARGET_COMP_ID)?.to_string(),
             msg.get_str(tags::SENDER_COMP_ID)?.to_string(),
         );
-        let Some(&queue) = self.known.get(&key) else {
+        let Some(route) = self.known.get(&key) else {
             tracing::warn!(%peer, begin = %key.0, sender = %key.2, target = %key.1, "Logon for unknown session; closing");
+            self.guard().failed_logon(peer.ip());
             return None;
         };
-        Some((msg, key, queue))
+        if !route.allowed.is_empty() && !route.allowed.contains(&peer.ip()) {
+            tracing::warn!(%peer, session = %key.2, "Logon from an address not in AllowedRemoteAddresses; closing");
+            self.guard().failed_logon(peer.ip());
+            return None;
+        }
+        // Credentials are checked here too, before the core (and the
+        // session's store) hears of the connection; secrets are never logged.
+        let user_ok = route
+            .username
+            .as_ref()
+            .is_none_or(|u| msg.get(tags::USERNAME) == Some(u.as_bytes()));
+        let password_ok = route
+            .password
+            .as_ref()
+            .is_none_or(|p| msg.get(tags::PASSWORD) == Some(p.as_bytes()));
+        if !(user_ok && password_ok) {
+            tracing::warn!(%peer, session = %key.2, "Logon refused: wrong or missing Username/Password");
+            self.guard().failed_logon(peer.ip());
+            return None;
+        }
+        Some((msg, key, route.queue))
     }
 }
 

@@ -133,6 +133,8 @@ pub struct SessionConfig {
     pub max_outbound_queue: usize,
     /// Application-message rate limit, if any.
     pub throttle: Option<Throttle>,
+    /// Addresses the session may connect from (AllowedRemoteAddresses); empty: any.
+    pub allowed_remote_addresses: Vec<std::net::IpAddr>,
     /// Directory of the session's message and event logs (QuickFIX's
     /// FileLogPath); None: no message log.
     pub file_log_path: Option<PathBuf>,
@@ -198,6 +200,7 @@ impl SessionConfig {
             drop_copy_accounts: Vec::new(),
             max_outbound_queue: DEFAULT_MAX_OUTBOUND_QUEUE,
             throttle: None,
+            allowed_remote_addresses: Vec::new(),
             file_log_path: None,
             log_redact_tags: Vec::new(),
         }

@@ -318,6 +318,11 @@ pub struct GatewaySettings {
     pub socket_nodelay: bool,
     /// LogonTimeout for connections not yet routed to a session.
     pub logon_timeout_secs: u32,
+    /// Connection attempts per second allowed from one address (0: no limit).
+    pub connection_rate_limit: f64,
+    /// Failed Logons per minute after which an address is refused for the
+    /// rest of that minute (0: no limit).
+    pub max_failed_logons: u32,
     /// The raw file, for settings read by other layers.
     pub raw: Settings,
 }
@@ -382,6 +387,16 @@ impl GatewaySettings {
             validate_length_and_checksum: d.bool("ValidateLengthAndChecksum", true)?,
             socket_nodelay: d.bool("SocketNodelay", true)?,
             logon_timeout_secs: d.number("LogonTimeout", 10, "expected whole seconds")?,
+            connection_rate_limit: d.number(
+                "ConnectionRateLimit",
+                100.0,
+                "expected connection attempts per second per address (0: no limit)",
+            )?,
+            max_failed_logons: d.number(
+                "MaxFailedLogons",
+                5,
+                "expected failed Logons per minute per address (0: no limit)",
+            )?,
             sessions,
             raw: settings,
         })
@@ -504,6 +519,18 @@ fn build_session(
         return Err(r.bad("MaxOutboundQueue", e, QUEUE_ALLOWED));
     }
     cfg.throttle = throttle(r)?;
+    if let Some(e) = r.raw("AllowedRemoteAddresses") {
+        for a in comma_list(&e.value) {
+            let ip = a.parse().map_err(|_| {
+                r.bad(
+                    "AllowedRemoteAddresses",
+                    e,
+                    "expected IP addresses, comma-separated (e.g. 127.0.0.1,10.1.2.3)",
+                )
+            })?;
+            cfg.allowed_remote_addresses.push(ip);
+        }
+    }
     for (key, list) in [
         ("DropCopySessions", &mut cfg.drop_copy_sessions),
         ("DropCopyAccounts", &mut cfg.drop_copy_accounts),

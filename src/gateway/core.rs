@@ -657,12 +657,17 @@ impl Core {
             }
             let logout = sends.pop();
             for b in sends {
+                // Room is kept for the Logout.
+                if out.capacity() <= 2 {
+                    break;
+                }
                 count_sent(&mut self.metrics, i, &b);
-                if out.capacity() <= 2 || !send(b) {
+                if !send(b) {
                     break;
                 }
             }
             if let Some(b) = logout {
+                count_sent(&mut self.metrics, i, &b);
                 let _ = send(b);
             }
             self.close(i, now);

@@ -35,8 +35,14 @@ impl Session {
             end = next_sender - 1;
         }
         if !self.cfg.persist_messages {
+            // Only a forward gap fill: a request for numbers we never sent
+            // (begin >= next_sender, up to u64::MAX) is answered with nothing,
+            // as when messages are stored, and never with a MsgSeqNum that
+            // does not fit the wire encoding.
             let new_seq = (end + 1).min(next_sender);
-            self.send_gap_fill(begin, new_seq);
+            if new_seq > begin {
+                self.send_gap_fill(begin, new_seq);
+            }
         } else {
             self.resend_range_from_store(begin, end, next_sender, store);
         }

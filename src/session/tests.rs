@@ -821,6 +821,23 @@ fn persist_messages_n_gap_fills_everything() {
     assert_eq!(h.seqs(), (4, 4));
 }
 
+/// Found by the `session` fuzz target: with PersistMessages=N, a
+/// ResendRequest whose BeginSeqNo is beyond anything sent (here above
+/// i64::MAX) was answered with a GapFill numbered `34=-9042521639203537539`.
+#[test]
+fn persist_messages_n_resend_request_beyond_last_sent_sends_nothing() {
+    let mut c = cfg();
+    c.persist_messages = false;
+    let mut h = Harness::new(c);
+    h.logon();
+    h.send_app(&order("A"));
+    let out = h.recv("2", 2, &[(7, "9404222434506014077"), (16, "0")]);
+    assert_out(&out, &[]);
+    let out = h.recv("2", 3, &[(7, "3"), (16, "0")]);
+    assert_out(&out, &[]);
+    assert_eq!(h.seqs(), (3, 4));
+}
+
 #[test]
 fn resend_request_with_too_low_seq_num_is_serviced_and_not_consumed() {
     // 8_OnlyAdminMessages.

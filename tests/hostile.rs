@@ -270,10 +270,14 @@ fn failed_logons_connection_floods_and_foreign_addresses_are_refused() {
 #[test]
 fn connection_flood_from_one_address_is_cut_off() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = CFG.replace(
-        "AdminHttpAddress=off",
-        "AdminHttpAddress=off\nConnectionRateLimit=5",
-    );
+    // A long LogonTimeout: accepted connections stay open while we look,
+    // so only the limit can have closed them.
+    let cfg = CFG
+        .replace(
+            "AdminHttpAddress=off",
+            "AdminHttpAddress=off\nConnectionRateLimit=5",
+        )
+        .replace("LogonTimeout=1", "LogonTimeout=30");
     let venue = std::fs::read_to_string(common::repo_path("sessions/venue.toml")).unwrap();
     let gw = Gateway::start_with_venue(dir.path(), &cfg, &(venue + VENUE_EXTRA));
     let mut good = Client::connect(gw.port, "CLIENT2", "FIXGW");

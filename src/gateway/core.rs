@@ -706,16 +706,19 @@ impl Core {
 }
 
 /// Counts a message handed to a connection (and a session-level reject by reason).
-fn count_sent(m: &mut CoreMetrics, i: usize, frame: &[u8]) {
+fn count_sent(m: &mut CoreMetrics, i: usize, frame: &Bytes) {
     let t = metrics::msg_type_of(frame);
     metrics::count(&mut m.msgs_out[i], t);
-    let reason_tag: &[u8] = match t {
-        b"3" => b"373",
-        b"j" => b"380",
+    let (kind, reason_tag) = match t {
+        b"3" => ("session", crate::fix::tags::SESSION_REJECT_REASON),
+        b"j" => ("business", crate::fix::tags::BUSINESS_REJECT_REASON),
         _ => return,
     };
-    let reason = metrics::field_of(frame, reason_tag).unwrap_or_default();
-    let kind = if t == b"3" { "session" } else { "business" };
+    // Rejects are rare: the message parser reads the reason.
+    let reason = Message::parse(frame.clone())
+        .ok()
+        .and_then(|msg| msg.get_str(reason_tag).map(str::to_string))
+        .unwrap_or_default();
     *m.session_rejects
         .entry((kind.to_string(), reason))
         .or_default() += 1;

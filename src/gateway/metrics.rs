@@ -132,18 +132,6 @@ pub fn msg_type_of(frame: &[u8]) -> &[u8] {
     &rest[..end]
 }
 
-/// The value of `tag` in an encoded message, if present.
-pub fn field_of(frame: &[u8], tag: &[u8]) -> Option<String> {
-    let mut pat = Vec::with_capacity(tag.len() + 2);
-    pat.push(1);
-    pat.extend_from_slice(tag);
-    pat.push(b'=');
-    let at = frame.windows(pat.len()).position(|w| w == pat.as_slice())?;
-    let rest = &frame[at + pat.len()..];
-    let end = rest.iter().position(|&b| b == 1).unwrap_or(rest.len());
-    Some(String::from_utf8_lossy(&rest[..end]).into_owned())
-}
-
 /// Gauges and counters owned by other parts, read at render time.
 pub struct Live<'a> {
     /// Sessions with a connection.
@@ -278,11 +266,9 @@ mod tests {
     }
 
     #[test]
-    fn msg_type_and_fields_of_a_frame() {
+    fn msg_type_of_a_frame() {
         let f = b"8=FIX.4.4\x019=20\x0135=3\x0134=2\x01373=5\x0158=x\x0110=000\x01";
         assert_eq!(msg_type_of(f), b"3");
-        assert_eq!(field_of(f, b"373").as_deref(), Some("5"));
-        assert_eq!(field_of(f, b"37"), None);
         assert_eq!(msg_type_of(b"garbage"), b"?");
     }
 }

@@ -363,15 +363,12 @@ impl Acceptor {
         }
         // Credentials are checked here too, before the core (and the
         // session's store) hears of the connection; secrets are never logged.
-        let user_ok = route
-            .username
-            .as_ref()
-            .is_none_or(|u| msg.get(tags::USERNAME) == Some(u.as_bytes()));
-        let password_ok = route
-            .password
-            .as_ref()
-            .is_none_or(|p| msg.get(tags::PASSWORD) == Some(p.as_bytes()));
-        if !(user_ok && password_ok) {
+        let credentials = super::logon::check_credentials(
+            route.username.as_deref(),
+            route.password.as_deref(),
+            &msg,
+        );
+        if credentials.is_err() {
             tracing::warn!(%peer, session = %key.2, "Logon refused: wrong or missing Username/Password");
             self.guard().failed_logon(peer.ip());
             return None;

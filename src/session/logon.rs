@@ -10,6 +10,24 @@ use super::application::Application;
 use super::state::{Session, Status, SEC};
 use super::store::MessageStore;
 
+/// Whether a Logon carries the Username (553) and Password (554) a session
+/// configures (None: not required). The error says which one is wrong,
+/// never its value. The acceptor checks this before routing; the session
+/// checks it again before touching its store.
+pub(crate) fn check_credentials(
+    username: Option<&str>,
+    password: Option<&str>,
+    msg: &Message,
+) -> Result<(), &'static str> {
+    if username.is_some_and(|u| msg.get(tags::USERNAME) != Some(u.as_bytes())) {
+        return Err("wrong or missing Username");
+    }
+    if password.is_some_and(|p| msg.get(tags::PASSWORD) != Some(p.as_bytes())) {
+        return Err("wrong or missing Password");
+    }
+    Ok(())
+}
+
 impl Session {
     pub(crate) fn next_logon(
         &mut self,
@@ -75,19 +93,14 @@ impl Session {
 
     /// Username / Password (553 / 554) when the session configures them.
     fn authenticate(&self, msg: &Message) -> bool {
-        if let Some(user) = &self.cfg.username {
-            if msg.get(tags::USERNAME) != Some(user.as_bytes()) {
-                tracing::warn!(session = %self.cfg.id, "Logon refused: wrong or missing Username");
-                return false;
+        let cfg = &self.cfg;
+        match check_credentials(cfg.username.as_deref(), cfg.password.as_deref(), msg) {
+            Ok(()) => true,
+            Err(why) => {
+                tracing::warn!(session = %cfg.id, "Logon refused: {why}");
+                false
             }
         }
-        if let Some(pw) = &self.cfg.password {
-            if msg.get(tags::PASSWORD) != Some(pw.as_bytes()) {
-                tracing::warn!(session = %self.cfg.id, "Logon refused: wrong or missing Password");
-                return false;
-            }
-        }
-        true
     }
 
     /// SendingTime and CompIDs of a first Logon. A failure closes the

@@ -1,7 +1,7 @@
 //! `fixgw sessions`, `fixgw store set-seq` and `fixgw store reset`: read and
 //! change sessions' sequence numbers in a store no gateway is using. Changes
-//! are written as one batch record through `BatchLog::commit`, exactly as the
-//! gateway records a ResetSeqNumFlag or a sequence reset, so a restarted
+//! are written as one batch record through `BatchLog::commit_exact` (the
+//! number set is the one used next, with no reservation), so a restarted
 //! gateway recovers them like any other batch.
 
 use std::io::Write;
@@ -156,7 +156,7 @@ fn change(
     };
     let what = f(&mut store, out)?;
     let batch = log.next_batch();
-    log.commit(&[], std::iter::once(&mut store))
+    log.commit_exact(&[], std::iter::once(&mut store))
         .map_err(|e| anyhow!("writing to the store in {}: {e}", dir.display()))?;
     writeln!(
         out,

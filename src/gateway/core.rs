@@ -39,7 +39,12 @@ const TICK_NS: i64 = 100_000_000;
 /// How often the venue is told that time passes (GTD expiry).
 const VENUE_TICK_NS: i64 = 1_000_000_000;
 /// Largest number of connection messages processed per batch.
-const MAX_BATCH: usize = 1024;
+pub const MAX_BATCH: usize = 1024;
+/// How often a failed store write is retried.
+const STORE_RETRY_NS: i64 = 500_000_000;
+/// Text of the answer to an application message while the store cannot write.
+const STORE_DOWN_TEXT: &str =
+    "Store cannot write (disk full or I/O error): message not processed; the gateway resumes by itself when writes succeed";
 
 /// The business side of one session.
 pub enum AppKind {
@@ -64,6 +69,8 @@ pub struct Entry {
     slow: bool,
     /// Application-message rate limit (`ThrottleRate`).
     bucket: Option<TokenBucket>,
+    /// Output waiting for the store: not released until a commit succeeds.
+    held: bool,
 }
 
 /// A token bucket over UTC nanoseconds.
@@ -118,6 +125,7 @@ impl Entry {
             app,
             conn: None,
             slow: false,
+            held: false,
         }
     }
 }
@@ -131,6 +139,8 @@ struct VenueApp<'a> {
     bucket: Option<&'a mut TokenBucket>,
     /// Set when a message was refused by the rate limit.
     throttled: bool,
+    /// The store cannot write: application messages are refused unseen.
+    store_down: bool,
     journal: &'a mut Vec<Bytes>,
     others: &'a mut Vec<(String, OutboundMessage)>,
     produced: &'a mut Vec<(String, OutboundMessage)>,
@@ -143,6 +153,15 @@ impl Application for VenueApp<'_> {
         msg: &Message,
         out: &mut Vec<OutboundMessage>,
     ) -> Result<(), BusinessReject> {
+        // Nothing can be journaled: refused before the venue sees it, with
+        // "application not available".
+        if self.store_down {
+            return Err(BusinessReject {
+                reason: 4,
+                text: STORE_DOWN_TEXT.to_string(),
+                ref_id: msg.get_str(crate::fix::tags::CL_ORD_ID).map(str::to_string),
+            });
+        }
         // Over the limit: refused before the journal, so the venue never
         // sees it (a replay agrees) and only the 35=j is stored.
         if let Some(b) = self.bucket.as_mut() {
@@ -192,8 +211,8 @@ pub struct Core {
     produced: Vec<(String, OutboundMessage)>,
     next_tick: UtcNanos,
     next_venue_tick: UtcNanos,
-    /// Set when a commit fails: nothing may be released until one succeeds.
-    commit_failed: bool,
+    /// Set while commits fail (disk full, I/O error): see [`Core::commit_and_release`].
+    store_down: Option<StoreDown>,
     metrics: CoreMetrics,
     /// Orders (D, F, G) in the current batch.
     batch_orders: u64,
@@ -201,6 +220,15 @@ pub struct Core {
     admin_replies: Vec<(oneshot::Sender<AdminReply>, AdminReply)>,
     /// The FIX message log of the sessions with FileLogPath.
     msg_log: Option<MessageLog>,
+}
+
+/// The store stopped writing.
+#[derive(Debug, Clone)]
+struct StoreDown {
+    since: UtcNanos,
+    error: String,
+    next_retry: UtcNanos,
+    attempts: u64,
 }
 
 /// What woke the core.
@@ -251,7 +279,7 @@ impl Core {
             produced: Vec::new(),
             next_tick: 0,
             next_venue_tick: 0,
-            commit_failed: false,
+            store_down: None,
             metrics: CoreMetrics::new(names),
             batch_orders: 0,
             admin_replies: Vec::new(),
@@ -283,12 +311,7 @@ impl Core {
                 self.shutdown(now_utc());
                 return;
             }
-            let now = now_utc();
-            let wait = if self.has_pending() {
-                Duration::ZERO
-            } else {
-                Duration::from_nanos((self.next_tick - now).clamp(0, TICK_NS) as u64)
-            };
+            let wait = self.wait_time(now_utc());
             let wake = rt.block_on(async {
                 tokio::select! {
                     m = rx.recv() => Wake::Conn(m),
@@ -303,7 +326,6 @@ impl Core {
                 Wake::Admin(None) => admin = None,
                 Wake::Timeout => {}
             }
-            let started = Instant::now();
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(m) => batch.push(m),
@@ -316,46 +338,89 @@ impl Core {
                 }
             }
             self.metrics.queue_depth = rx.len();
-            let batch_len = batch.len();
-            let now = now_utc();
-            for m in batch.drain(..) {
-                self.handle(m, now);
-            }
-            if now >= self.next_tick {
-                self.timers(now);
-                self.next_tick = now + TICK_NS;
-            }
-            for (req, reply) in calls.drain(..) {
-                let answer = self.admin(req, now);
-                self.admin_replies.push((reply, answer));
-            }
-            self.flush_market_data(now);
-            self.check_slow_consumers(now);
-            self.commit_and_release(now);
-            if batch_len > 0 {
-                self.metrics.batches += 1;
-                self.metrics.batch_size.observe(batch_len as f64);
-            }
-            if self.batch_orders > 0 {
-                let took = started.elapsed().as_secs_f64();
-                self.metrics
-                    .order_latency
-                    .observe_n(took, self.batch_orders);
-                self.batch_orders = 0;
-            }
-            for (reply, answer) in self.admin_replies.drain(..) {
-                let answer = if self.commit_failed {
-                    AdminReply::Error(503, "the store cannot write; nothing was done".into())
-                } else {
-                    answer
-                };
-                let _ = reply.send(answer);
-            }
+            self.step(&mut batch, &mut calls, now_utc());
         }
     }
 
+    /// How long the loop may sleep before [`Core::step`] has work of its
+    /// own: none while a batch waits to be committed, else until the next
+    /// timer (or store retry).
+    pub fn wait_time(&self, now: UtcNanos) -> Duration {
+        let until = match &self.store_down {
+            Some(down) => down.next_retry.min(self.next_tick),
+            None if self.has_pending() => now,
+            None => self.next_tick,
+        };
+        Duration::from_nanos((until - now).clamp(0, TICK_NS) as u64)
+    }
+
+    /// One batch at time `now`: the connections' messages and the admin
+    /// calls (both drained), timers, market data, then one commit and the
+    /// release of the batch's output.
+    pub fn step(&mut self, batch: &mut Vec<CoreMsg>, calls: &mut Vec<AdminCall>, now: UtcNanos) {
+        let started = Instant::now();
+        let batch_len = batch.len();
+        for m in batch.drain(..) {
+            self.handle(m, now);
+        }
+        if now >= self.next_tick {
+            self.timers(now);
+            self.next_tick = now + TICK_NS;
+        }
+        for (req, reply) in calls.drain(..) {
+            let answer = self.admin(req, now);
+            self.admin_replies.push((reply, answer));
+        }
+        self.flush_market_data(now);
+        self.check_slow_consumers(now);
+        self.commit_and_release(now);
+        if batch_len > 0 {
+            self.metrics.batches += 1;
+            self.metrics.batch_size.observe(batch_len as f64);
+        }
+        if self.batch_orders > 0 {
+            let took = started.elapsed().as_secs_f64();
+            self.metrics
+                .order_latency
+                .observe_n(took, self.batch_orders);
+            self.batch_orders = 0;
+        }
+        let down = self.store_down.is_some();
+        for (reply, answer) in self.admin_replies.drain(..) {
+            // An action taken in a batch that is not durable yet is done
+            // (it is in memory and committed with the batch), but its
+            // caller should know.
+            let answer = match answer {
+                AdminReply::Json(v) if down && v.get("done").is_some() => AdminReply::Error(
+                    503,
+                    "the store cannot write: the action is applied but not yet durable".into(),
+                ),
+                other => other,
+            };
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// The venue, if this gateway runs one.
+    pub fn venue(&self) -> Option<&Venue> {
+        self.venue.as_ref()
+    }
+
+    /// The store of the session with key `key` (`FIX.4.4:FIXGW->CLIENT1`).
+    pub fn store(&self, key: &str) -> Option<&BatchSessionStore> {
+        self.entries
+            .iter()
+            .find(|e| e.store.key() == key)
+            .map(|e| &e.store)
+    }
+
+    /// True while the store cannot write.
+    pub fn store_is_down(&self) -> bool {
+        self.store_down.is_some()
+    }
+
     /// Graceful shutdown: log every session out, commit, close.
-    fn shutdown(&mut self, now: UtcNanos) {
+    pub fn shutdown(&mut self, now: UtcNanos) {
         tracing::info!("shutting down: logging out every session");
         for e in &mut self.entries {
             if e.conn.is_some() {
@@ -364,20 +429,38 @@ impl Core {
             }
         }
         self.flush_market_data(now);
+        self.retry_now(now);
         self.commit_and_release(now);
         for i in 0..self.entries.len() {
             self.close(i, now);
         }
         self.flush_market_data(now);
-        self.commit_and_release(now);
-        tracing::info!("core stopped; store committed");
+        self.retry_now(now);
+        match self
+            .log
+            .commit_exact(&self.journal, self.entries.iter_mut().map(|e| &mut e.store))
+        {
+            Ok(_) => tracing::info!("core stopped; store committed"),
+            Err(err) => tracing::error!(
+                error = %err,
+                inputs = self.journal.len(),
+                "core stopped, but the last batch could not be written: its inputs were not acknowledged and its output was not sent"
+            ),
+        }
+    }
+
+    /// Makes the next commit try the store at once.
+    fn retry_now(&mut self, now: UtcNanos) {
+        if let Some(down) = self.store_down.as_mut() {
+            down.next_retry = now;
+        }
     }
 
     /// After a restart no session is connected, but the replayed venue may
     /// still hold state that assumes a connection (subscriptions, orders to
     /// cancel on disconnect): a journaled SessionDown for each such session
     /// ends it, exactly as a disconnect would have.
-    fn start(&mut self, now: UtcNanos) {
+    pub fn start(&mut self, now: UtcNanos) {
         let Some(venue) = self.venue.as_ref() else {
             return;
         };
@@ -411,6 +494,10 @@ impl Core {
             let Some((_, out)) = &e.conn else {
                 continue;
             };
+            // Held output is waiting for the store, not for the client.
+            if e.held {
+                continue;
+            }
             // Room is kept for the Logout and the close.
             let pending = e.session.pending_actions();
             if e.slow || pending + 2 <= out.capacity() {
@@ -497,6 +584,7 @@ impl Core {
                         ts: now,
                         bucket: e.bucket.as_mut(),
                         throttled: false,
+                        store_down: self.store_down.is_some(),
                         journal: &mut self.journal,
                         others: &mut self.others,
                         produced: &mut self.produced,
@@ -526,10 +614,13 @@ impl Core {
     }
 
     fn route_others(&mut self, now: UtcNanos) {
+        let down = self.store_down.is_some();
         for (comp, m) in std::mem::take(&mut self.others) {
             match self.by_comp.get(&comp) {
                 Some(&j) => {
                     let e = &mut self.entries[j];
+                    // Venue output produced while the store is down waits for it.
+                    e.held |= down;
                     e.session.send_app(&m, now, &mut e.store);
                 }
                 None => {
@@ -585,7 +676,8 @@ impl Core {
                 e.session.on_timer(now, &mut e.store);
             }
         }
-        if self.venue.is_some() && now >= self.next_venue_tick {
+        // Time-driven venue work (GTD expiry) waits while nothing can be journaled.
+        if self.venue.is_some() && self.store_down.is_none() && now >= self.next_venue_tick {
             self.next_venue_tick = now + VENUE_TICK_NS;
             let _ = self.venue_input(
                 VenueInput::Tick {
@@ -596,10 +688,26 @@ impl Core {
         }
     }
 
-    /// Commits the batch, then releases its output. If the commit fails,
-    /// nothing is released: every connected session is closed (its unsent
-    /// output was never durable) and the next batch retries the commit.
+    /// Commits the batch, then releases its output.
+    ///
+    /// When the store cannot write (disk full, I/O error) nothing the venue
+    /// produced is released and the sessions stay up: the failed batch (and
+    /// venue work that must still happen, such as a disconnect's cancels)
+    /// stays pending and is retried every `STORE_RETRY_NS`; sessions with
+    /// such output are *held* (their output waits, in order, for the
+    /// commit); every application message is refused with a
+    /// BusinessMessageReject before the venue sees it; and the other
+    /// sessions keep exchanging heartbeats and rejects, whose MsgSeqNums are
+    /// covered by the reservation of the last commit ([`SEQ_RESERVE`]); a
+    /// session that uses its reservation up is held too. The first commit
+    /// that succeeds writes everything and releases it all.
+    ///
+    /// [`SEQ_RESERVE`]: crate::session::batch_store::SEQ_RESERVE
     fn commit_and_release(&mut self, now: UtcNanos) {
+        if self.store_down.as_ref().is_some_and(|d| now < d.next_retry) {
+            self.release_while_down(now);
+            return;
+        }
         let started = Instant::now();
         let result = self
             .log
@@ -611,22 +719,68 @@ impl Core {
                     self.metrics.commit_seconds.observe(took);
                 }
                 self.journal.clear();
-                self.commit_failed = false;
+                if let Some(down) = self.store_down.take() {
+                    tracing::warn!(
+                        down_for_ms = (now - down.since) / 1_000_000,
+                        attempts = down.attempts,
+                        "store writes again: held output released, orders accepted again"
+                    );
+                }
+                for e in &mut self.entries {
+                    e.held = false;
+                }
+                self.metrics.store_down = false;
             }
             Err(err) => {
-                if !self.commit_failed {
-                    tracing::error!(error = %err, "batch commit failed; closing sessions, nothing unsent is released");
+                let err = err.to_string();
+                match self.store_down.as_mut() {
+                    Some(down) => {
+                        down.attempts += 1;
+                        down.next_retry = now + STORE_RETRY_NS;
+                        if down.error != err {
+                            tracing::error!(error = %err, "store still cannot write");
+                            down.error = err;
+                        }
+                    }
+                    None => {
+                        tracing::error!(error = %err, "store cannot write: refusing application messages, holding unwritten output, retrying");
+                        self.metrics.store_failures += 1;
+                        self.metrics.store_down = true;
+                        // Everything pending came from a batch that is not
+                        // durable: it waits for the store.
+                        for e in &mut self.entries {
+                            e.held |= e.store.has_unwritten_messages();
+                        }
+                        self.store_down = Some(StoreDown {
+                            since: now,
+                            error: err,
+                            next_retry: now + STORE_RETRY_NS,
+                            attempts: 1,
+                        });
+                    }
                 }
-                self.commit_failed = true;
-                for i in 0..self.entries.len() {
-                    while self.entries[i].session.poll_action().is_some() {}
-                    self.close(i, now);
-                }
+                self.release_while_down(now);
                 return;
             }
         }
         for i in 0..self.entries.len() {
             self.release(i, now);
+        }
+        if let Some(log) = &mut self.msg_log {
+            log.end_batch();
+        }
+    }
+
+    /// While the store is down: the output of sessions that are not held
+    /// goes out if its MsgSeqNums are within the durable reservation; a
+    /// session past it is held from then on.
+    fn release_while_down(&mut self, now: UtcNanos) {
+        for i in 0..self.entries.len() {
+            let e = &mut self.entries[i];
+            e.held |= !e.store.within_reservation();
+            if !e.held {
+                self.release(i, now);
+            }
         }
         if let Some(log) = &mut self.msg_log {
             log.end_batch();

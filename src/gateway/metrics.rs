@@ -89,6 +89,10 @@ pub struct CoreMetrics {
     pub slow_consumers: u64,
     /// Application messages refused by a session's rate limit.
     pub throttled: u64,
+    /// Times the store stopped writing.
+    pub store_failures: u64,
+    /// The store cannot write right now.
+    pub store_down: bool,
 }
 
 impl CoreMetrics {
@@ -107,6 +111,8 @@ impl CoreMetrics {
             queue_depth: 0,
             slow_consumers: 0,
             throttled: 0,
+            store_failures: 0,
+            store_down: false,
         }
     }
 }
@@ -208,6 +214,12 @@ impl CoreMetrics {
             "Application messages refused by a session's rate limit (ThrottleRate).",
         );
         let _ = writeln!(o, "fixgw_throttled_total {}", self.throttled);
+        counter(
+            &mut o,
+            "fixgw_store_failures_total",
+            "Times the store stopped writing (disk full, I/O error).",
+        );
+        let _ = writeln!(o, "fixgw_store_failures_total {}", self.store_failures);
         let gauge = |o: &mut String, name: &str, help: &str, v: usize| {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         };
@@ -228,6 +240,12 @@ impl CoreMetrics {
             "fixgw_md_subscriptions",
             "Live market-data subscriptions.",
             live.md_subscriptions,
+        );
+        gauge(
+            &mut o,
+            "fixgw_store_down",
+            "1 while the store cannot write: orders are refused until it can.",
+            usize::from(self.store_down),
         );
         gauge(
             &mut o,

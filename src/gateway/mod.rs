@@ -3,6 +3,9 @@
 //! bind one listener per configured address and port.
 
 pub mod core;
+#[cfg(test)]
+mod fault_tests;
+pub mod harness;
 pub mod message_log;
 pub mod metrics;
 
@@ -20,9 +23,9 @@ use tokio::sync::mpsc;
 use crate::admin::{AdminCall, AdminSettings, AdminState};
 use crate::engine::VenueConfig;
 use crate::fix::time::now_utc;
-use crate::session::acceptor::{Acceptor, AcceptorOptions, Listener, Route};
+use crate::session::acceptor::{Acceptor, AcceptorOptions, Listener, Route, SessionKey};
 use crate::session::application::RejectAll;
-use crate::session::batch_store::{BatchLog, FlushMode};
+use crate::session::batch_store::{BatchLog, FlushMode, Recovered};
 use crate::session::settings::{Endpoint, GatewaySettings};
 use crate::session::{Session, SessionConfig, SessionRole};
 use crate::venue::echo::EchoApp;
@@ -107,48 +110,11 @@ impl Gateway {
         let data_dir = data_dir(opts.data.as_deref(), &settings);
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create store directory {}", data_dir.display()))?;
-        let (log, mut recovered) = BatchLog::open(&data_dir, opts.flush_mode)
+        let (log, recovered) = BatchLog::open(&data_dir, opts.flush_mode)
             .with_context(|| format!("opening the store in {}", data_dir.display()))?;
-        let venue = match venue {
-            Some(mut v) => {
-                replay(&mut v, &recovered.inputs)?;
-                Some(v)
-            }
-            None => None,
-        };
-        tracing::info!(
-            batches = recovered.batches,
-            inputs = recovered.inputs.len(),
-            "store recovered"
-        );
-        let now = now_utc();
-        let mut entries = Vec::new();
-        let mut known = HashMap::new();
+        let (core, known) = assemble(&settings, venue, log, recovered, now_utc())?;
         let mut endpoints = BTreeMap::new();
-        for (cfg, endpoint) in &settings.sessions {
-            let key = cfg.id.to_string();
-            let store = recovered
-                .sessions
-                .remove(&key)
-                .unwrap_or_else(|| log.new_session(&key, now));
-            entries.push(Entry::new(
-                Session::new(cfg.clone()),
-                store,
-                app_for(cfg, venue.is_some()),
-            ));
-            known.insert(
-                (
-                    cfg.id.begin_string.clone(),
-                    cfg.id.sender_comp_id.clone(),
-                    cfg.id.target_comp_id.clone(),
-                ),
-                Route {
-                    queue: cfg.max_outbound_queue,
-                    allowed: cfg.allowed_remote_addresses.clone(),
-                    username: cfg.username.clone(),
-                    password: cfg.password.clone(),
-                },
-            );
+        for (_, endpoint) in &settings.sessions {
             endpoints.insert((endpoint.address.clone(), endpoint.port), endpoint);
         }
         let message_log = MessageLog::open(settings.sessions.iter().map(|(c, _)| &**c))
@@ -185,10 +151,7 @@ impl Gateway {
         Ok(Gateway {
             acceptor: Arc::new(Acceptor::new(known, tx, options)),
             listeners,
-            core: Some((
-                Core::new(entries, log, venue).with_message_log(message_log),
-                rx,
-            )),
+            core: Some((core.with_message_log(message_log), rx)),
             admin,
             admin_rx,
             ready,
@@ -299,6 +262,59 @@ pub fn data_dir(data: Option<&Path>, settings: &GatewaySettings) -> PathBuf {
     data.map(Path::to_path_buf)
         .or_else(|| settings.file_store_path.clone())
         .unwrap_or_else(|| PathBuf::from("data"))
+}
+
+/// Builds the core from the settings and a recovered log: the venue (if
+/// any) replays the journal, every configured session gets its recovered
+/// store. Also returns the acceptor's routes. The gateway and the
+/// in-process tests (fault injection, simulation) share this.
+pub fn assemble(
+    settings: &GatewaySettings,
+    venue: Option<Venue>,
+    log: BatchLog,
+    mut recovered: Recovered,
+    now: crate::fix::time::UtcNanos,
+) -> anyhow::Result<(Core, HashMap<SessionKey, Route>)> {
+    let venue = match venue {
+        Some(mut v) => {
+            replay(&mut v, &recovered.inputs)?;
+            Some(v)
+        }
+        None => None,
+    };
+    tracing::info!(
+        batches = recovered.batches,
+        inputs = recovered.inputs.len(),
+        "store recovered"
+    );
+    let mut entries = Vec::new();
+    let mut known = HashMap::new();
+    for (cfg, _) in &settings.sessions {
+        let key = cfg.id.to_string();
+        let store = recovered
+            .sessions
+            .remove(&key)
+            .unwrap_or_else(|| log.new_session(&key, now));
+        entries.push(Entry::new(
+            Session::new(cfg.clone()),
+            store,
+            app_for(cfg, venue.is_some()),
+        ));
+        known.insert(
+            (
+                cfg.id.begin_string.clone(),
+                cfg.id.sender_comp_id.clone(),
+                cfg.id.target_comp_id.clone(),
+            ),
+            Route {
+                queue: cfg.max_outbound_queue,
+                allowed: cfg.allowed_remote_addresses.clone(),
+                username: cfg.username.clone(),
+                password: cfg.password.clone(),
+            },
+        );
+    }
+    Ok((Core::new(entries, log, venue), known))
 }
 
 /// Rebuilds the venue's state by applying every journaled input again.

@@ -16,7 +16,19 @@ use bytes::{Buf, BufMut, Bytes};
 
 use crate::fix::time::UtcNanos;
 
+use super::log_backend::{batch_number, open_db, LogBackend, SledBackend};
 use super::store::{MessageStore, StoreError};
+
+fn io(e: sled::Error) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+/// How many outbound MsgSeqNums each commit reserves beyond a session's
+/// next one. While the store cannot write, a session may still send up to
+/// this many messages (heartbeats, rejects) whose numbers are not durable;
+/// after a crash the gateway continues from the reservation, so a number
+/// is never used twice (the client sees a gap and gets a gap fill).
+pub const SEQ_RESERVE: u64 = 1000;
 
 /// How a commit makes data durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -30,43 +42,8 @@ pub enum FlushMode {
 }
 
 const MAGIC: u32 = 0x4658_4742; // "FXGB"
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const HEADER_LEN: usize = 4 + 1 + 4 + 4;
-
-fn io(e: sled::Error) -> StoreError {
-    StoreError::Io(e.to_string())
-}
-
-/// Opens sled, waiting up to 2 s for a lock still held by a previous owner
-/// that is shutting down (sled releases it from a background thread).
-fn open_db(dir: &std::path::Path, mode: FlushMode) -> Result<sled::Db, StoreError> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
-    loop {
-        let r = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(if mode == FlushMode::Os {
-                Some(200)
-            } else {
-                None
-            })
-            .open();
-        match r {
-            Ok(db) => return Ok(db),
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(e) => {
-                return Err(StoreError::Io(format!(
-                    "{e} (is another fixgw using {}?)",
-                    dir.display()
-                )))
-            }
-        }
-    }
-}
 
 /// Where a stored message lives: batch number and byte range in its record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,8 +56,10 @@ struct Loc {
 /// The persistent state of one session, backed by the batch log.
 pub struct BatchSessionStore {
     key: Arc<str>,
-    tree: sled::Tree,
+    backend: Arc<dyn LogBackend>,
     next_sender: u64,
+    /// Outbound MsgSeqNums below this are durably reserved (see [`SEQ_RESERVE`]).
+    reserved: u64,
     next_target: u64,
     created: UtcNanos,
     index: BTreeMap<u64, Loc>,
@@ -90,11 +69,12 @@ pub struct BatchSessionStore {
 }
 
 impl BatchSessionStore {
-    fn new(key: Arc<str>, tree: sled::Tree, now: UtcNanos) -> BatchSessionStore {
+    fn new(key: Arc<str>, backend: Arc<dyn LogBackend>, now: UtcNanos) -> BatchSessionStore {
         BatchSessionStore {
             key,
-            tree,
+            backend,
             next_sender: 1,
+            reserved: 1,
             next_target: 1,
             created: now,
             index: BTreeMap::new(),
@@ -117,6 +97,18 @@ impl BatchSessionStore {
     /// Number of stored messages (committed).
     pub fn stored_messages(&self) -> usize {
         self.index.len()
+    }
+
+    /// True while every outbound MsgSeqNum assigned so far is below the
+    /// durable reservation, so the messages may be sent before the next
+    /// commit without their numbers being used again after a crash.
+    pub fn within_reservation(&self) -> bool {
+        self.next_sender <= self.reserved
+    }
+
+    /// True when messages were stored since the last commit.
+    pub fn has_unwritten_messages(&self) -> bool {
+        !self.pending.is_empty()
     }
 }
 
@@ -148,18 +140,14 @@ impl MessageStore for BatchSessionStore {
             return Ok(Vec::new());
         }
         if !self.reset_pending {
-            let mut cached: Option<(u64, sled::IVec)> = None;
+            let mut cached: Option<(u64, Bytes)> = None;
             for (&seq, loc) in self.index.range(begin..=end) {
                 let record = match &cached {
                     Some((b, r)) if *b == loc.batch => r.clone(),
                     _ => {
-                        let r = self
-                            .tree
-                            .get(loc.batch.to_be_bytes())
-                            .map_err(io)?
-                            .ok_or_else(|| {
-                                StoreError::Corrupt(format!("batch {} missing", loc.batch))
-                            })?;
+                        let r = self.backend.get(loc.batch)?.ok_or_else(|| {
+                            StoreError::Corrupt(format!("batch {} missing", loc.batch))
+                        })?;
                         cached = Some((loc.batch, r.clone()));
                         r
                     }
@@ -168,7 +156,7 @@ impl MessageStore for BatchSessionStore {
                 let bytes = record
                     .get(s..e)
                     .ok_or_else(|| StoreError::Corrupt(format!("batch {} too short", loc.batch)))?;
-                out.insert(seq, Bytes::copy_from_slice(bytes));
+                out.insert(seq, record.slice_ref(bytes));
             }
         }
         for (k, v) in self.pending.range(begin..=end) {
@@ -214,14 +202,18 @@ pub struct SessionDelta {
     pub next_sender: u64,
     /// Next expected inbound MsgSeqNum.
     pub next_target: u64,
+    /// Outbound MsgSeqNums below this may have been sent before the next
+    /// record (see [`SEQ_RESERVE`]); a restart continues from here.
+    pub reserved: u64,
 }
 
 /// The log: a sled tree of batch records keyed by big-endian batch number.
 pub struct BatchLog {
-    db: sled::Db,
-    tree: sled::Tree,
+    backend: Arc<dyn LogBackend>,
     mode: FlushMode,
     next_batch: u64,
+    /// The last write failed: reopen the backend before the next.
+    failed: bool,
     /// Reused encoding buffer.
     buf: Vec<u8>,
 }
@@ -237,35 +229,42 @@ pub struct Recovered {
 }
 
 impl BatchLog {
-    /// Opens the log in `dir` and rebuilds per-session state from it.
+    /// Opens the log in `dir` (sled) and rebuilds per-session state from it.
     pub fn open(
         dir: &std::path::Path,
         mode: FlushMode,
     ) -> Result<(BatchLog, Recovered), StoreError> {
-        let db = open_db(dir, mode)?;
-        let tree = db.open_tree("batches").map_err(io)?;
+        BatchLog::open_on(Arc::new(SledBackend::open(dir, mode)?), mode)
+    }
+
+    /// Opens the log on any backend and rebuilds per-session state from it.
+    /// After an unclean stop a session continues from its reserved
+    /// MsgSeqNum (see [`SEQ_RESERVE`]).
+    pub fn open_on(
+        backend: Arc<dyn LogBackend>,
+        mode: FlushMode,
+    ) -> Result<(BatchLog, Recovered), StoreError> {
         let mut rec = Recovered {
             sessions: HashMap::new(),
             inputs: Vec::new(),
             batches: 0,
         };
         let mut next_batch = 1;
-        for item in tree.iter() {
-            let (k, v) = item.map_err(io)?;
-            let batch = batch_number(&k)?;
+        backend.scan(&mut |batch, v| {
             let record =
-                decode(&v).map_err(|e| StoreError::Corrupt(format!("batch {batch}: {e}")))?;
+                decode(v).map_err(|e| StoreError::Corrupt(format!("batch {batch}: {e}")))?;
             let mut keys: Vec<Arc<str>> = Vec::with_capacity(record.sessions.len());
             for d in &record.sessions {
                 let key: Arc<str> = Arc::from(d.key.as_str());
                 let s = rec.sessions.entry(d.key.clone()).or_insert_with(|| {
-                    BatchSessionStore::new(key.clone(), tree.clone(), d.created)
+                    BatchSessionStore::new(key.clone(), backend.clone(), d.created)
                 });
                 if d.reset {
                     s.index.clear();
                 }
                 s.created = d.created;
                 s.next_sender = d.next_sender;
+                s.reserved = d.reserved;
                 s.next_target = d.next_target;
                 keys.push(key);
             }
@@ -287,13 +286,27 @@ impl BatchLog {
             rec.inputs.extend(record.inputs);
             rec.batches += 1;
             next_batch = batch + 1;
+            Ok(())
+        })?;
+        let mut jumped = 0;
+        for s in rec.sessions.values_mut() {
+            if s.reserved > s.next_sender {
+                s.next_sender = s.reserved;
+                jumped += 1;
+            }
+        }
+        if jumped > 0 {
+            tracing::info!(
+                sessions = jumped,
+                "the last run did not stop cleanly: outbound MsgSeqNums continue after their reservation (clients get a gap fill)"
+            );
         }
         Ok((
             BatchLog {
-                db,
-                tree,
+                backend,
                 mode,
                 next_batch,
+                failed: false,
                 buf: Vec::with_capacity(64 * 1024),
             },
             rec,
@@ -302,29 +315,67 @@ impl BatchLog {
 
     /// A store for a session that has no record yet.
     pub fn new_session(&self, key: &str, now: UtcNanos) -> BatchSessionStore {
-        BatchSessionStore::new(Arc::from(key), self.tree.clone(), now)
+        BatchSessionStore::new(Arc::from(key), self.backend.clone(), now)
     }
 
     /// Writes one record with `inputs` and every dirty session's changes,
-    /// then flushes (per the flush mode). Returns false if nothing was dirty.
+    /// reserving [`SEQ_RESERVE`] outbound MsgSeqNums per session, then
+    /// flushes (per the flush mode). Returns false if nothing was dirty.
+    ///
+    /// A failed commit changes nothing in memory: the same inputs and
+    /// changes (plus later ones) are written by the next call, which first
+    /// reopens the backend so that only what was durable is kept.
     pub fn commit<'a>(
         &mut self,
         inputs: &[Bytes],
         stores: impl Iterator<Item = &'a mut BatchSessionStore>,
     ) -> Result<bool, StoreError> {
-        let dirty: Vec<&mut BatchSessionStore> = stores.filter(|s| s.dirty).collect();
+        self.commit_reserving(inputs, stores, SEQ_RESERVE)
+    }
+
+    /// The last commit of a clean stop (or an operator's exact change):
+    /// every given session's state with no reservation, so the next start
+    /// continues without a gap.
+    pub fn commit_exact<'a>(
+        &mut self,
+        inputs: &[Bytes],
+        stores: impl Iterator<Item = &'a mut BatchSessionStore>,
+    ) -> Result<bool, StoreError> {
+        self.commit_reserving(inputs, stores, 0)
+    }
+
+    fn commit_reserving<'a>(
+        &mut self,
+        inputs: &[Bytes],
+        stores: impl Iterator<Item = &'a mut BatchSessionStore>,
+        reserve: u64,
+    ) -> Result<bool, StoreError> {
+        // With no reservation, a session whose last record reserved numbers
+        // is written too (its exact next number).
+        let dirty: Vec<&mut BatchSessionStore> = stores
+            .filter(|s| s.dirty || (reserve == 0 && s.reserved != s.next_sender))
+            .collect();
         if inputs.is_empty() && dirty.is_empty() {
             return Ok(false);
+        }
+        if self.failed {
+            self.backend.reopen()?;
+            self.failed = false;
         }
         let batch = self.next_batch;
         self.buf.clear();
         let mut locs: Vec<(usize, u64, u32, u32)> = Vec::new();
-        encode_into(&mut self.buf, inputs, &dirty, &mut locs);
-        self.tree
-            .insert(batch.to_be_bytes(), self.buf.as_slice())
-            .map_err(io)?;
-        if self.mode == FlushMode::Fsync {
-            self.db.flush().map_err(io)?;
+        encode_into(&mut self.buf, inputs, &dirty, reserve, &mut locs);
+        let written = self.backend.insert(batch, &self.buf).and_then(|()| {
+            if self.mode == FlushMode::Fsync {
+                self.backend.flush()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = written {
+            self.failed = true;
+            return Err(e);
         }
         self.next_batch += 1;
         let mut dirty = dirty;
@@ -333,6 +384,7 @@ impl BatchLog {
                 s.index.clear();
                 s.reset_pending = false;
             }
+            s.reserved = s.next_sender + reserve;
         }
         for (si, seq, offset, len) in locs {
             dirty[si].index.insert(seq, Loc { batch, offset, len });
@@ -348,13 +400,16 @@ impl BatchLog {
     pub fn next_batch(&self) -> u64 {
         self.next_batch
     }
-}
 
-/// The batch number a record key encodes (big-endian u64).
-fn batch_number(k: &[u8]) -> Result<u64, StoreError> {
-    k.try_into()
-        .map(u64::from_be_bytes)
-        .map_err(|_| StoreError::Corrupt("batch key is not 8 bytes".into()))
+    /// True after a failed commit until one succeeds.
+    pub fn is_failing(&self) -> bool {
+        self.failed
+    }
+
+    /// The backend the records live in.
+    pub fn backend(&self) -> &Arc<dyn LogBackend> {
+        &self.backend
+    }
 }
 
 /// True when `dir` already holds a store, so inspection tools can say "no
@@ -409,6 +464,7 @@ fn encode_into(
     buf: &mut Vec<u8>,
     inputs: &[Bytes],
     sessions: &[&mut BatchSessionStore],
+    reserve: u64,
     locs: &mut Vec<(usize, u64, u32, u32)>,
 ) {
     buf.put_u32(MAGIC);
@@ -428,6 +484,7 @@ fn encode_into(
         buf.put_i64(s.created);
         buf.put_u64(s.next_sender);
         buf.put_u64(s.next_target);
+        buf.put_u64(s.next_sender + reserve);
     }
     let n_msgs: usize = sessions.iter().map(|s| s.pending.len()).sum();
     buf.put_u32(n_msgs as u32);
@@ -456,7 +513,8 @@ pub fn decode(v: &[u8]) -> Result<BatchRecord, String> {
     if h.get_u32() != MAGIC {
         return Err("bad magic".into());
     }
-    if h.get_u8() != VERSION {
+    let version = h.get_u8();
+    if version != 1 && version != VERSION {
         return Err("unknown record version".into());
     }
     let len = h.get_u32() as usize;
@@ -492,15 +550,25 @@ pub fn decode(v: &[u8]) -> Result<BatchRecord, String> {
     for _ in 0..p.get_u32() {
         need(&p, 2)?;
         let n = p.get_u16() as usize;
-        need(&p, n + 1 + 24)?;
+        // Version 1 had no reservation.
+        let reserved_len = if version == 1 { 0 } else { 8 };
+        need(&p, n + 1 + 24 + reserved_len)?;
         let key = String::from_utf8(p[..n].to_vec()).map_err(|_| "session key not UTF-8")?;
         p.advance(n);
+        let (reset, created, next_sender, next_target) =
+            (p.get_u8() != 0, p.get_i64(), p.get_u64(), p.get_u64());
+        let reserved = if version == 1 {
+            next_sender
+        } else {
+            p.get_u64()
+        };
         rec.sessions.push(SessionDelta {
             key,
-            reset: p.get_u8() != 0,
-            created: p.get_i64(),
-            next_sender: p.get_u64(),
-            next_target: p.get_u64(),
+            reset,
+            created,
+            next_sender,
+            next_target,
+            reserved,
         });
     }
     need(&p, 4)?;
@@ -578,7 +646,11 @@ mod tests {
         assert_eq!(log.next_batch(), 3);
         assert_eq!(rec.inputs, vec![Bytes::from_static(b"in1")]);
         let a = &rec.sessions["A"];
-        assert_eq!((a.next_sender_seq(), a.creation_time()), (3, 10));
+        // Not a clean stop: A continues after the numbers it had reserved.
+        assert_eq!(
+            (a.next_sender_seq(), a.creation_time()),
+            (3 + SEQ_RESERVE, 10)
+        );
         assert_eq!(
             a.get_range(1, 9).unwrap(),
             vec![
@@ -587,6 +659,22 @@ mod tests {
             ]
         );
         assert_eq!(rec.sessions["B"].next_target_seq(), 5);
+        assert_eq!(rec.sessions["B"].next_sender_seq(), 1 + SEQ_RESERVE);
+    }
+
+    #[test]
+    fn a_clean_stop_continues_without_a_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (mut log, _) = BatchLog::open(dir.path(), FlushMode::Fsync).unwrap();
+            let mut a = log.new_session("A", 10);
+            a.set_next_sender_seq(7);
+            log.commit(&[], std::iter::once(&mut a)).unwrap();
+            assert!(!a.is_dirty());
+            log.commit_exact(&[], std::iter::once(&mut a)).unwrap();
+        }
+        let (_, rec) = BatchLog::open(dir.path(), FlushMode::Fsync).unwrap();
+        assert_eq!(rec.sessions["A"].next_sender_seq(), 7);
     }
 
     #[test]
@@ -602,7 +690,7 @@ mod tests {
             a.save(1, Bytes::from_static(b"new"));
             a.set_next_sender_seq(2);
             log.commit(&[], std::iter::once(&mut a)).unwrap();
-            log.db.flush().unwrap();
+            log.backend.flush().unwrap();
         }
         let (_, rec) = BatchLog::open(dir.path(), FlushMode::Fsync).unwrap();
         let a = &rec.sessions["A"];
@@ -622,11 +710,11 @@ mod tests {
             a.set_next_sender_seq(9);
             log.commit(&[Bytes::from_static(b"x")], std::iter::once(&mut a))
                 .unwrap();
-            let mut v = log.tree.get(1u64.to_be_bytes()).unwrap().unwrap().to_vec();
+            let mut v = log.backend.get(1).unwrap().unwrap().to_vec();
             let last = v.len() - 1;
             v[last] ^= 0xff;
-            log.tree.insert(1u64.to_be_bytes(), v).unwrap();
-            log.db.flush().unwrap();
+            log.backend.insert(1, &v).unwrap();
+            log.backend.flush().unwrap();
         }
         let err = BatchLog::open(dir.path(), FlushMode::Fsync).err().unwrap();
         assert!(

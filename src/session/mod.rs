@@ -8,6 +8,7 @@ pub mod application;
 pub mod batch_store;
 pub mod config;
 pub mod heartbeat;
+pub mod log_backend;
 pub mod logon;
 pub mod outbound;
 pub mod resend;

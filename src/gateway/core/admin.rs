@@ -13,6 +13,11 @@ impl Core {
             AdminRequest::Book { symbol, depth } => self.book_json(&symbol, depth),
             AdminRequest::Positions => self.positions_json(),
             AdminRequest::Metrics => AdminReply::Metrics(self.metrics_text()),
+            AdminRequest::Action { .. } if self.store_down.is_some() => AdminReply::Error(
+                503,
+                "the store cannot write; nothing was done (retry when fixgw_store_down is 0)"
+                    .into(),
+            ),
             AdminRequest::Action { who, action } => self.operator(who, action, now),
         }
     }

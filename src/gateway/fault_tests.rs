@@ -1,0 +1,329 @@
+//! The store stops writing (issue 7, disk faults), in-process with a
+//! backend that fails on demand: orders are refused with a precise answer,
+//! sessions stay up, nothing unwritten is released, everything resumes by
+//! itself, and what is stored stays exact (a restart and `journal verify`
+//! agree).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use crate::cli::journal::{verify, JournalSource, VerifyArgs};
+use crate::engine::VenueConfig;
+use crate::fix::Message;
+use crate::session::batch_store::{FlushMode, SEQ_RESERVE};
+use crate::session::log_backend::{FaultyBackend, LogBackend, MemDisk, SledBackend};
+use crate::session::settings::{GatewaySettings, Settings};
+
+use super::harness::{Conn, FixClient, Harness};
+
+const SEC: i64 = 1_000_000_000;
+const T0: i64 = 1_767_225_600 * SEC; // 2026-01-01
+
+fn repo(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn cfg_text(data: &Path) -> String {
+    format!(
+        "[DEFAULT]\nConnectionType=acceptor\nSocketAcceptPort=1\nSenderCompID=FIXGW\n\
+         BeginString=FIX.4.4\nStartTime=00:00:00\nEndTime=00:00:00\nHeartBtInt=30\n\
+         DataDictionary={}\nFileStorePath={}\n\
+         [SESSION]\nTargetCompID=CLIENT1\nSessionRole=order-entry\n\
+         [SESSION]\nTargetCompID=CLIENT2\nSessionRole=order-entry\n\
+         [SESSION]\nTargetCompID=DROPCOPY\nSessionRole=drop-copy\n",
+        repo("dictionaries/FIX44.xml").display(),
+        data.display()
+    )
+}
+
+struct Setup {
+    settings: GatewaySettings,
+    venue: VenueConfig,
+    cfg_path: PathBuf,
+}
+
+fn setup(dir: &Path) -> Setup {
+    let cfg = cfg_text(&dir.join("data"));
+    let cfg_path = dir.join("gateway.cfg");
+    std::fs::write(&cfg_path, &cfg).unwrap();
+    let settings =
+        GatewaySettings::from_settings(Settings::parse("gateway.cfg", &cfg).unwrap()).unwrap();
+    let venue = VenueConfig::load(repo("sessions/venue.toml")).unwrap();
+    Setup {
+        settings,
+        venue,
+        cfg_path,
+    }
+}
+
+/// A logged-on client.
+struct Party {
+    fix: FixClient,
+    conn: Conn,
+    /// Next MsgSeqNum expected from the gateway.
+    next_in: u64,
+}
+
+impl Party {
+    fn logon(h: &mut Harness, comp: &str, now: i64) -> Party {
+        let mut fix = FixClient::new(comp, "FIXGW");
+        let conn = h.connect(fix.logon(30, &[], now));
+        h.step(now);
+        let mut p = Party {
+            fix,
+            conn,
+            next_in: 0,
+        };
+        let got = p.conn.drain();
+        assert_eq!(got[0].msg_type(), b"A", "{comp}: {got:?}");
+        p.next_in = got.last().unwrap().seq_num().unwrap() + 1;
+        p
+    }
+
+    fn send(&mut self, h: &mut Harness, msg_type: &str, fields: &[(i32, &str)], now: i64) {
+        let m = self.fix.message(msg_type, fields, now);
+        h.send(&self.conn, m);
+    }
+
+    fn order(&mut self, h: &mut Harness, cl: &str, side: &str, qty: &str, px: &str, now: i64) {
+        self.send(
+            h,
+            "D",
+            &[
+                (11, cl),
+                (55, "AAPL"),
+                (54, side),
+                (60, "20260101-00:00:00"),
+                (38, qty),
+                (40, "2"),
+                (44, px),
+            ],
+            now,
+        );
+    }
+
+    /// What arrived, checking MsgSeqNums are contiguous (a gap would mean a
+    /// message was lost; a repeat, a number used twice).
+    fn recv(&mut self) -> Vec<Message> {
+        let got = self.conn.drain();
+        for m in &got {
+            assert_eq!(
+                m.seq_num(),
+                Some(self.next_in),
+                "{}: {m:?}",
+                self.fix.sender
+            );
+            self.next_in += 1;
+        }
+        got
+    }
+}
+
+/// The resting AAPL bids (quantity in lots) after recovery.
+fn aapl_bids(h: &Harness) -> Vec<crate::engine::book::LevelView> {
+    let venue = h.core().venue().unwrap();
+    let (id, _) = venue.instrument_spec("AAPL").unwrap();
+    venue
+        .engine()
+        .book(id)
+        .unwrap()
+        .depth(crate::engine::Side::Buy, 5)
+}
+
+fn types(msgs: &[Message]) -> Vec<String> {
+    msgs.iter()
+        .map(|m| {
+            let t = String::from_utf8_lossy(m.msg_type()).into_owned();
+            match m.get_str(150) {
+                Some(x) => format!("{t}/{x}"),
+                None => t,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn orders_are_refused_while_the_store_cannot_write_and_everything_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(dir.path());
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let failing = Arc::new(AtomicBool::new(false));
+    let backend = Arc::new(FaultyBackend::new(
+        SledBackend::open(&data, FlushMode::Fsync).unwrap(),
+        failing.clone(),
+    ));
+    let mut h = Harness::open(&s.settings, Some(&s.venue), backend.clone(), T0).unwrap();
+    let mut c1 = Party::logon(&mut h, "CLIENT1", T0);
+    let mut c2 = Party::logon(&mut h, "CLIENT2", T0);
+    let mut dc = Party::logon(&mut h, "DROPCOPY", T0);
+
+    let mut now = T0 + SEC;
+    c1.order(&mut h, "b1", "1", "100", "150", now);
+    h.step(now);
+    assert_eq!(types(&c1.recv()), ["8/0"]);
+    assert_eq!(types(&dc.recv()), ["8/0"]);
+
+    // The disk fills up while a crossing order is in the batch: its fills
+    // are in memory only, so nobody involved gets anything yet.
+    failing.store(true, Ordering::Release);
+    now += SEC;
+    c2.order(&mut h, "s1", "2", "40", "150", now);
+    h.step(now);
+    assert!(h.core().store_is_down());
+    assert!(c1.recv().is_empty() && c2.recv().is_empty() && dc.recv().is_empty());
+    assert!(!c1.conn.is_closed() && !c2.conn.is_closed() && !dc.conn.is_closed());
+
+    // CLIENT1 was part of the failed batch (its order filled): held, so
+    // even its answer to a TestRequest waits (behind the fill).
+    now += SEC;
+    c1.send(&mut h, "1", &[(112, "still-there?")], now);
+    h.step(now);
+    assert!(c1.recv().is_empty());
+    c2.order(&mut h, "s2", "2", "10", "150", now);
+    h.step(now);
+    assert!(
+        c2.recv().is_empty(),
+        "CLIENT2's output waits behind its held fill"
+    );
+
+    // Minutes pass; every retry fails.
+    for k in 1..=70 {
+        h.step(now + k * SEC);
+    }
+    now += 70 * SEC;
+    assert!(h.core().store_is_down());
+    assert!(backend.failures() > 10, "{} failures", backend.failures());
+
+    // The disk has room again: the next retry writes everything and releases
+    // it, in order.
+    failing.store(false, Ordering::Release);
+    now += SEC;
+    h.step(now);
+    assert!(!h.core().store_is_down());
+    let got1 = c1.recv();
+    let t1 = types(&got1);
+    assert_eq!(t1[0], "8/F", "{t1:?}");
+    assert!(
+        t1.contains(&"0".to_string()),
+        "TestRequest answered: {t1:?}"
+    );
+    let got2 = c2.recv();
+    let t2 = types(&got2);
+    assert_eq!(&t2[..2], ["8/0", "8/F"], "{t2:?}");
+    let refusal = got2
+        .iter()
+        .find(|m| m.msg_type() == b"j")
+        .expect("s2 refused");
+    assert_eq!(refusal.get_str(380), Some("4"));
+    assert_eq!(refusal.get_str(379), Some("s2"));
+    assert!(refusal
+        .get_str(58)
+        .unwrap()
+        .starts_with("Store cannot write"));
+    let copies = types(&dc.recv());
+    assert_eq!(&copies[..3], ["8/0", "8/F", "8/F"], "{copies:?}");
+
+    // Orders are accepted again.
+    now += SEC;
+    c2.order(&mut h, "s3", "2", "5", "150", now);
+    h.step(now);
+    assert_eq!(types(&c2.recv()), ["8/0", "8/F"]);
+    c1.recv();
+    dc.recv();
+
+    // A restart recovers exactly what was acknowledged.
+    drop(h);
+    drop(backend);
+    let backend: Arc<dyn LogBackend> =
+        Arc::new(SledBackend::open(&data, FlushMode::Fsync).unwrap());
+    let h = Harness::open(&s.settings, Some(&s.venue), backend, now).unwrap();
+    let bids = aapl_bids(&h);
+    assert_eq!(bids.len(), 1);
+    // 100 - 40 - 5 (s2 was refused).
+    assert_eq!(bids[0].qty, 55);
+    // Not a clean stop: each session continues after its reservation.
+    let key = "FIX.4.4:FIXGW->CLIENT2";
+    let store = h.core().store(key).unwrap();
+    use crate::session::MessageStore;
+    assert_eq!(store.next_sender_seq(), c2.next_in + SEQ_RESERVE);
+    drop(h);
+
+    let mut out = Vec::new();
+    verify(
+        &VerifyArgs {
+            source: JournalSource {
+                config: s.cfg_path.clone(),
+                venue: repo("sessions/venue.toml"),
+                data: Some(data.clone()),
+            },
+        },
+        &mut out,
+    )
+    .unwrap_or_else(|e| panic!("journal verify: {e:#}\n{}", String::from_utf8_lossy(&out)));
+}
+
+#[test]
+fn sessions_without_held_output_stay_alive_and_a_crash_never_reuses_a_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(dir.path());
+    let disk = MemDisk::new();
+    let mut h = Harness::open(&s.settings, Some(&s.venue), Arc::new(disk.backend()), T0).unwrap();
+    let mut c1 = Party::logon(&mut h, "CLIENT1", T0);
+    let mut c2 = Party::logon(&mut h, "CLIENT2", T0);
+    let mut now = T0 + SEC;
+    c1.order(&mut h, "b1", "1", "10", "150", now);
+    h.step(now);
+    assert_eq!(types(&c1.recv()), ["8/0"]);
+
+    // The disk fills while CLIENT1's next order is in the batch: CLIENT1's
+    // output is held. CLIENT2 is not involved in anything pending: every
+    // order it sends is refused at once, test requests are answered and
+    // heartbeats keep flowing.
+    disk.set_failing(true);
+    now += SEC;
+    c1.order(&mut h, "b2", "1", "10", "149", now);
+    h.step(now);
+    assert!(h.core().store_is_down());
+    assert!(c1.recv().is_empty());
+    for k in 0..5 {
+        now += SEC;
+        let cl = format!("s{k}");
+        c2.order(&mut h, &cl, "2", "1", "150", now);
+        c2.send(&mut h, "1", &[(112, "ping")], now);
+        h.step(now);
+        let got = c2.recv();
+        assert_eq!(types(&got), ["j", "0"], "{got:?}");
+        assert_eq!(got[0].get_str(380), Some("4"));
+        assert_eq!(got[1].get_str(112), Some("ping"));
+    }
+    now += 31 * SEC;
+    h.step(now);
+    assert_eq!(types(&c2.recv()), ["0"], "a heartbeat after HeartBtInt");
+    assert!(h.core().store_is_down());
+    let last_seen = c2.next_in - 1;
+
+    // The process dies with the disk still full: what CLIENT2 was sent was
+    // never durable, but its numbers were reserved.
+    drop(h);
+    disk.crash();
+    disk.set_failing(false);
+    let mut h = Harness::open(&s.settings, Some(&s.venue), Arc::new(disk.backend()), now).unwrap();
+    let mut fix = FixClient::new("CLIENT2", "FIXGW");
+    fix.next_out = c2.fix.next_out;
+    let conn = h.connect(fix.logon(30, &[], now));
+    h.step(now);
+    let mut conn = conn;
+    let got = conn.drain();
+    let logon = &got[0];
+    assert_eq!(logon.msg_type(), b"A");
+    assert!(
+        logon.seq_num().unwrap() > last_seen,
+        "Logon {:?} reuses a number CLIENT2 already saw ({last_seen})",
+        logon.seq_num()
+    );
+    // The book lost nothing acknowledged: b1 rests.
+    let bids = aapl_bids(&h);
+    assert_eq!(bids[0].qty, 10);
+}

@@ -1,0 +1,370 @@
+//! Where the batch log's records live. The gateway keeps them in sled
+//! ([`SledBackend`]); tests and the simulation plug in a disk that fails on
+//! demand ([`FaultyBackend`]) or one that loses unflushed writes on a
+//! simulated crash ([`MemBackend`]).
+//!
+//! A backend is shared (`Arc`) by the log, which writes, and by every session
+//! store, which reads its records back for resends. After a write fails the
+//! log calls [`LogBackend::reopen`] before it tries again: sled refuses every
+//! operation after an I/O error, and reopening drops whatever was not
+//! flushed, leaving exactly what is durable.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use bytes::Bytes;
+
+use super::batch_store::FlushMode;
+use super::store::StoreError;
+
+/// Called with each record (batch number, bytes) by [`LogBackend::scan`].
+pub type RecordVisitor<'a> = dyn FnMut(u64, &[u8]) -> Result<(), StoreError> + 'a;
+
+/// Storage of batch records keyed by batch number.
+pub trait LogBackend: Send + Sync {
+    /// The record of `batch`, if any.
+    fn get(&self, batch: u64) -> Result<Option<Bytes>, StoreError>;
+    /// Writes (or overwrites) the record of `batch`; durable after `flush`.
+    fn insert(&self, batch: u64, record: &[u8]) -> Result<(), StoreError>;
+    /// Makes every insert so far durable.
+    fn flush(&self) -> Result<(), StoreError>;
+    /// Calls `f` with every record in batch order.
+    fn scan(&self, f: &mut RecordVisitor<'_>) -> Result<(), StoreError>;
+    /// After a failed write: forget what was not flushed and get ready to
+    /// write again. Fails while the storage is still unusable.
+    fn reopen(&self) -> Result<(), StoreError>;
+}
+
+fn io(e: sled::Error) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+/// The batch number a record key encodes (big-endian u64).
+pub(crate) fn batch_number(k: &[u8]) -> Result<u64, StoreError> {
+    k.try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt("batch key is not 8 bytes".into()))
+}
+
+/// Opens sled, waiting up to 2 s for a lock still held by a previous owner
+/// that is shutting down (sled releases it from a background thread).
+pub(crate) fn open_db(dir: &Path, mode: FlushMode) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let r = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(if mode == FlushMode::Os {
+                Some(200)
+            } else {
+                None
+            })
+            .open();
+        match r {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => {
+                return Err(StoreError::Io(format!(
+                    "{e} (is another fixgw using {}?)",
+                    dir.display()
+                )))
+            }
+        }
+    }
+}
+
+/// The batch records in a sled tree (`batches`), keyed by big-endian batch
+/// number.
+pub struct SledBackend {
+    dir: PathBuf,
+    mode: FlushMode,
+    /// None between a failed reopen and the next attempt.
+    db: RwLock<Option<(sled::Db, sled::Tree)>>,
+}
+
+impl SledBackend {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path, mode: FlushMode) -> Result<SledBackend, StoreError> {
+        Ok(SledBackend {
+            dir: dir.to_path_buf(),
+            mode,
+            db: RwLock::new(Some(Self::open_tree(dir, mode)?)),
+        })
+    }
+
+    fn open_tree(dir: &Path, mode: FlushMode) -> Result<(sled::Db, sled::Tree), StoreError> {
+        let db = open_db(dir, mode)?;
+        let tree = db.open_tree("batches").map_err(io)?;
+        Ok((db, tree))
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&sled::Db, &sled::Tree) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            Some((db, tree)) => f(db, tree),
+            None => Err(StoreError::Io(
+                "store closed after a write failure; reopening".into(),
+            )),
+        }
+    }
+
+    /// The last record's batch number, if any.
+    pub fn last_batch(&self) -> Result<Option<u64>, StoreError> {
+        self.with(|_, t| match t.last().map_err(io)? {
+            Some((k, _)) => batch_number(&k).map(Some),
+            None => Ok(None),
+        })
+    }
+}
+
+impl LogBackend for SledBackend {
+    fn get(&self, batch: u64) -> Result<Option<Bytes>, StoreError> {
+        self.with(|_, t| {
+            Ok(t.get(batch.to_be_bytes())
+                .map_err(io)?
+                .map(|v| Bytes::copy_from_slice(&v)))
+        })
+    }
+
+    fn insert(&self, batch: u64, record: &[u8]) -> Result<(), StoreError> {
+        self.with(|_, t| {
+            t.insert(batch.to_be_bytes(), record)
+                .map(|_| ())
+                .map_err(io)
+        })
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.with(|db, _| db.flush().map(|_| ()).map_err(io))
+    }
+
+    fn scan(&self, f: &mut RecordVisitor<'_>) -> Result<(), StoreError> {
+        self.with(|_, t| {
+            for item in t.iter() {
+                let (k, v) = item.map_err(io)?;
+                f(batch_number(&k)?, &v)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
+        // The old handle must be gone (its file lock released) first.
+        *guard = None;
+        *guard = Some(Self::open_tree(&self.dir, self.mode)?);
+        Ok(())
+    }
+}
+
+/// Wraps a backend with a switch that makes every write fail, as a full
+/// disk would, until it is turned off again.
+pub struct FaultyBackend<B> {
+    inner: B,
+    failing: Arc<AtomicBool>,
+    failures: AtomicU64,
+}
+
+impl<B: LogBackend> FaultyBackend<B> {
+    /// `inner`, failing while `failing` is set.
+    pub fn new(inner: B, failing: Arc<AtomicBool>) -> FaultyBackend<B> {
+        FaultyBackend {
+            inner,
+            failing,
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    /// Number of operations refused so far.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.failing.load(Ordering::Acquire) {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+            Err(StoreError::Io("No space left on device (injected)".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<B: LogBackend> LogBackend for FaultyBackend<B> {
+    fn get(&self, batch: u64) -> Result<Option<Bytes>, StoreError> {
+        self.inner.get(batch)
+    }
+    fn insert(&self, batch: u64, record: &[u8]) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.insert(batch, record)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.flush()
+    }
+    fn scan(&self, f: &mut RecordVisitor<'_>) -> Result<(), StoreError> {
+        self.inner.scan(f)
+    }
+    fn reopen(&self) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.reopen()
+    }
+}
+
+/// A simulated disk in memory: inserts are volatile until `flush`, and
+/// [`MemDisk::crash`] loses every unflushed write. Clone the disk to keep
+/// it across a simulated process restart.
+#[derive(Clone, Default)]
+pub struct MemDisk {
+    inner: Arc<Mutex<MemDiskState>>,
+}
+
+#[derive(Default)]
+struct MemDiskState {
+    durable: BTreeMap<u64, Bytes>,
+    volatile: BTreeMap<u64, Bytes>,
+    fail_writes: bool,
+}
+
+impl MemDisk {
+    /// An empty disk.
+    pub fn new() -> MemDisk {
+        MemDisk::default()
+    }
+
+    /// A backend over this disk.
+    pub fn backend(&self) -> MemBackend {
+        MemBackend { disk: self.clone() }
+    }
+
+    /// The process died: whatever was not flushed is gone.
+    pub fn crash(&self) {
+        self.state().volatile.clear();
+    }
+
+    /// Makes every write fail (or succeed again).
+    pub fn set_failing(&self, failing: bool) {
+        self.state().fail_writes = failing;
+    }
+
+    /// The durable records.
+    pub fn durable(&self) -> BTreeMap<u64, Bytes> {
+        self.state().durable.clone()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, MemDiskState> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A [`LogBackend`] on a [`MemDisk`].
+pub struct MemBackend {
+    disk: MemDisk,
+}
+
+impl MemBackend {
+    fn check(s: &MemDiskState) -> Result<(), StoreError> {
+        if s.fail_writes {
+            Err(StoreError::Io("No space left on device (simulated)".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl LogBackend for MemBackend {
+    fn get(&self, batch: u64) -> Result<Option<Bytes>, StoreError> {
+        let s = self.disk.state();
+        Ok(s.volatile
+            .get(&batch)
+            .or_else(|| s.durable.get(&batch))
+            .cloned())
+    }
+    fn insert(&self, batch: u64, record: &[u8]) -> Result<(), StoreError> {
+        let mut s = self.disk.state();
+        Self::check(&s)?;
+        s.volatile.insert(batch, Bytes::copy_from_slice(record));
+        Ok(())
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        let mut s = self.disk.state();
+        Self::check(&s)?;
+        let volatile = std::mem::take(&mut s.volatile);
+        s.durable.extend(volatile);
+        Ok(())
+    }
+    fn scan(&self, f: &mut RecordVisitor<'_>) -> Result<(), StoreError> {
+        let mut all = self.disk.state().durable.clone();
+        all.extend(self.disk.state().volatile.clone());
+        for (k, v) in all {
+            f(k, &v)?;
+        }
+        Ok(())
+    }
+    fn reopen(&self) -> Result<(), StoreError> {
+        let mut s = self.disk.state();
+        Self::check(&s)?;
+        s.volatile.clear();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mem_disk_loses_only_unflushed_writes() {
+        let disk = MemDisk::new();
+        let b = disk.backend();
+        b.insert(1, b"one").unwrap();
+        b.flush().unwrap();
+        b.insert(2, b"two").unwrap();
+        assert_eq!(b.get(2).unwrap().as_deref(), Some(&b"two"[..]));
+        disk.crash();
+        let b = disk.backend();
+        assert_eq!(b.get(1).unwrap().as_deref(), Some(&b"one"[..]));
+        assert_eq!(b.get(2).unwrap(), None);
+        disk.set_failing(true);
+        assert!(b.insert(3, b"x").is_err());
+        assert!(b.reopen().is_err());
+        disk.set_failing(false);
+        b.reopen().unwrap();
+    }
+
+    #[test]
+    fn sled_backend_reopens_with_what_was_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = SledBackend::open(dir.path(), FlushMode::Fsync).unwrap();
+        b.insert(1, b"one").unwrap();
+        b.flush().unwrap();
+        b.reopen().unwrap();
+        assert_eq!(b.get(1).unwrap().as_deref(), Some(&b"one"[..]));
+        assert_eq!(b.last_batch().unwrap(), Some(1));
+        let failing = Arc::new(AtomicBool::new(true));
+        let f = FaultyBackend::new(b, failing.clone());
+        assert!(f.insert(2, b"two").is_err());
+        assert!(f.reopen().is_err());
+        failing.store(false, Ordering::Release);
+        f.reopen().unwrap();
+        f.insert(2, b"two").unwrap();
+        f.flush().unwrap();
+        assert_eq!(f.failures(), 2);
+        let mut seen = Vec::new();
+        f.scan(&mut |k, _| {
+            seen.push(k);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, vec![1, 2]);
+    }
+}

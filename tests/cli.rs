@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{fixgw, repo_path, Client, Gateway, Run};
+use fixgw::session::batch_store::SEQ_RESERVE;
 use serde_json::Value;
 
 const CFG: &str = "\
@@ -246,8 +247,15 @@ fn set_seq_is_refused_while_the_gateway_runs_and_seen_by_the_client_after_restar
     assert_eq!(order(&mut c1, "S2", "2", "1", "150.00", "AAPL"), 3);
     gw.kill9();
 
-    // Stored: CLIENT1 sent Logon + 2 orders (next target 4), we sent Logon + 2 ERs.
+    // Stored: CLIENT1 sent Logon + 2 orders (next target 4), we sent Logon +
+    // 2 ERs (next sender 4); after the kill the gateway continues after the
+    // numbers it had reserved.
     let out = ok(&at(&gw, &["sessions"]));
+    let after_kill = (4 + SEQ_RESERVE).to_string();
+    assert!(
+        out.contains("unclean stop: 4 was next; continues after its reservation"),
+        "{out}"
+    );
     let row = |out: &str, key: &str| -> Vec<String> {
         out.lines()
             .find(|l| l.starts_with(key))
@@ -258,7 +266,7 @@ fn set_seq_is_refused_while_the_gateway_runs_and_seen_by_the_client_after_restar
     };
     assert_eq!(
         row(&out, "FIX.4.4:FIXGW->CLIENT1")[1..4],
-        ["4", "4", "2"],
+        [after_kill.as_str(), "4", "2"],
         "{out}"
     );
     assert_eq!(
@@ -312,7 +320,7 @@ fn set_seq_is_refused_while_the_gateway_runs_and_seen_by_the_client_after_restar
     ]);
     assert!(
         out.contains(
-            "FIX.4.4:FIXGW->CLIENT1: next sender 4 -> 50, next target 4 -> 7 (recorded as batch"
+            &format!("FIX.4.4:FIXGW->CLIENT1: next sender {after_kill} -> 50, next target 4 -> 7 (recorded as batch")
         ),
         "{out}"
     );
@@ -349,7 +357,7 @@ fn reset_starts_one_session_over_and_drops_its_stored_messages() {
         s(&data),
     ]);
     assert!(
-        out.contains("FIX.4.4:FIXGW->CLIENT1: reset: next sender 5 -> 1, next target 4 -> 1, 3 stored message(s) dropped"),
+        out.contains(&format!("FIX.4.4:FIXGW->CLIENT1: reset: next sender {} -> 1, next target 4 -> 1, 3 stored message(s) dropped", 5 + SEQ_RESERVE)),
         "{out}"
     );
     let out = ok(&["sessions", "--config", s(&gw.config), "--data", s(&data)]);
@@ -362,8 +370,8 @@ fn reset_starts_one_session_over_and_drops_its_stored_messages() {
     );
     assert_eq!(
         c2.split_whitespace().collect::<Vec<_>>()[1..4],
-        ["4", "3", "2"],
-        "CLIENT2 untouched: {out}"
+        [(4 + SEQ_RESERVE).to_string().as_str(), "3", "2"],
+        "CLIENT2 untouched (after a kill: continues after its reservation): {out}"
     );
 
     // The client starts at 1 and a resend of everything is only a gap fill.

@@ -80,20 +80,27 @@ pub fn sessions(location: &StoreLocation, out: &mut dyn Write) -> anyhow::Result
     stored.sort();
     for key in configured.iter().chain(stored) {
         match rec.sessions.get(key) {
-            Some(s) => writeln!(
-                out,
-                "{:<32} {:>11} {:>11} {:>7}  {:<30} {}",
-                key,
-                s.next_sender_seq(),
-                s.next_target_seq(),
-                s.stored_messages(),
-                iso_time(s.creation_time()),
-                if configured.contains(key) || settings.is_none() {
-                    ""
-                } else {
-                    "not in the settings"
+            Some(s) => {
+                let mut notes = Vec::new();
+                if !(configured.contains(key) || settings.is_none()) {
+                    notes.push("not in the settings".to_string());
                 }
-            )?,
+                if let Some(last) = s.next_sender_before_unclean_stop() {
+                    notes.push(format!(
+                        "unclean stop: {last} was next; continues after its reservation"
+                    ));
+                }
+                writeln!(
+                    out,
+                    "{:<32} {:>11} {:>11} {:>7}  {:<30} {}",
+                    key,
+                    s.next_sender_seq(),
+                    s.next_target_seq(),
+                    s.stored_messages(),
+                    iso_time(s.creation_time()),
+                    notes.join("; ")
+                )?
+            }
             None => writeln!(
                 out,
                 "{:<32} {:>11} {:>11} {:>7}  {:<30} no record yet",

@@ -60,6 +60,9 @@ pub struct BatchSessionStore {
     next_sender: u64,
     /// Outbound MsgSeqNums below this are durably reserved (see [`SEQ_RESERVE`]).
     reserved: u64,
+    /// Recovered after an unclean stop: the next MsgSeqNum the last record
+    /// had, before continuing after the reservation.
+    jumped_from: Option<u64>,
     next_target: u64,
     created: UtcNanos,
     index: BTreeMap<u64, Loc>,
@@ -75,6 +78,7 @@ impl BatchSessionStore {
             backend,
             next_sender: 1,
             reserved: 1,
+            jumped_from: None,
             next_target: 1,
             created: now,
             index: BTreeMap::new(),
@@ -104,6 +108,12 @@ impl BatchSessionStore {
     /// commit without their numbers being used again after a crash.
     pub fn within_reservation(&self) -> bool {
         self.next_sender <= self.reserved
+    }
+
+    /// After an unclean stop: the next outbound MsgSeqNum the store had
+    /// recorded (the session continues after its reservation instead).
+    pub fn next_sender_before_unclean_stop(&self) -> Option<u64> {
+        self.jumped_from
     }
 
     /// True when messages were stored since the last commit.
@@ -291,6 +301,7 @@ impl BatchLog {
         let mut jumped = 0;
         for s in rec.sessions.values_mut() {
             if s.reserved > s.next_sender {
+                s.jumped_from = Some(s.next_sender);
                 s.next_sender = s.reserved;
                 jumped += 1;
             }

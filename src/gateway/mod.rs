@@ -320,6 +320,7 @@ pub fn assemble(
 /// Rebuilds the venue's state by applying every journaled input again.
 fn replay(venue: &mut Venue, inputs: &[Bytes]) -> anyhow::Result<()> {
     let mut discard = Vec::new();
+    venue.set_replaying(true);
     let step = (inputs.len() / 10).max(100_000);
     for (n, raw) in inputs.iter().enumerate() {
         if n > 0 && n % step == 0 {
@@ -331,5 +332,6 @@ fn replay(venue: &mut Venue, inputs: &[Bytes]) -> anyhow::Result<()> {
         let _ = venue.apply(&input, &mut discard);
         venue.discard_market_data();
     }
+    venue.set_replaying(false);
     Ok(())
 }

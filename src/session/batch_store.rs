@@ -262,7 +262,7 @@ impl BatchLog {
         let mut next_batch = 1;
         backend.scan(&mut |batch, v| {
             let record =
-                decode(v).map_err(|e| StoreError::Corrupt(format!("batch {batch}: {e}")))?;
+                decode_view(v).map_err(|e| StoreError::Corrupt(format!("batch {batch}: {e}")))?;
             let mut keys: Vec<Arc<str>> = Vec::with_capacity(record.sessions.len());
             for d in &record.sessions {
                 let key: Arc<str> = Arc::from(d.key.as_str());
@@ -293,7 +293,13 @@ impl BatchLog {
                     );
                 }
             }
-            rec.inputs.extend(record.inputs);
+            // One allocation for the record's inputs, shared by their slices.
+            let all: Bytes = record.inputs.concat().into();
+            let mut at = 0;
+            rec.inputs.extend(record.inputs.iter().map(|i| {
+                at += i.len();
+                all.slice(at - i.len()..at)
+            }));
             rec.batches += 1;
             next_batch = batch + 1;
             Ok(())
@@ -511,12 +517,37 @@ fn encode_into(
     }
     let payload_len = (buf.len() - HEADER_LEN) as u32;
     buf[5..9].copy_from_slice(&payload_len.to_be_bytes());
-    let crc = crc32(&buf[HEADER_LEN..]);
+    let crc = crc32fast::hash(&buf[HEADER_LEN..]);
     buf[9..13].copy_from_slice(&crc.to_be_bytes());
 }
 
-/// Decodes and verifies a record.
+/// A record decoded in place: every slice borrows from the record bytes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    /// Journaled inputs, in processing order.
+    pub inputs: Vec<&'a [u8]>,
+    /// Session states after the batch.
+    pub sessions: Vec<SessionDelta>,
+    /// Stored outbound messages: (index into `sessions`, MsgSeqNum, bytes, offset in record).
+    pub messages: Vec<(u16, u64, &'a [u8], u32)>,
+}
+
+/// Decodes and verifies a record (owned copy; see [`decode_view`]).
 pub fn decode(v: &[u8]) -> Result<BatchRecord, String> {
+    let r = decode_view(v)?;
+    Ok(BatchRecord {
+        inputs: r.inputs.iter().map(|i| Bytes::copy_from_slice(i)).collect(),
+        sessions: r.sessions,
+        messages: r
+            .messages
+            .iter()
+            .map(|&(si, seq, m, off)| (si, seq, Bytes::copy_from_slice(m), off))
+            .collect(),
+    })
+}
+
+/// Decodes and verifies a record without copying its contents.
+pub fn decode_view(v: &[u8]) -> Result<RecordView<'_>, String> {
     if v.len() < HEADER_LEN {
         return Err("record shorter than its header".into());
     }
@@ -537,7 +568,7 @@ pub fn decode(v: &[u8]) -> Result<BatchRecord, String> {
             len
         ));
     }
-    if crc32(&v[HEADER_LEN..]) != crc {
+    if crc32fast::hash(&v[HEADER_LEN..]) != crc {
         return Err("checksum mismatch".into());
     }
     let mut p = &v[HEADER_LEN..];
@@ -548,13 +579,13 @@ pub fn decode(v: &[u8]) -> Result<BatchRecord, String> {
             Ok(())
         }
     };
-    let mut rec = BatchRecord::default();
+    let mut rec = RecordView::default();
     need(&p, 4)?;
     for _ in 0..p.get_u32() {
         need(&p, 4)?;
         let n = p.get_u32() as usize;
         need(&p, n)?;
-        rec.inputs.push(Bytes::copy_from_slice(&p[..n]));
+        rec.inputs.push(&p[..n]);
         p.advance(n);
     }
     need(&p, 4)?;
@@ -590,39 +621,13 @@ pub fn decode(v: &[u8]) -> Result<BatchRecord, String> {
         let n = p.get_u32() as usize;
         need(&p, n)?;
         let offset = (v.len() - p.remaining()) as u32;
-        rec.messages
-            .push((si, seq, Bytes::copy_from_slice(&p[..n]), offset));
+        rec.messages.push((si, seq, &p[..n], offset));
         p.advance(n);
     }
     if p.has_remaining() {
         return Err("trailing bytes".into());
     }
     Ok(rec)
-}
-
-/// CRC-32 (IEEE), bitwise with a small table built once.
-fn crc32(data: &[u8]) -> u32 {
-    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
-    let t = TABLE.get_or_init(|| {
-        let mut t = [0u32; 256];
-        for (i, e) in t.iter_mut().enumerate() {
-            let mut c = i as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-            *e = c;
-        }
-        t
-    });
-    let mut c = !0u32;
-    for &b in data {
-        c = t[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
-    }
-    !c
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod report;
 #[cfg(test)]
 mod tests;
 
+use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::str::FromStr;
 
@@ -329,8 +330,9 @@ pub struct Venue {
     account_names: Vec<String>,
     sessions: Vec<SessionState>,
     session_ids: HashMap<String, Owner>,
-    orders: HashMap<u64, OrderRec>,
-    by_engine_id: HashMap<OrderId, u64>,
+    /// By venue order number (assigned here, not by clients: a fast hasher is safe).
+    orders: FxHashMap<u64, OrderRec>,
+    by_engine_id: FxHashMap<OrderId, u64>,
     /// Finished orders, oldest first, forgotten beyond `DONE_ORDERS_KEPT`.
     done: VecDeque<u64>,
     next_order_id: u64,
@@ -342,6 +344,9 @@ pub struct Venue {
     rejects: BTreeMap<(&'static str, u32), u64>,
     /// Market data: subscriptions, feeds and their RptSeq.
     md: MarketData,
+    /// Replaying the journal at start-up: state changes exactly as live, but
+    /// ExecutionReports are not rendered (nobody would receive them).
+    replaying: bool,
 }
 
 impl Venue {
@@ -414,8 +419,8 @@ impl Venue {
             account_names: cfg.accounts.iter().map(|a| a.name.clone()).collect(),
             sessions: states,
             session_ids,
-            orders: HashMap::new(),
-            by_engine_id: HashMap::new(),
+            orders: FxHashMap::default(),
+            by_engine_id: FxHashMap::default(),
             done: VecDeque::new(),
             next_order_id: 1,
             next_exec_id: 1,
@@ -429,6 +434,7 @@ impl Venue {
                     .collect(),
             ),
             instruments,
+            replaying: false,
         })
     }
 
@@ -440,6 +446,9 @@ impl Venue {
         er: &ExecReport<'_>,
         out: &mut Vec<(String, OutboundMessage)>,
     ) {
+        if self.replaying {
+            return;
+        }
         let sess = &self.sessions[owner as usize];
         out.push((
             sess.info.comp_id.clone(),
@@ -476,6 +485,12 @@ impl Venue {
         let sessions = &self.sessions;
         self.md
             .flush(|o| sessions[o as usize].info.comp_id.as_str(), out);
+    }
+
+    /// Start-up replay mode: while on, ExecutionReports are not rendered
+    /// (every state change, id and counter advances exactly as live).
+    pub fn set_replaying(&mut self, on: bool) {
+        self.replaying = on;
     }
 
     /// Drops queued market data (journal replay: nobody to send it to).
@@ -1541,6 +1556,13 @@ impl Venue {
         };
         if let Some(s) = done_status {
             rec.status = s;
+        }
+        if self.replaying {
+            // The same state changes, no report to build.
+            if done_status.is_some() {
+                self.finish(no);
+            }
+            return;
         }
         let rec = &self.orders[&no];
         let mut er = self.order_report(no, rec, exec_type, exec_id, ts);

@@ -164,6 +164,8 @@ pub(super) struct T {
     pub(super) ts: u64,
     /// Everything sent to the DROPCOPY session, in order.
     pub(super) copies: Vec<Out>,
+    /// Every input applied, in order (the journal a gateway would keep).
+    pub(super) inputs: Vec<VenueInput>,
 }
 
 impl T {
@@ -172,6 +174,7 @@ impl T {
             v: venue(),
             ts: T0,
             copies: Vec::new(),
+            inputs: Vec::new(),
         }
     }
 
@@ -196,6 +199,7 @@ impl T {
             raw: frame(from, msg_type, fields),
         };
         let mut out = Vec::new();
+        self.inputs.push(input.clone());
         self.v.apply(&input, &mut out)?;
         self.v.engine().check_invariants().unwrap();
         Ok(self.take(out))
@@ -207,6 +211,7 @@ impl T {
 
     pub(super) fn input(&mut self, input: VenueInput) -> Vec<Out> {
         let mut out = Vec::new();
+        self.inputs.push(input.clone());
         self.v.apply(&input, &mut out).unwrap();
         self.take(out)
     }

@@ -71,6 +71,9 @@ pub struct Entry {
     bucket: Option<TokenBucket>,
     /// Output waiting for the store: not released until a commit succeeds.
     held: bool,
+    /// The venue produced output for this session since the last commit
+    /// (whether or not the session stores it: market data is not stored).
+    venue_output: bool,
 }
 
 /// A token bucket over UTC nanoseconds.
@@ -126,6 +129,7 @@ impl Entry {
             conn: None,
             slow: false,
             held: false,
+            venue_output: false,
         }
     }
 }
@@ -141,6 +145,8 @@ struct VenueApp<'a> {
     throttled: bool,
     /// The store cannot write: application messages are refused unseen.
     store_down: bool,
+    /// Set when the venue processed a message (its answers are venue output).
+    applied: bool,
     journal: &'a mut Vec<Bytes>,
     others: &'a mut Vec<(String, OutboundMessage)>,
     produced: &'a mut Vec<(String, OutboundMessage)>,
@@ -178,6 +184,7 @@ impl Application for VenueApp<'_> {
         let mut encoded = Vec::with_capacity(msg.raw().len() + 32);
         input.encode(&mut encoded);
         self.journal.push(Bytes::from(encoded));
+        self.applied = true;
         self.produced.clear();
         // The journal keeps the frame; the venue takes the message the session
         // already parsed (replay parses the journaled frame instead).
@@ -585,11 +592,13 @@ impl Core {
                         bucket: e.bucket.as_mut(),
                         throttled: false,
                         store_down: self.store_down.is_some(),
+                        applied: false,
                         journal: &mut self.journal,
                         others: &mut self.others,
                         produced: &mut self.produced,
                     };
                     e.session.on_message(msg, now, &mut e.store, &mut app);
+                    e.venue_output |= app.applied;
                     let throttled = app.throttled;
                     if throttled {
                         self.metrics.throttled += 1;
@@ -614,13 +623,11 @@ impl Core {
     }
 
     fn route_others(&mut self, now: UtcNanos) {
-        let down = self.store_down.is_some();
         for (comp, m) in std::mem::take(&mut self.others) {
             match self.by_comp.get(&comp) {
                 Some(&j) => {
                     let e = &mut self.entries[j];
-                    // Venue output produced while the store is down waits for it.
-                    e.held |= down;
+                    e.venue_output = true;
                     e.session.send_app(&m, now, &mut e.store);
                 }
                 None => {
@@ -728,6 +735,7 @@ impl Core {
                 }
                 for e in &mut self.entries {
                     e.held = false;
+                    e.venue_output = false;
                 }
                 self.metrics.store_down = false;
             }
@@ -746,10 +754,11 @@ impl Core {
                         tracing::error!(error = %err, "store cannot write: refusing application messages, holding unwritten output, retrying");
                         self.metrics.store_failures += 1;
                         self.metrics.store_down = true;
-                        // Everything pending came from a batch that is not
-                        // durable: it waits for the store.
+                        // Everything the venue produced, and every stored
+                        // message, came from a batch that is not durable: it
+                        // waits for the store.
                         for e in &mut self.entries {
-                            e.held |= e.store.has_unwritten_messages();
+                            e.held |= e.venue_output || e.store.has_unwritten_messages();
                         }
                         self.store_down = Some(StoreDown {
                             since: now,
@@ -773,11 +782,12 @@ impl Core {
 
     /// While the store is down: the output of sessions that are not held
     /// goes out if its MsgSeqNums are within the durable reservation; a
-    /// session past it is held from then on.
+    /// session past it, or given venue output (a disconnect's cancels, the
+    /// market data they move), is held from then on.
     fn release_while_down(&mut self, now: UtcNanos) {
         for i in 0..self.entries.len() {
             let e = &mut self.entries[i];
-            e.held |= !e.store.within_reservation();
+            e.held |= e.venue_output || !e.store.within_reservation();
             if !e.held {
                 self.release(i, now);
             }

@@ -31,7 +31,8 @@ fn cfg_text(data: &Path) -> String {
          DataDictionary={}\nFileStorePath={}\n\
          [SESSION]\nTargetCompID=CLIENT1\nSessionRole=order-entry\n\
          [SESSION]\nTargetCompID=CLIENT2\nSessionRole=order-entry\n\
-         [SESSION]\nTargetCompID=DROPCOPY\nSessionRole=drop-copy\n",
+         [SESSION]\nTargetCompID=DROPCOPY\nSessionRole=drop-copy\n\
+         [SESSION]\nTargetCompID=MDCLIENT\nSessionRole=market-data\nPersistMessages=N\n",
         repo("dictionaries/FIX44.xml").display(),
         data.display()
     )
@@ -158,21 +159,43 @@ fn orders_are_refused_while_the_store_cannot_write_and_everything_resumes() {
     let mut c1 = Party::logon(&mut h, "CLIENT1", T0);
     let mut c2 = Party::logon(&mut h, "CLIENT2", T0);
     let mut dc = Party::logon(&mut h, "DROPCOPY", T0);
+    let mut md = Party::logon(&mut h, "MDCLIENT", T0);
+    md.send(
+        &mut h,
+        "V",
+        &[
+            (262, "book"),
+            (263, "1"),
+            (264, "0"),
+            (265, "1"),
+            (267, "2"),
+            (269, "0"),
+            (269, "1"),
+            (146, "1"),
+            (55, "AAPL"),
+        ],
+        T0,
+    );
+    h.step(T0);
+    assert_eq!(types(&md.recv()), ["W"]);
 
     let mut now = T0 + SEC;
     c1.order(&mut h, "b1", "1", "100", "150", now);
     h.step(now);
     assert_eq!(types(&c1.recv()), ["8/0"]);
     assert_eq!(types(&dc.recv()), ["8/0"]);
+    assert_eq!(types(&md.recv()), ["X"]);
 
     // The disk fills up while a crossing order is in the batch: its fills
-    // are in memory only, so nobody involved gets anything yet.
+    // are in memory only, so nobody involved gets anything yet, not even
+    // the market data (which is not stored, but shows the trade).
     failing.store(true, Ordering::Release);
     now += SEC;
     c2.order(&mut h, "s1", "2", "40", "150", now);
     h.step(now);
     assert!(h.core().store_is_down());
     assert!(c1.recv().is_empty() && c2.recv().is_empty() && dc.recv().is_empty());
+    assert!(md.recv().is_empty(), "market data of an unwritten batch");
     assert!(!c1.conn.is_closed() && !c2.conn.is_closed() && !dc.conn.is_closed());
 
     // CLIENT1 was part of the failed batch (its order filled): held, so
@@ -224,6 +247,11 @@ fn orders_are_refused_while_the_store_cannot_write_and_everything_resumes() {
         .starts_with("Store cannot write"));
     let copies = types(&dc.recv());
     assert_eq!(&copies[..3], ["8/0", "8/F", "8/F"], "{copies:?}");
+    // Then the heartbeat and test request of the quiet minute, held behind it.
+    let change = md.recv();
+    assert_eq!(types(&change)[0], "X", "{change:?}");
+    // The bid the fill reduced: 100 - 40.
+    assert_eq!(change[0].get_str(271), Some("60"), "{:?}", change[0]);
 
     // Orders are accepted again.
     now += SEC;

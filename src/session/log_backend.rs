@@ -233,6 +233,7 @@ struct MemDiskState {
     durable: BTreeMap<u64, Bytes>,
     volatile: BTreeMap<u64, Bytes>,
     fail_writes: bool,
+    fail_flushes: bool,
 }
 
 impl MemDisk {
@@ -256,9 +257,31 @@ impl MemDisk {
         self.state().fail_writes = failing;
     }
 
+    /// Makes every flush fail (or succeed again) while inserts still land,
+    /// unflushed: a disk that fills up at fsync.
+    pub fn set_failing_flushes(&self, failing: bool) {
+        self.state().fail_flushes = failing;
+    }
+
     /// The durable records.
     pub fn durable(&self) -> BTreeMap<u64, Bytes> {
         self.state().durable.clone()
+    }
+
+    /// The durable records from batch `first` on, in batch order (a reader
+    /// that follows the log as it grows reads only what is new).
+    pub fn durable_from(&self, first: u64) -> Vec<(u64, Bytes)> {
+        self.state()
+            .durable
+            .range(first..)
+            .map(|(k, v)| (*k, v.clone()))
+            .collect()
+    }
+
+    /// True while writes or flushes are made to fail.
+    pub fn is_failing(&self) -> bool {
+        let s = self.state();
+        s.fail_writes || s.fail_flushes
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, MemDiskState> {
@@ -298,6 +321,11 @@ impl LogBackend for MemBackend {
     fn flush(&self) -> Result<(), StoreError> {
         let mut s = self.disk.state();
         Self::check(&s)?;
+        if s.fail_flushes {
+            return Err(StoreError::Io(
+                "fsync: No space left on device (simulated)".into(),
+            ));
+        }
         let volatile = std::mem::take(&mut s.volatile);
         s.durable.extend(volatile);
         Ok(())
@@ -334,11 +362,24 @@ mod tests {
         let b = disk.backend();
         assert_eq!(b.get(1).unwrap().as_deref(), Some(&b"one"[..]));
         assert_eq!(b.get(2).unwrap(), None);
+        assert_eq!(disk.durable_from(2), vec![]);
+        assert_eq!(disk.durable_from(0).len(), 1);
         disk.set_failing(true);
+        assert!(disk.is_failing());
         assert!(b.insert(3, b"x").is_err());
         assert!(b.reopen().is_err());
         disk.set_failing(false);
         b.reopen().unwrap();
+        // A failed flush leaves the insert volatile; a reopen forgets it.
+        disk.set_failing_flushes(true);
+        b.insert(4, b"four").unwrap();
+        assert!(b.flush().is_err());
+        b.reopen().unwrap();
+        assert_eq!(b.get(4).unwrap(), None);
+        disk.set_failing_flushes(false);
+        b.insert(4, b"four").unwrap();
+        b.flush().unwrap();
+        assert_eq!(disk.durable_from(4).len(), 1);
     }
 
     #[test]

@@ -772,12 +772,7 @@ impl Core {
                 return;
             }
         }
-        for i in 0..self.entries.len() {
-            self.release(i, now);
-        }
-        if let Some(log) = &mut self.msg_log {
-            log.end_batch();
-        }
+        self.release_all(now, false);
     }
 
     /// While the store is down: the output of sessions that are not held
@@ -785,24 +780,47 @@ impl Core {
     /// session past it, or given venue output (a disconnect's cancels, the
     /// market data they move), is held from then on.
     fn release_while_down(&mut self, now: UtcNanos) {
+        self.release_all(now, true);
+    }
+
+    /// Releases the output of every session (while the store is down, of
+    /// the sessions not held), then closes the connections that must close.
+    ///
+    /// Closing comes last because a close journals the session's
+    /// SessionDown after the commit: what that produces (cancels on
+    /// disconnect and their drop copies) belongs to the next batch, and
+    /// must not reach a session released later in this loop before that
+    /// batch is durable.
+    fn release_all(&mut self, now: UtcNanos, store_down: bool) {
+        let mut closing = Vec::new();
         for i in 0..self.entries.len() {
-            let e = &mut self.entries[i];
-            e.held |= e.venue_output || !e.store.within_reservation();
-            if !e.held {
-                self.release(i, now);
+            if store_down {
+                let e = &mut self.entries[i];
+                e.held |= e.venue_output || !e.store.within_reservation();
+                if e.held {
+                    continue;
+                }
             }
+            if self.release(i, now) {
+                closing.push(i);
+            }
+        }
+        for i in closing {
+            self.close(i, now);
         }
         if let Some(log) = &mut self.msg_log {
             log.end_batch();
         }
     }
 
-    fn release(&mut self, i: usize, now: UtcNanos) {
+    /// Hands session `i`'s output to its connection. Returns true when the
+    /// connection must then be closed (the caller closes it).
+    fn release(&mut self, i: usize, now: UtcNanos) -> bool {
         let mut disconnect = false;
         let e = &mut self.entries[i];
         let Some((_, out)) = &e.conn else {
             while e.session.poll_action().is_some() {}
-            return;
+            return false;
         };
         let mut log = self.msg_log.as_mut();
         let mut send = |b: Bytes| {
@@ -834,8 +852,7 @@ impl Core {
                 count_sent(&mut self.metrics, i, &b);
                 let _ = send(b);
             }
-            self.close(i, now);
-            return;
+            return true;
         }
         while let Some(a) = e.session.poll_action() {
             match a {
@@ -855,8 +872,8 @@ impl Core {
         }
         if disconnect {
             while e.session.poll_action().is_some() {}
-            self.close(i, now);
         }
+        disconnect
     }
 
     fn close(&mut self, i: usize, now: UtcNanos) {

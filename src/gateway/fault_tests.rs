@@ -24,12 +24,13 @@ fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
 
-fn cfg_text(data: &Path) -> String {
+/// The settings: CLIENT1 (with `client1_extra` settings), CLIENT2, DROPCOPY.
+fn cfg_text(data: &Path, client1_extra: &str) -> String {
     format!(
         "[DEFAULT]\nConnectionType=acceptor\nSocketAcceptPort=1\nSenderCompID=FIXGW\n\
          BeginString=FIX.4.4\nStartTime=00:00:00\nEndTime=00:00:00\nHeartBtInt=30\n\
          DataDictionary={}\nFileStorePath={}\n\
-         [SESSION]\nTargetCompID=CLIENT1\nSessionRole=order-entry\n\
+         [SESSION]\nTargetCompID=CLIENT1\nSessionRole=order-entry\n{client1_extra}\
          [SESSION]\nTargetCompID=CLIENT2\nSessionRole=order-entry\n\
          [SESSION]\nTargetCompID=DROPCOPY\nSessionRole=drop-copy\n\
          [SESSION]\nTargetCompID=MDCLIENT\nSessionRole=market-data\nPersistMessages=N\n",
@@ -45,7 +46,11 @@ struct Setup {
 }
 
 fn setup(dir: &Path) -> Setup {
-    let cfg = cfg_text(&dir.join("data"));
+    setup_with(dir, "")
+}
+
+fn setup_with(dir: &Path, client1_extra: &str) -> Setup {
+    let cfg = cfg_text(&dir.join("data"), client1_extra);
     let cfg_path = dir.join("gateway.cfg");
     std::fs::write(&cfg_path, &cfg).unwrap();
     let settings =
@@ -354,4 +359,63 @@ fn sessions_without_held_output_stay_alive_and_a_crash_never_reuses_a_number() {
     // The book lost nothing acknowledged: b1 rests.
     let bids = aapl_bids(&h);
     assert_eq!(bids[0].qty, 10);
+}
+
+/// MsgSeqNums of the messages stored durably for `key` on `disk`.
+fn durable_seqs(disk: &MemDisk, key: &str) -> std::collections::BTreeSet<u64> {
+    let mut seqs = std::collections::BTreeSet::new();
+    for raw in disk.durable().values() {
+        let rec = crate::session::batch_store::decode(raw).unwrap();
+        for (si, seq, _, _) in &rec.messages {
+            if rec.sessions[usize::from(*si)].key == key {
+                seqs.insert(*seq);
+            }
+        }
+    }
+    seqs
+}
+
+/// Found by the deterministic simulation (tests/simulation.rs; without the
+/// fix, FIXGW_SIM_SEED=11 fails at step 77 the same way): a
+/// session the core closes while releasing a batch (here after a Logout)
+/// journals its SessionDown then, after the commit; the cancels it causes
+/// went to the drop copy, whose output was released later in the same
+/// loop, before they were durable.
+#[test]
+fn output_of_a_close_during_release_waits_for_the_next_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup_with(dir.path(), "CancelOnDisconnect=Y\n");
+    let disk = MemDisk::new();
+    let mut h = Harness::open(&s.settings, Some(&s.venue), Arc::new(disk.backend()), T0).unwrap();
+    let mut c1 = Party::logon(&mut h, "CLIENT1", T0);
+    let mut dc = Party::logon(&mut h, "DROPCOPY", T0);
+    let mut now = T0 + SEC;
+    c1.order(&mut h, "b1", "1", "10", "150", now);
+    h.step(now);
+    assert_eq!(types(&c1.recv()), ["8/0"]);
+    assert_eq!(types(&dc.recv()), ["8/0"]);
+
+    // CLIENT1 logs out: the core answers and closes the connection, which
+    // cancels b1 (CancelOnDisconnect).
+    now += SEC;
+    c1.send(&mut h, "5", &[], now);
+    h.step(now);
+    assert_eq!(types(&c1.recv()), ["5"]);
+    let durable = |disk: &MemDisk| durable_seqs(disk, "FIX.4.4:FIXGW->DROPCOPY");
+    let check = |got: &[Message], disk: &MemDisk| {
+        for m in got {
+            assert!(
+                durable(disk).contains(&m.seq_num().unwrap()),
+                "the drop copy got {m:?}, which is not durable"
+            );
+        }
+    };
+    let first = dc.recv();
+    check(&first, &disk);
+    now += SEC;
+    h.step(now);
+    let second = dc.recv();
+    check(&second, &disk);
+    let all: Vec<Message> = first.into_iter().chain(second).collect();
+    assert_eq!(types(&all), ["8/4"], "the copy of the cancel, once durable");
 }

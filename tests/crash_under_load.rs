@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio_util::codec::Decoder;
 
-use common::{repo_path, Gateway};
+use common::{env_u64, repo_path, Gateway, Rng};
 use fixgw::engine::{Side, VenueConfig};
 use fixgw::fix::time::{format_utc_string, now_utc, Precision};
 use fixgw::fix::{Encoder, FixCodec, Message};
@@ -78,36 +78,6 @@ const MAX_IN_FLIGHT: usize = 100;
 const STEP_TIMEOUT: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------- helpers
-
-/// splitmix64: small, seedable, good enough for a test.
-#[derive(Clone)]
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    Some(
-        v.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v} is not a number")),
-    )
-}
 
 /// "150.5" -> 15050 (hundredths); integer quantities parse too.
 fn cents(v: &[u8]) -> i64 {
@@ -375,7 +345,7 @@ impl Client {
             stats: Stats::default(),
             problems: Vec::new(),
             next_cl: 1,
-            rng: Rng(seed),
+            rng: Rng::new(seed),
             drop_copy: false,
             exec_seq: Vec::new(),
         }
@@ -1082,7 +1052,7 @@ fn sigkill_under_load_loses_and_doubles_nothing() {
     let kills = env_u64("CRASH_KILLS").unwrap_or(30);
     println!("crash_under_load: CRASH_SEED={seed} CRASH_KILLS={kills}");
     let started = Instant::now();
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let dir = tempfile::tempdir().unwrap();
     let venue_toml =
         std::fs::read_to_string(repo_path("sessions/venue.toml")).expect("sessions/venue.toml");

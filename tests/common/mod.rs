@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use fixgw::fix::time::{now_utc, Precision};
 use fixgw::fix::{Encoder, FixCodec, Message};
+use fixgw::load::workload::SplitMix64;
 use tokio_util::codec::Decoder;
 
 /// Absolute path of a file in the repository.
@@ -334,4 +335,44 @@ impl Client {
 /// A message shown with `|` for SOH.
 pub fn show(m: &Message) -> String {
     format!("{m:?}")
+}
+
+/// Seeded choices for a test (the only source of choices in the
+/// deterministic simulation): the load generator's SplitMix64.
+#[derive(Clone)]
+pub struct Rng(SplitMix64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(SplitMix64::new(seed))
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+    /// Uniform in `0..n` (0 when n is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+    /// Uniform in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.below(hi - lo + 1)
+    }
+    /// True `percent` times in 100.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+    /// True once in `n` times.
+    pub fn one_in(&mut self, n: u64) -> bool {
+        self.below(n) == 0
+    }
+}
+
+/// A number from the environment, if set.
+pub fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    Some(
+        v.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v} is not a number")),
+    )
 }

@@ -147,6 +147,7 @@ impl Gateway {
                     allowed: cfg.allowed_remote_addresses.clone(),
                     username: cfg.username.clone(),
                     password: cfg.password.clone(),
+                    throttle: cfg.throttle,
                 },
             );
             endpoints.insert((endpoint.address.clone(), endpoint.port), endpoint);

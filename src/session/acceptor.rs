@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -466,40 +466,82 @@ fn closed_without_notify(e: &FrameError) -> bool {
     matches!(e, FrameError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof)
 }
 
+/// Most bytes gathered from the queue into one write.
+const COALESCE_BYTES: usize = 64 * 1024;
+
+/// How long a connection the core is done with (Close, after a Logout, or
+/// a dropped sender) may take to accept its last bytes. A client that reads nothing, such as a
+/// slow consumer just logged out, is then dropped without them: otherwise
+/// its connection, task and socket buffers would live as long as it does.
+const CLOSE_WRITE_GRACE: Duration = Duration::from_secs(10);
+
+/// How often a writer whose socket takes nothing looks whether the core
+/// has dropped the connection.
+const CLOSED_CHECK: Duration = Duration::from_millis(100);
+
 /// Writes what the core releases, coalescing queued messages into one write.
+///
+/// Once the core is done with the connection (Close, or it dropped its
+/// sender, which a writer stuck on a full socket notices within
+/// [`CLOSED_CHECK`]), what is left has [`CLOSE_WRITE_GRACE`] to be written.
 async fn writer<W: AsyncWrite + Unpin>(
     mut write: W,
     mut rx: mpsc::Receiver<Outgoing>,
     closed: oneshot::Sender<()>,
 ) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
-    'outer: while let Some(first) = rx.recv().await {
-        let mut close_after = false;
-        let mut next = Some(first);
-        while let Some(o) = next.take() {
-            match o {
-                Outgoing::Data(b) => buf.extend_from_slice(&b),
-                Outgoing::Close => {
-                    close_after = true;
-                    break;
-                }
-            }
-            if buf.len() < 64 * 1024 {
-                next = rx.try_recv().ok();
-            }
-        }
-        if !buf.is_empty() {
-            if write.write_all(&buf).await.is_err() {
-                break 'outer;
-            }
-            buf.clear();
-        }
-        if close_after {
+    let mut flushed = true;
+    let mut received_all = false;
+    let mut give_up: Option<Instant> = None;
+    let mut check = tokio::time::interval(CLOSED_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if received_all && buf.is_empty() && flushed {
             break;
         }
+        tokio::select! {
+            biased;
+            o = rx.recv(), if !received_all && buf.len() < COALESCE_BYTES => match o {
+                Some(Outgoing::Data(b)) => {
+                    buf.extend_from_slice(&b);
+                    flushed = false;
+                }
+                Some(Outgoing::Close) | None => {
+                    received_all = true;
+                    give_up = give_up.or(Some(Instant::now() + CLOSE_WRITE_GRACE));
+                }
+            },
+            r = write_or_flush(&mut write, &buf), if !flushed => match r {
+                Ok(Some(0)) | Err(_) => break,
+                Ok(Some(n)) => buf.advance(n),
+                Ok(None) => flushed = true,
+            },
+            _ = check.tick(), if give_up.is_none() && buf.len() >= COALESCE_BYTES => {
+                if rx.is_closed() {
+                    give_up = Some(Instant::now() + CLOSE_WRITE_GRACE);
+                }
+            },
+            () = tokio::time::sleep_until(give_up.unwrap_or_else(Instant::now)), if give_up.is_some() => {
+                tracing::info!(unsent = buf.len(), "the peer reads nothing; closing without the last bytes");
+                break;
+            }
+        }
     }
-    let _ = write.shutdown().await;
+    let _ = tokio::time::timeout(CLOSE_WRITE_GRACE, write.shutdown()).await;
     let _ = closed.send(());
+}
+
+/// Writes some of `buf` (how much, like `write`), or flushes when it is
+/// empty (`None`). Both are safe to cancel: nothing is written twice.
+async fn write_or_flush<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    buf: &[u8],
+) -> std::io::Result<Option<usize>> {
+    if buf.is_empty() {
+        write.flush().await.map(|()| None)
+    } else {
+        write.write(buf).await.map(Some)
+    }
 }
 
 async fn drain<R: AsyncRead + Unpin>(mut read: R) {

@@ -36,6 +36,11 @@ TargetCompID=MDSLOW
 SessionRole=market-data
 PersistMessages=N
 MaxOutboundQueue=16
+[SESSION]
+TargetCompID=MDSTUCK
+SessionRole=market-data
+PersistMessages=N
+MaxOutboundQueue=1024
 ";
 
 /// Subscriptions the slow consumer holds: each gets its own X per batch.
@@ -217,11 +222,12 @@ fn a_slow_subscriber_that_never_reads_again_is_dropped_after_a_grace() {
     let log = || std::fs::read_to_string(&gw.log).unwrap_or_default();
     let mut client = Client::connect(gw.port, "CLIENT1", "FIXGW");
     client.logon(&[]);
-    let mut slow = Client::connect(gw.port, "MDSLOW", "FIXGW");
+    let mut slow = Client::connect(gw.port, "MDSTUCK", "FIXGW");
     slow.logon(&[]);
     // Far fewer messages per batch than MaxOutboundQueue (one X for each
-    // of 4 subscriptions): it is cut off only once the socket buffers are
-    // full and the connection's writer is stuck.
+    // of 4 subscriptions, 1024 queued at most): it is cut off only once the
+    // socket buffers are full and the connection's writer is stuck, not
+    // because its task was not scheduled for a moment.
     for i in 0..4 {
         subscribe(&mut slow, &format!("S{i}"), "0");
         slow.expect("W");

@@ -149,6 +149,63 @@ fn rate_limit_rejects_the_excess_and_recovers() {
 }
 
 #[test]
+fn a_flood_far_over_the_rate_limit_is_read_at_ten_times_the_rate() {
+    // CLIENT2: 10 messages/s, burst 5, so its connection is read at no more
+    // than 100/s after a burst of 50 (THROTTLE_READ_FACTOR): the core never
+    // holds more than that of a flood, and the other sessions do not queue
+    // behind it.
+    let dir = tempfile::tempdir().unwrap();
+    let gw = start(dir.path());
+    let mut other = Client::connect(gw.port, "CLIENT1", "FIXGW");
+    other.logon(&[(554, "secret")]);
+    let mut flood = Client::connect(gw.port, "CLIENT2", "FIXGW");
+    flood.logon(&[]);
+    let started = Instant::now();
+    let mut burst = Vec::new();
+    for i in 0..200 {
+        burst.extend(flood.encode(
+            "D",
+            &[
+                (11, &format!("F{i}")),
+                (21, "1"),
+                (38, "1"),
+                (40, "2"),
+                (44, "140.00"),
+                (54, "1"),
+                (55, "AAPL"),
+                (59, "0"),
+                (60, "20260101-00:00:00.000"),
+            ],
+        ));
+    }
+    flood.send_raw(&burst);
+    other.limit_order("O1", "2", "1", "160.00", "AAPL");
+    assert_eq!(next_app(&mut other).get_str(150), Some("0"));
+    let other_done = started.elapsed();
+    let (mut accepted, mut refused) = (0, 0);
+    while accepted + refused < 200 {
+        match next_app(&mut flood).msg_type() {
+            b"8" => accepted += 1,
+            b"j" => refused += 1,
+            t => panic!("unexpected 35={}", String::from_utf8_lossy(t)),
+        }
+    }
+    let flood_done = started.elapsed();
+    // 150 messages past the burst at 100/s: at least 1.5 s.
+    assert!(
+        flood_done >= Duration::from_millis(1400),
+        "the flood was read in {flood_done:?}"
+    );
+    assert!(
+        other_done < flood_done,
+        "the other session waited for the flood ({other_done:?} >= {flood_done:?})"
+    );
+    // The burst, plus the rate over the time the flood was read.
+    let most = 5 + (flood_done.as_secs_f64() * 10.0).ceil() as i32;
+    assert!((5..=most).contains(&accepted), "accepted {accepted}");
+}
+
+#[test]
 fn rate_limit_with_logout_action_disconnects_only_the_flooder() {
     let dir = tempfile::tempdir().unwrap();
     let gw = start(dir.path());

@@ -1,7 +1,8 @@
 //! Market data over the wire against the real binary: a subscriber that stops
 //! reading is logged out with a reason and dropped while another subscriber
-//! and the order sessions carry on with nothing missing; a market-data
-//! session answers a ResendRequest with a gap fill and resyncs by snapshot.
+//! and the order sessions carry on with nothing missing (and one that never
+//! reads again is dropped all the same); a market-data session answers a
+//! ResendRequest with a gap fill and resyncs by snapshot.
 
 mod common;
 
@@ -35,6 +36,11 @@ TargetCompID=MDSLOW
 SessionRole=market-data
 PersistMessages=N
 MaxOutboundQueue=16
+[SESSION]
+TargetCompID=MDSTUCK
+SessionRole=market-data
+PersistMessages=N
+MaxOutboundQueue=1024
 ";
 
 /// Subscriptions the slow consumer holds: each gets its own X per batch.
@@ -207,4 +213,57 @@ fn slow_subscriber_is_logged_out_while_everyone_else_carries_on() {
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "journal verify failed: {text}");
     assert!(text.contains("OK"), "{text}");
+}
+
+#[test]
+fn a_slow_subscriber_that_never_reads_again_is_dropped_after_a_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(dir.path(), CFG);
+    let log = || std::fs::read_to_string(&gw.log).unwrap_or_default();
+    let mut client = Client::connect(gw.port, "CLIENT1", "FIXGW");
+    client.logon(&[]);
+    let mut slow = Client::connect(gw.port, "MDSTUCK", "FIXGW");
+    slow.logon(&[]);
+    // Far fewer messages per batch than MaxOutboundQueue (one X for each
+    // of 4 subscriptions, 1024 queued at most): it is cut off only once the
+    // socket buffers are full and the connection's writer is stuck, not
+    // because its task was not scheduled for a moment.
+    for i in 0..4 {
+        subscribe(&mut slow, &format!("S{i}"), "0");
+        slow.expect("W");
+    }
+    // Orders until the gateway logs the slow consumer out.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut n = 0;
+    while !log().contains("Slow consumer") {
+        assert!(
+            Instant::now() < deadline,
+            "no slow consumer after {n} orders"
+        );
+        for _ in 0..200 {
+            order(&mut client, n);
+            n += 1;
+        }
+        while client.recv(Duration::from_millis(20)).is_some() {}
+    }
+    let cut = Instant::now();
+    // It never reads again: its Logout cannot be written, and the
+    // connection is dropped when the grace for the last bytes (10 s) ends
+    // instead of living as long as the client does.
+    while !log().contains("the peer reads nothing") {
+        assert!(
+            cut.elapsed() < Duration::from_secs(30),
+            "the connection of a client that reads nothing was never dropped: {}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        cut.elapsed() >= Duration::from_secs(8),
+        "{:?}",
+        cut.elapsed()
+    );
+    // What was in flight, then the end of the stream.
+    while slow.recv(Duration::from_secs(5)).is_some() {}
+    assert!(slow.expect_disconnect(Duration::from_secs(1)));
 }

@@ -311,6 +311,7 @@ pub fn assemble(
                 allowed: cfg.allowed_remote_addresses.clone(),
                 username: cfg.username.clone(),
                 password: cfg.password.clone(),
+                throttle: cfg.throttle,
             },
         );
     }

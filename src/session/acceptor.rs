@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::FramedRead;
 
+use super::config::Throttle;
 use crate::fix::{tags, FixCodec, FrameError, Message};
 
 /// (BeginString, our CompID, their CompID).
@@ -32,6 +33,15 @@ pub type SessionKey = (String, String, String);
 
 /// How long to keep reading a connection we closed (avoids TCP resets).
 const DRAIN_ON_CLOSE: Duration = Duration::from_millis(500);
+
+/// A session with a rate limit (ThrottleRate, ThrottleBurst) has its
+/// connection read at no more than this many times that rate and burst.
+/// Up to there every message reaches the core, and the excess over the
+/// limit gets its 35=j; beyond it the socket is simply not read (TCP
+/// backpressure), so a flooding client cannot fill the core's queue (which
+/// every session shares, first come first served) or make the gateway
+/// store a reject for each of its messages.
+pub const THROTTLE_READ_FACTOR: f64 = 10.0;
 
 /// From a connection to the core.
 #[derive(Debug)]
@@ -108,6 +118,59 @@ pub struct Route {
     pub username: Option<String>,
     /// Password (554) its Logon must carry.
     pub password: Option<String>,
+    /// Its rate limit: the connection is read at most
+    /// [`THROTTLE_READ_FACTOR`] times as fast.
+    pub throttle: Option<Throttle>,
+}
+
+/// A token bucket over tokio's clock.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    /// A full bucket.
+    fn new(rate: f64, burst: f64, now: Instant) -> Bucket {
+        Bucket {
+            rate,
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        self.last = now;
+    }
+
+    /// Takes a token if there is one.
+    fn try_take(&mut self, now: Instant) -> bool {
+        self.refill(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Takes a token, borrowing it from the future if need be: returns how
+    /// long until it would have been there (zero when it was).
+    fn take(&mut self, now: Instant) -> Duration {
+        self.refill(now);
+        self.tokens -= 1.0;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.rate)
+        }
+    }
 }
 
 /// Window of the failed-Logon count.
@@ -116,8 +179,8 @@ const FAILED_LOGON_WINDOW: Duration = Duration::from_secs(60);
 /// Per-address limits: connection attempts (token bucket) and failed Logons.
 #[derive(Debug, Default)]
 struct Guard {
-    /// Address -> (tokens, last refill).
-    attempts: HashMap<IpAddr, (f64, Instant)>,
+    /// Address -> its connection attempts.
+    attempts: HashMap<IpAddr, Bucket>,
     /// Address -> (failures, window start).
     failures: HashMap<IpAddr, (u32, Instant)>,
 }
@@ -140,14 +203,13 @@ impl Guard {
             }
         }
         if rate > 0.0 {
-            let burst = rate.max(1.0);
-            let (tokens, last) = self.attempts.entry(ip).or_insert((burst, now));
-            *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * rate).min(burst);
-            *last = now;
-            if *tokens < 1.0 {
+            let bucket = self
+                .attempts
+                .entry(ip)
+                .or_insert_with(|| Bucket::new(rate, rate.max(1.0), now));
+            if !bucket.try_take(now) {
                 return Err("too many connection attempts from this address (ConnectionRateLimit)");
             }
-            *tokens -= 1.0;
         }
         // Bounded memory under a flood from many addresses.
         if self.attempts.len() > 100_000 {
@@ -270,12 +332,19 @@ impl Acceptor {
             self.options.validate_length_and_checksum,
         );
         let mut frames = FramedRead::new(read, codec);
-        let Some((logon, key, queue)) = self.route(&mut frames, peer, deadline).await else {
+        let Some((logon, key, route)) = self.route(&mut frames, peer, deadline).await else {
             close(write, frames.into_inner()).await;
             return;
         };
+        let mut pace = route.throttle.map(|t| {
+            Bucket::new(
+                t.rate * THROTTLE_READ_FACTOR,
+                t.burst * THROTTLE_READ_FACTOR,
+                Instant::now(),
+            )
+        });
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let (out_tx, out_rx) = mpsc::channel(queue.max(1));
+        let (out_tx, out_rx) = mpsc::channel(route.queue.max(1));
         let (closed_tx, mut closed_rx) = oneshot::channel();
         tokio::spawn(writer(write, out_rx, closed_tx));
         let connect = CoreMsg::Connect {
@@ -289,6 +358,19 @@ impl Acceptor {
             return;
         }
         loop {
+            // A throttled session reads no faster than its pace allows.
+            let wait = pace
+                .as_mut()
+                .map_or(Duration::ZERO, |p| p.take(Instant::now()));
+            if !wait.is_zero() {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = &mut closed_rx => {
+                        drain(frames.into_inner()).await;
+                        break;
+                    }
+                }
+            }
             tokio::select! {
                 frame = frames.next() => match frame {
                     None => break,
@@ -323,7 +405,7 @@ impl Acceptor {
         frames: &mut FramedRead<R, FixCodec>,
         peer: SocketAddr,
         deadline: Instant,
-    ) -> Option<(Message, SessionKey, usize)> {
+    ) -> Option<(Message, SessionKey, &Route)> {
         let msg = loop {
             match tokio::time::timeout_at(deadline, frames.next()).await {
                 Err(_) => {
@@ -373,7 +455,7 @@ impl Acceptor {
             self.guard().failed_logon(peer.ip());
             return None;
         }
-        Some((msg, key, route.queue))
+        Some((msg, key, route))
     }
 }
 
@@ -384,40 +466,82 @@ fn closed_without_notify(e: &FrameError) -> bool {
     matches!(e, FrameError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof)
 }
 
+/// Most bytes gathered from the queue into one write.
+const COALESCE_BYTES: usize = 64 * 1024;
+
+/// How long a connection the core is done with (Close, after a Logout, or
+/// a dropped sender) may take to accept its last bytes. A client that reads nothing, such as a
+/// slow consumer just logged out, is then dropped without them: otherwise
+/// its connection, task and socket buffers would live as long as it does.
+const CLOSE_WRITE_GRACE: Duration = Duration::from_secs(10);
+
+/// How often a writer whose socket takes nothing looks whether the core
+/// has dropped the connection.
+const CLOSED_CHECK: Duration = Duration::from_millis(100);
+
 /// Writes what the core releases, coalescing queued messages into one write.
+///
+/// Once the core is done with the connection (Close, or it dropped its
+/// sender, which a writer stuck on a full socket notices within
+/// [`CLOSED_CHECK`]), what is left has [`CLOSE_WRITE_GRACE`] to be written.
 async fn writer<W: AsyncWrite + Unpin>(
     mut write: W,
     mut rx: mpsc::Receiver<Outgoing>,
     closed: oneshot::Sender<()>,
 ) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
-    'outer: while let Some(first) = rx.recv().await {
-        let mut close_after = false;
-        let mut next = Some(first);
-        while let Some(o) = next.take() {
-            match o {
-                Outgoing::Data(b) => buf.extend_from_slice(&b),
-                Outgoing::Close => {
-                    close_after = true;
-                    break;
-                }
-            }
-            if buf.len() < 64 * 1024 {
-                next = rx.try_recv().ok();
-            }
-        }
-        if !buf.is_empty() {
-            if write.write_all(&buf).await.is_err() {
-                break 'outer;
-            }
-            buf.clear();
-        }
-        if close_after {
+    let mut flushed = true;
+    let mut received_all = false;
+    let mut give_up: Option<Instant> = None;
+    let mut check = tokio::time::interval(CLOSED_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if received_all && buf.is_empty() && flushed {
             break;
         }
+        tokio::select! {
+            biased;
+            o = rx.recv(), if !received_all && buf.len() < COALESCE_BYTES => match o {
+                Some(Outgoing::Data(b)) => {
+                    buf.extend_from_slice(&b);
+                    flushed = false;
+                }
+                Some(Outgoing::Close) | None => {
+                    received_all = true;
+                    give_up = give_up.or(Some(Instant::now() + CLOSE_WRITE_GRACE));
+                }
+            },
+            r = write_or_flush(&mut write, &buf), if !flushed => match r {
+                Ok(Some(0)) | Err(_) => break,
+                Ok(Some(n)) => buf.advance(n),
+                Ok(None) => flushed = true,
+            },
+            _ = check.tick(), if give_up.is_none() && buf.len() >= COALESCE_BYTES => {
+                if rx.is_closed() {
+                    give_up = Some(Instant::now() + CLOSE_WRITE_GRACE);
+                }
+            },
+            () = tokio::time::sleep_until(give_up.unwrap_or_else(Instant::now)), if give_up.is_some() => {
+                tracing::info!(unsent = buf.len(), "the peer reads nothing; closing without the last bytes");
+                break;
+            }
+        }
     }
-    let _ = write.shutdown().await;
+    let _ = tokio::time::timeout(CLOSE_WRITE_GRACE, write.shutdown()).await;
     let _ = closed.send(());
+}
+
+/// Writes some of `buf` (how much, like `write`), or flushes when it is
+/// empty (`None`). Both are safe to cancel: nothing is written twice.
+async fn write_or_flush<W: AsyncWrite + Unpin>(
+    write: &mut W,
+    buf: &[u8],
+) -> std::io::Result<Option<usize>> {
+    if buf.is_empty() {
+        write.flush().await.map(|()| None)
+    } else {
+        write.write(buf).await.map(Some)
+    }
 }
 
 async fn drain<R: AsyncRead + Unpin>(mut read: R) {
@@ -435,4 +559,28 @@ async fn drain<R: AsyncRead + Unpin>(mut read: R) {
 async fn close<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(mut write: W, read: R) {
     let _ = write.shutdown().await;
     drain(read).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_lends_against_the_future_and_refills_at_its_rate() {
+        let waits = |d: Duration, ms: f64| (d.as_secs_f64() * 1000.0 - ms).abs() < 1e-6;
+        let t0 = Instant::now();
+        let mut b = Bucket::new(100.0, 3.0, t0);
+        for _ in 0..3 {
+            assert_eq!(b.take(t0), Duration::ZERO);
+        }
+        // Empty: the next token is 10 ms away, the one after 20 ms.
+        assert!(waits(b.take(t0), 10.0));
+        assert!(waits(b.take(t0), 20.0));
+        // 25 ms later both are paid back and half of the next is there.
+        assert!(waits(b.take(t0 + Duration::from_millis(25)), 5.0));
+        // Never more than the burst after a long pause.
+        let much_later = t0 + Duration::from_secs(60);
+        assert!(b.try_take(much_later) && b.try_take(much_later) && b.try_take(much_later));
+        assert!(!b.try_take(much_later));
+    }
 }

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::admin::{AdminCall, AdminReply, AdminRequest, OperatorAction};
 use crate::engine::Side;
 use crate::gateway::metrics::{self, CoreMetrics, Live};
+use crate::session::bucket::Bucket;
 use crate::session::config::{Throttle, ThrottleAction};
 use crate::session::MessageStore;
 
@@ -76,34 +77,24 @@ pub struct Entry {
     venue_output: bool,
 }
 
-/// A token bucket over UTC nanoseconds.
+/// A session's rate limit, over the batch's UTC time.
 #[derive(Debug, Clone)]
 struct TokenBucket {
     limit: Throttle,
-    tokens: f64,
-    last: UtcNanos,
+    bucket: Bucket<UtcNanos>,
 }
 
 impl TokenBucket {
     fn new(limit: Throttle) -> TokenBucket {
         TokenBucket {
             limit,
-            tokens: limit.burst,
-            last: 0,
+            bucket: Bucket::new(limit.rate, limit.burst, 0),
         }
     }
 
     /// Takes a token if there is one.
     fn take(&mut self, now: UtcNanos) -> bool {
-        let elapsed = (now - self.last).max(0) as f64 / 1e9;
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.limit.rate).min(self.limit.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        self.bucket.try_take(now)
     }
 
     fn reject(&self, msg: &Message) -> BusinessReject {
@@ -712,7 +703,7 @@ impl Core {
     /// [`SEQ_RESERVE`]: crate::session::batch_store::SEQ_RESERVE
     fn commit_and_release(&mut self, now: UtcNanos) {
         if self.store_down.as_ref().is_some_and(|d| now < d.next_retry) {
-            self.release_while_down(now);
+            self.release_all(now, true);
             return;
         }
         let started = Instant::now();
@@ -737,7 +728,6 @@ impl Core {
                     e.held = false;
                     e.venue_output = false;
                 }
-                self.metrics.store_down = false;
             }
             Err(err) => {
                 let err = err.to_string();
@@ -753,7 +743,6 @@ impl Core {
                     None => {
                         tracing::error!(error = %err, "store cannot write: refusing application messages, holding unwritten output, retrying");
                         self.metrics.store_failures += 1;
-                        self.metrics.store_down = true;
                         // Everything the venue produced, and every stored
                         // message, came from a batch that is not durable: it
                         // waits for the store.
@@ -768,23 +757,19 @@ impl Core {
                         });
                     }
                 }
-                self.release_while_down(now);
+                self.release_all(now, true);
                 return;
             }
         }
         self.release_all(now, false);
     }
 
-    /// While the store is down: the output of sessions that are not held
-    /// goes out if its MsgSeqNums are within the durable reservation; a
-    /// session past it, or given venue output (a disconnect's cancels, the
-    /// market data they move), is held from then on.
-    fn release_while_down(&mut self, now: UtcNanos) {
-        self.release_all(now, true);
-    }
-
-    /// Releases the output of every session (while the store is down, of
-    /// the sessions not held), then closes the connections that must close.
+    /// Releases the output of every session, then closes the connections
+    /// that must close. While the store is down only sessions that are not
+    /// held release, and only if their MsgSeqNums are within the durable
+    /// reservation; a session past it, or given venue output (a
+    /// disconnect's cancels, the market data they move), is held from then
+    /// on.
     ///
     /// Closing comes last because a close journals the session's
     /// SessionDown after the commit: what that produces (cancels on

@@ -91,8 +91,6 @@ pub struct CoreMetrics {
     pub throttled: u64,
     /// Times the store stopped writing.
     pub store_failures: u64,
-    /// The store cannot write right now.
-    pub store_down: bool,
 }
 
 impl CoreMetrics {
@@ -112,7 +110,6 @@ impl CoreMetrics {
             slow_consumers: 0,
             throttled: 0,
             store_failures: 0,
-            store_down: false,
         }
     }
 }
@@ -148,6 +145,8 @@ pub struct Live<'a> {
     pub trades: u64,
     /// Market-data subscriptions.
     pub md_subscriptions: usize,
+    /// The store cannot write right now.
+    pub store_down: bool,
     /// Order / cancel rejects by (kind, code, reason).
     pub venue_rejects: &'a [(&'static str, u32, &'static str, u64)],
 }
@@ -245,7 +244,7 @@ impl CoreMetrics {
             &mut o,
             "fixgw_store_down",
             "1 while the store cannot write: orders are refused until it can.",
-            usize::from(self.store_down),
+            usize::from(live.store_down),
         );
         gauge(
             &mut o,

@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::FramedRead;
 
+use super::bucket::Bucket;
 use super::config::Throttle;
 use crate::fix::{tags, FixCodec, FrameError, Message};
 
@@ -123,56 +124,6 @@ pub struct Route {
     pub throttle: Option<Throttle>,
 }
 
-/// A token bucket over tokio's clock.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    /// A full bucket.
-    fn new(rate: f64, burst: f64, now: Instant) -> Bucket {
-        Bucket {
-            rate,
-            burst,
-            tokens: burst,
-            last: now,
-        }
-    }
-
-    fn refill(&mut self, now: Instant) {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        self.last = now;
-    }
-
-    /// Takes a token if there is one.
-    fn try_take(&mut self, now: Instant) -> bool {
-        self.refill(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Takes a token, borrowing it from the future if need be: returns how
-    /// long until it would have been there (zero when it was).
-    fn take(&mut self, now: Instant) -> Duration {
-        self.refill(now);
-        self.tokens -= 1.0;
-        if self.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-self.tokens / self.rate)
-        }
-    }
-}
-
 /// Window of the failed-Logon count.
 const FAILED_LOGON_WINDOW: Duration = Duration::from_secs(60);
 
@@ -180,7 +131,7 @@ const FAILED_LOGON_WINDOW: Duration = Duration::from_secs(60);
 #[derive(Debug, Default)]
 struct Guard {
     /// Address -> its connection attempts.
-    attempts: HashMap<IpAddr, Bucket>,
+    attempts: HashMap<IpAddr, Bucket<Instant>>,
     /// Address -> (failures, window start).
     failures: HashMap<IpAddr, (u32, Instant)>,
 }

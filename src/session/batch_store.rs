@@ -16,7 +16,7 @@ use bytes::{Buf, BufMut, Bytes};
 
 use crate::fix::time::UtcNanos;
 
-use super::log_backend::{batch_number, open_db, LogBackend, SledBackend};
+use super::log_backend::{batch_number, LogBackend, SledBackend};
 use super::store::{MessageStore, StoreError};
 
 fn io(e: sled::Error) -> StoreError {
@@ -417,16 +417,6 @@ impl BatchLog {
     pub fn next_batch(&self) -> u64 {
         self.next_batch
     }
-
-    /// True after a failed commit until one succeeds.
-    pub fn is_failing(&self) -> bool {
-        self.failed
-    }
-
-    /// The backend the records live in.
-    pub fn backend(&self) -> &Arc<dyn LogBackend> {
-        &self.backend
-    }
 }
 
 /// True when `dir` already holds a store, so inspection tools can say "no
@@ -452,8 +442,7 @@ pub struct BatchReader {
 impl BatchReader {
     /// Opens the store in `dir` (taking its lock, like the gateway).
     pub fn open(dir: &std::path::Path) -> Result<BatchReader, StoreError> {
-        let db = open_db(dir, FlushMode::Fsync)?;
-        let tree = db.open_tree("batches").map_err(io)?;
+        let (db, tree) = SledBackend::open_tree(dir, FlushMode::Fsync)?;
         Ok(BatchReader { _db: db, tree })
     }
 

@@ -50,7 +50,7 @@ pub(crate) fn batch_number(k: &[u8]) -> Result<u64, StoreError> {
 
 /// Opens sled, waiting up to 2 s for a lock still held by a previous owner
 /// that is shutting down (sled releases it from a background thread).
-pub(crate) fn open_db(dir: &Path, mode: FlushMode) -> Result<sled::Db, StoreError> {
+fn open_db(dir: &Path, mode: FlushMode) -> Result<sled::Db, StoreError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
         let r = sled::Config::new()
@@ -98,7 +98,11 @@ impl SledBackend {
         })
     }
 
-    fn open_tree(dir: &Path, mode: FlushMode) -> Result<(sled::Db, sled::Tree), StoreError> {
+    /// The store's sled handle and its `batches` tree.
+    pub(crate) fn open_tree(
+        dir: &Path,
+        mode: FlushMode,
+    ) -> Result<(sled::Db, sled::Tree), StoreError> {
         let db = open_db(dir, mode)?;
         let tree = db.open_tree("batches").map_err(io)?;
         Ok((db, tree))
@@ -115,14 +119,6 @@ impl SledBackend {
                 "store closed after a write failure; reopening".into(),
             )),
         }
-    }
-
-    /// The last record's batch number, if any.
-    pub fn last_batch(&self) -> Result<Option<u64>, StoreError> {
-        self.with(|_, t| match t.last().map_err(io)? {
-            Some((k, _)) => batch_number(&k).map(Some),
-            None => Ok(None),
-        })
     }
 }
 
@@ -390,7 +386,6 @@ mod tests {
         b.flush().unwrap();
         b.reopen().unwrap();
         assert_eq!(b.get(1).unwrap().as_deref(), Some(&b"one"[..]));
-        assert_eq!(b.last_batch().unwrap(), Some(1));
         let failing = Arc::new(AtomicBool::new(true));
         let f = FaultyBackend::new(b, failing.clone());
         assert!(f.insert(2, b"two").is_err());

@@ -6,6 +6,7 @@
 pub mod acceptor;
 pub mod application;
 pub mod batch_store;
+pub mod bucket;
 pub mod config;
 pub mod heartbeat;
 pub mod log_backend;

@@ -10,8 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use fixgw::fix::time::{now_utc, Precision};
-use fixgw::fix::{Encoder, FixCodec, Message};
+use fixgw::fix::time::now_utc;
+use fixgw::fix::{FixCodec, Message};
+use fixgw::gateway::harness::FixClient;
 use fixgw::load::workload::SplitMix64;
 use tokio_util::codec::Decoder;
 
@@ -233,17 +234,14 @@ impl Client {
 
     /// Encodes a message with the standard header and our next MsgSeqNum.
     pub fn encode(&mut self, msg_type: &str, fields: &[(i32, &str)]) -> Vec<u8> {
-        let mut e = Encoder::new();
-        e.start(msg_type.as_bytes())
-            .field_int(34, self.seq as i64)
-            .field(49, self.sender.as_bytes())
-            .field_time(52, now_utc(), Precision::Millis)
-            .field(56, self.target.as_bytes());
-        for (t, v) in fields {
-            e.field(*t, v.as_bytes());
-        }
+        let msg = FixClient::new(&self.sender, &self.target).message_at(
+            self.seq,
+            msg_type,
+            fields,
+            now_utc(),
+        );
         self.seq += 1;
-        e.finish(b"FIX.4.4").to_vec()
+        msg.raw().to_vec()
     }
 
     /// Sends a message (see `encode`).

@@ -126,6 +126,7 @@ impl Core {
             configured: self.entries.len(),
             trades: self.venue.as_ref().map_or(0, |v| v.engine().trade_count()),
             md_subscriptions: self.venue.as_ref().map_or(0, |v| v.md_subscriptions()),
+            store_down: self.store_down.is_some(),
             venue_rejects: &rejects,
         };
         self.metrics.render(&live)

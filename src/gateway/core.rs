@@ -43,6 +43,9 @@ const VENUE_TICK_NS: i64 = 1_000_000_000;
 pub const MAX_BATCH: usize = 1024;
 /// How often a failed store write is retried.
 const STORE_RETRY_NS: i64 = 500_000_000;
+/// How often the core looks again at a resend waiting for its connection
+/// to drain.
+const RESEND_POLL_NS: i64 = 1_000_000;
 /// Text of the answer to an application message while the store cannot write.
 const STORE_DOWN_TEXT: &str =
     "Store cannot write (disk full or I/O error): message not processed; the gateway resumes by itself when writes succeed";
@@ -347,6 +350,7 @@ impl Core {
         let until = match &self.store_down {
             Some(down) => down.next_retry.min(self.next_tick),
             None if self.has_pending() => now,
+            None if self.resend_waiting() => self.next_tick.min(now + RESEND_POLL_NS),
             None => self.next_tick,
         };
         Duration::from_nanos((until - now).clamp(0, TICK_NS) as u64)
@@ -511,6 +515,14 @@ impl Core {
             e.slow = true;
             self.metrics.slow_consumers += 1;
         }
+    }
+
+    /// True when a connected session has a resend waiting for its
+    /// connection to drain.
+    fn resend_waiting(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.conn.is_some() && e.session.resend_in_progress())
     }
 
     fn has_pending(&self) -> bool {
@@ -839,21 +851,34 @@ impl Core {
             }
             return true;
         }
-        while let Some(a) = e.session.poll_action() {
-            match a {
-                Action::Send(b) => {
-                    count_sent(&mut self.metrics, i, &b);
-                    if !send(b) {
-                        tracing::warn!(session = %e.session.config().id, "outbound queue full (slow consumer); disconnecting");
+        loop {
+            while let Some(a) = e.session.poll_action() {
+                match a {
+                    Action::Send(b) => {
+                        count_sent(&mut self.metrics, i, &b);
+                        if !send(b) {
+                            tracing::warn!(session = %e.session.config().id, "outbound queue full (slow consumer); disconnecting");
+                            disconnect = true;
+                            break;
+                        }
+                    }
+                    Action::Disconnect => {
                         disconnect = true;
                         break;
                     }
                 }
-                Action::Disconnect => {
-                    disconnect = true;
-                    break;
-                }
             }
+            // A long resend goes out chunk by chunk as the connection
+            // drains (the core polls while one waits: `wait_time`). Its
+            // messages are durable already; what waits behind it was
+            // produced by batches already committed.
+            if disconnect
+                || !e.session.resend_in_progress()
+                || out.capacity() < out.max_capacity() / 2
+            {
+                break;
+            }
+            e.session.continue_resend(&mut e.store);
         }
         if disconnect {
             while e.session.poll_action().is_some() {}

@@ -17,8 +17,8 @@ use crate::session::settings::{GatewaySettings, Settings};
 
 use super::harness::{Conn, FixClient, Harness};
 
-const SEC: i64 = 1_000_000_000;
-const T0: i64 = 1_767_225_600 * SEC; // 2026-01-01
+pub(super) const SEC: i64 = 1_000_000_000;
+pub(super) const T0: i64 = 1_767_225_600 * SEC; // 2026-01-01
 
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
@@ -39,9 +39,9 @@ fn cfg_text(data: &Path, client1_extra: &str) -> String {
     )
 }
 
-struct Setup {
-    settings: GatewaySettings,
-    venue: VenueConfig,
+pub(super) struct Setup {
+    pub(super) settings: GatewaySettings,
+    pub(super) venue: VenueConfig,
     cfg_path: PathBuf,
 }
 
@@ -50,7 +50,17 @@ fn setup(dir: &Path) -> Setup {
 }
 
 fn setup_with(dir: &Path, client1_extra: &str) -> Setup {
-    let cfg = cfg_text(&dir.join("data"), client1_extra);
+    setup_text(dir, cfg_text(&dir.join("data"), client1_extra))
+}
+
+/// The settings `cfg_text` gives with `extra` in `[DEFAULT]`.
+pub(super) fn setup_default(dir: &Path, extra: &str) -> Setup {
+    let cfg =
+        cfg_text(&dir.join("data"), "").replacen("[SESSION]", &format!("{extra}[SESSION]"), 1);
+    setup_text(dir, cfg)
+}
+
+fn setup_text(dir: &Path, cfg: String) -> Setup {
     let cfg_path = dir.join("gateway.cfg");
     std::fs::write(&cfg_path, &cfg).unwrap();
     let settings =
@@ -64,15 +74,15 @@ fn setup_with(dir: &Path, client1_extra: &str) -> Setup {
 }
 
 /// A logged-on client.
-struct Party {
-    fix: FixClient,
-    conn: Conn,
+pub(super) struct Party {
+    pub(super) fix: FixClient,
+    pub(super) conn: Conn,
     /// Next MsgSeqNum expected from the gateway.
-    next_in: u64,
+    pub(super) next_in: u64,
 }
 
 impl Party {
-    fn logon(h: &mut Harness, comp: &str, now: i64) -> Party {
+    pub(super) fn logon(h: &mut Harness, comp: &str, now: i64) -> Party {
         let mut fix = FixClient::new(comp, "FIXGW");
         let conn = h.connect(fix.logon(30, &[], now));
         h.step(now);
@@ -87,12 +97,26 @@ impl Party {
         p
     }
 
-    fn send(&mut self, h: &mut Harness, msg_type: &str, fields: &[(i32, &str)], now: i64) {
+    pub(super) fn send(
+        &mut self,
+        h: &mut Harness,
+        msg_type: &str,
+        fields: &[(i32, &str)],
+        now: i64,
+    ) {
         let m = self.fix.message(msg_type, fields, now);
         h.send(&self.conn, m);
     }
 
-    fn order(&mut self, h: &mut Harness, cl: &str, side: &str, qty: &str, px: &str, now: i64) {
+    pub(super) fn order(
+        &mut self,
+        h: &mut Harness,
+        cl: &str,
+        side: &str,
+        qty: &str,
+        px: &str,
+        now: i64,
+    ) {
         self.send(
             h,
             "D",
@@ -111,7 +135,7 @@ impl Party {
 
     /// What arrived, checking MsgSeqNums are contiguous (a gap would mean a
     /// message was lost; a repeat, a number used twice).
-    fn recv(&mut self) -> Vec<Message> {
+    pub(super) fn recv(&mut self) -> Vec<Message> {
         let got = self.conn.drain();
         for m in &got {
             assert_eq!(
@@ -137,7 +161,7 @@ fn aapl_bids(h: &Harness) -> Vec<crate::engine::book::LevelView> {
         .depth(crate::engine::Side::Buy, 5)
 }
 
-fn types(msgs: &[Message]) -> Vec<String> {
+pub(super) fn types(msgs: &[Message]) -> Vec<String> {
     msgs.iter()
         .map(|m| {
             let t = String::from_utf8_lossy(m.msg_type()).into_owned();

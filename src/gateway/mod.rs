@@ -8,6 +8,8 @@ mod fault_tests;
 pub mod harness;
 pub mod message_log;
 pub mod metrics;
+#[cfg(test)]
+mod resend_tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

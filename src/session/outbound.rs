@@ -93,7 +93,7 @@ impl Session {
         }
         store.set_next_sender_seq(seq + 1);
         self.last_sent = self.now;
-        self.actions.push_back(Action::Send(bytes));
+        self.push(Action::Send(bytes));
     }
 
     /// Consumes a MsgSeqNum for `msg` and stores it for resend without sending.

@@ -8,7 +8,7 @@ use crate::fix::tags;
 use crate::fix::Message;
 
 use super::outbound::is_admin_msg_type;
-use super::state::{Action, Session};
+use super::state::{Action, ResendJob, Session};
 use super::store::MessageStore;
 
 /// Tags of the FIX 4.4 standard header.
@@ -53,53 +53,124 @@ impl Session {
         }
     }
 
+    /// Starts answering a ResendRequest for `begin..=end` from the store.
+    ///
+    /// A large range is resent in chunks of [`Session::resend_chunk`]
+    /// messages, so that it never floods the connection's outbound queue:
+    /// the first chunk now, the rest through [`Session::continue_resend`] as
+    /// the connection drains. What the session sends meanwhile (new
+    /// application messages, heartbeats, a Logout) waits behind the resend,
+    /// so the wire order is exactly that of a resend sent in one go.
     fn resend_range_from_store(
         &mut self,
         begin: u64,
-        end: u64,
+        mut end: u64,
         next_sender: u64,
         store: &mut dyn MessageStore,
     ) {
-        let messages = match store.get_range(begin, end) {
+        if let Some(from) = self.deferred_from {
+            // Messages from `from` on wait, unsent, behind the running
+            // resend: a later request never resends them ahead of their
+            // first sending.
+            end = end.min(from - 1);
+        }
+        self.deferred_from.get_or_insert(next_sender);
+        self.resend_jobs.push_back(ResendJob {
+            scan: begin,
+            end,
+            next_sender,
+            current: begin,
+            last_seq: 0,
+            gap_start: None,
+        });
+        if self.resend_jobs.len() == 1 {
+            self.continue_resend(store);
+        }
+    }
+
+    /// True while a resend is under way: more chunks to send.
+    pub fn resend_in_progress(&self) -> bool {
+        !self.resend_jobs.is_empty()
+    }
+
+    /// Messages per resend chunk: an eighth of the outbound queue (at least
+    /// one), which leaves room for what the session sends meanwhile.
+    pub fn resend_chunk(&self) -> u64 {
+        (self.cfg.max_outbound_queue as u64 / 8).max(1)
+    }
+
+    /// Sends the next chunk of the running resend; when it is complete, what
+    /// waited behind it follows.
+    pub fn continue_resend(&mut self, store: &mut dyn MessageStore) {
+        let Some(mut job) = self.resend_jobs.pop_front() else {
+            return;
+        };
+        let chunk_end = job
+            .end
+            .min(job.scan.saturating_add(self.resend_chunk() - 1));
+        if !self.resend_step(&mut job, chunk_end, store) {
+            self.resend_jobs.push_front(job);
+            return;
+        }
+        if self.resend_jobs.is_empty() {
+            self.deferred_from = None;
+            self.actions.append(&mut self.deferred);
+        }
+    }
+
+    /// Resends the stored messages numbered `job.scan..=chunk_end`; runs of
+    /// anything else become gap fills, which may span chunks. Returns true
+    /// when the job is complete.
+    fn resend_step(
+        &mut self,
+        job: &mut ResendJob,
+        chunk_end: u64,
+        store: &mut dyn MessageStore,
+    ) -> bool {
+        self.resending = true;
+        let messages = match store.get_range(job.scan, chunk_end) {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(session = %self.cfg.id, error = %e, "cannot read store; gap-filling");
                 Vec::new()
             }
         };
-        let mut gap_start: Option<u64> = None;
-        let mut current = begin;
-        let mut last_seq = 0;
         for (seq, raw) in messages {
-            if current != seq && gap_start.is_none() {
-                gap_start = Some(current);
+            if job.current != seq && job.gap_start.is_none() {
+                job.gap_start = Some(job.current);
             }
             let resent = Message::parse(raw.clone())
                 .ok()
                 .filter(|m| !is_admin_msg_type(m.msg_type()));
             match resent {
                 Some(m) => {
-                    if let Some(g) = gap_start.take() {
+                    if let Some(g) = job.gap_start.take() {
                         self.send_gap_fill(g, seq);
                     }
                     self.resend_one(&m, seq);
                 }
                 None => {
-                    gap_start.get_or_insert(seq);
+                    job.gap_start.get_or_insert(seq);
                 }
             }
-            current = seq + 1;
-            last_seq = seq;
+            job.current = seq + 1;
+            job.last_seq = seq;
         }
-        if let Some(g) = gap_start {
-            self.send_gap_fill(g, last_seq + 1);
-        }
-        if end > last_seq || last_seq == 0 {
-            let new_seq = (end + 1).min(next_sender);
-            if new_seq > current {
-                self.send_gap_fill(current, new_seq);
+        let done = chunk_end >= job.end;
+        job.scan = chunk_end.saturating_add(1);
+        if done {
+            if let Some(g) = job.gap_start {
+                self.send_gap_fill(g, job.last_seq + 1);
+            }
+            if job.end > job.last_seq || job.last_seq == 0 {
+                let new_seq = (job.end + 1).min(job.next_sender);
+                if new_seq > job.current {
+                    self.send_gap_fill(job.current, new_seq);
+                }
             }
         }
+        self.resending = false;
+        done
     }
 
     /// Resends a stored application message: same MsgSeqNum and body,
@@ -153,7 +224,7 @@ impl Session {
         let bytes = self.encode(&msg_type, seq, &header, &body);
         tracing::debug!(session = %self.cfg.id, seq, "resending message");
         self.last_sent = self.now;
-        self.actions.push_back(Action::Send(bytes));
+        self.push(Action::Send(bytes));
     }
 
     /// SequenceReset-GapFill numbered `begin`, to `new_seq`. Does not consume
@@ -173,6 +244,6 @@ impl Session {
         let bytes = self.encode(b"4", begin, &header, &body);
         tracing::debug!(session = %self.cfg.id, begin, new_seq, "sending gap fill");
         self.last_sent = self.now;
-        self.actions.push_back(Action::Send(bytes));
+        self.push(Action::Send(bytes));
     }
 }

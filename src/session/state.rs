@@ -46,6 +46,23 @@ pub enum Status {
     LoggedOn,
 }
 
+/// A ResendRequest being answered, chunk by chunk (`session::resend`).
+#[derive(Debug)]
+pub(crate) struct ResendJob {
+    /// Next MsgSeqNum to read from the store.
+    pub(crate) scan: u64,
+    /// Last MsgSeqNum to resend.
+    pub(crate) end: u64,
+    /// Next outbound MsgSeqNum when the request arrived.
+    pub(crate) next_sender: u64,
+    /// First number not yet covered by a resend or gap fill.
+    pub(crate) current: u64,
+    /// Last stored message seen.
+    pub(crate) last_seq: u64,
+    /// Start of a run of numbers to gap-fill.
+    pub(crate) gap_start: Option<u64>,
+}
+
 /// One FIX session's protocol state.
 pub struct Session {
     pub(crate) cfg: Arc<SessionConfig>,
@@ -63,6 +80,14 @@ pub struct Session {
     /// Too-high messages waiting for the gap to fill.
     pub(crate) queue: BTreeMap<u64, Message>,
     pub(crate) actions: VecDeque<Action>,
+    /// ResendRequests being answered, the running one first.
+    pub(crate) resend_jobs: VecDeque<ResendJob>,
+    /// Output produced while a resend runs: it follows the resend.
+    pub(crate) deferred: VecDeque<Action>,
+    /// First outbound MsgSeqNum that may be waiting in `deferred`.
+    pub(crate) deferred_from: Option<u64>,
+    /// True while a resend chunk is being produced.
+    pub(crate) resending: bool,
     pub(crate) enc: Encoder,
     pub(crate) app_out: Vec<OutboundMessage>,
     pub(crate) now: UtcNanos,
@@ -82,6 +107,10 @@ impl Session {
             resend_range: None,
             queue: BTreeMap::new(),
             actions: VecDeque::new(),
+            resend_jobs: VecDeque::new(),
+            deferred: VecDeque::new(),
+            deferred_from: None,
+            resending: false,
             enc: Encoder::new(),
             app_out: Vec::new(),
             now: 0,
@@ -141,10 +170,31 @@ impl Session {
         self.logout_sent_at = None;
         self.resend_range = None;
         self.queue.clear();
+        self.resend_jobs.clear();
+        self.deferred.clear();
+        self.deferred_from = None;
     }
 
-    /// Asks the I/O layer to close the connection.
+    /// Queues an output; while a resend runs, output other than the
+    /// resend's waits behind it.
+    pub(crate) fn push(&mut self, a: Action) {
+        if self.resend_jobs.is_empty() || self.resending {
+            self.actions.push_back(a);
+        } else {
+            self.deferred.push_back(a);
+        }
+    }
+
+    /// Asks the I/O layer to close the connection. A running resend stops
+    /// there (what it did not send stays stored): what waited behind it is
+    /// sent, then the connection closes.
     pub(crate) fn disconnect(&mut self) {
+        if !self.resend_jobs.is_empty() {
+            tracing::info!(session = %self.cfg.id, "disconnecting during a resend; the rest is not sent");
+            self.resend_jobs.clear();
+            self.deferred_from = None;
+            self.actions.append(&mut self.deferred);
+        }
         if self.status != Status::Disconnected && self.actions.back() != Some(&Action::Disconnect) {
             self.actions.push_back(Action::Disconnect);
         }
@@ -162,7 +212,7 @@ impl Session {
 
     /// Outputs waiting for `poll_action`.
     pub fn pending_actions(&self) -> usize {
-        self.actions.len()
+        self.actions.len() + self.deferred.len()
     }
 
     /// True when a Disconnect has been requested and not yet carried out.

@@ -48,12 +48,34 @@ pub(crate) fn batch_number(k: &[u8]) -> Result<u64, StoreError> {
         .map_err(|_| StoreError::Corrupt("batch key is not 8 bytes".into()))
 }
 
+/// sled's segment size for new stores. sled writes any item larger than a
+/// quarter of a segment to a file of its own (a "blob"): with the default
+/// 512 KiB, a busy batch record (hundreds of orders and their reports) went
+/// to a new file per commit. 8 MiB keeps records up to 2 MiB in the log.
+const SEGMENT_SIZE: usize = 8 << 20;
+
+/// The segment size the store in `dir` was created with (sled refuses to
+/// open a store with another), or [`SEGMENT_SIZE`] for a new store.
+fn segment_size(dir: &Path) -> usize {
+    // The file ends in a binary checksum.
+    std::fs::read(dir.join("conf"))
+        .ok()
+        .and_then(|conf| {
+            String::from_utf8_lossy(&conf)
+                .lines()
+                .find_map(|l| l.strip_prefix("segment_size:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(SEGMENT_SIZE)
+}
+
 /// Opens sled, waiting up to 2 s for a lock still held by a previous owner
 /// that is shutting down (sled releases it from a background thread).
 fn open_db(dir: &Path, mode: FlushMode) -> Result<sled::Db, StoreError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
         let r = sled::Config::new()
+            .segment_size(segment_size(dir))
             .path(dir)
             .flush_every_ms(if mode == FlushMode::Os {
                 Some(200)
@@ -99,10 +121,7 @@ impl SledBackend {
     }
 
     /// The store's sled handle and its `batches` tree.
-    pub(crate) fn open_tree(
-        dir: &Path,
-        mode: FlushMode,
-    ) -> Result<(sled::Db, sled::Tree), StoreError> {
+    pub fn open_tree(dir: &Path, mode: FlushMode) -> Result<(sled::Db, sled::Tree), StoreError> {
         let db = open_db(dir, mode)?;
         let tree = db.open_tree("batches").map_err(io)?;
         Ok((db, tree))
@@ -376,6 +395,34 @@ mod tests {
         b.insert(4, b"four").unwrap();
         b.flush().unwrap();
         assert_eq!(disk.durable_from(4).len(), 1);
+    }
+
+    #[test]
+    fn big_records_stay_in_the_log_and_older_stores_still_open() {
+        // A 1 MiB record (a very busy batch) is not written as a blob file.
+        let dir = tempfile::tempdir().unwrap();
+        let b = SledBackend::open(dir.path(), FlushMode::Fsync).unwrap();
+        let record = vec![7u8; 1 << 20];
+        b.insert(1, &record).unwrap();
+        b.flush().unwrap();
+        let blobs = std::fs::read_dir(dir.path().join("blobs")).map_or(0, |d| d.count());
+        assert_eq!(blobs, 0);
+        drop(b);
+        let reopened = SledBackend::open(dir.path(), FlushMode::Fsync).unwrap();
+        assert_eq!(reopened.get(1).unwrap().as_deref(), Some(&record[..]));
+
+        // A store created with sled's default segment size opens as it was.
+        let old = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(old.path()).open().unwrap();
+        db.open_tree("batches")
+            .unwrap()
+            .insert(1u64.to_be_bytes(), &b"old"[..])
+            .unwrap();
+        db.flush().unwrap();
+        drop(db);
+        assert_eq!(segment_size(old.path()), 512 * 1024);
+        let b = SledBackend::open(old.path(), FlushMode::Fsync).unwrap();
+        assert_eq!(b.get(1).unwrap().as_deref(), Some(&b"old"[..]));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::session::MessageStore;
 
 use crate::fix::time::{now_utc, UtcNanos};
 use crate::fix::Message;
-use crate::session::acceptor::{CoreMsg, Outgoing, SessionKey};
+use crate::session::acceptor::{CoreMsg, OutSender, Outgoing, SessionKey};
 use crate::session::application::RejectAll;
 use crate::session::batch_store::{BatchLog, BatchSessionStore};
 use crate::session::state::Action;
@@ -68,7 +68,7 @@ pub struct Entry {
     pub store: BatchSessionStore,
     /// Its application.
     pub app: AppKind,
-    conn: Option<(u64, mpsc::Sender<Outgoing>)>,
+    conn: Option<(u64, OutSender)>,
     /// Logged out as a slow consumer; disconnect after this batch.
     slow: bool,
     /// Application-message rate limit (`ThrottleRate`).
@@ -810,22 +810,18 @@ impl Core {
         }
     }
 
-    /// Hands session `i`'s output to its connection. Returns true when the
-    /// connection must then be closed (the caller closes it).
+    /// Hands session `i`'s output to its connection, all of it at once.
+    /// Returns true when the connection must then be closed (the caller
+    /// closes it).
     fn release(&mut self, i: usize, now: UtcNanos) -> bool {
-        let mut disconnect = false;
         let e = &mut self.entries[i];
         let Some((_, out)) = &e.conn else {
             while e.session.poll_action().is_some() {}
             return false;
         };
-        let mut log = self.msg_log.as_mut();
-        let mut send = |b: Bytes| {
-            if let Some(log) = log.as_deref_mut() {
-                log.outgoing(i, now, &b);
-            }
-            out.try_send(Outgoing::Data(b)).is_ok()
-        };
+        let mut frames: Vec<Bytes> = Vec::new();
+        let mut room = out.capacity();
+        let mut disconnect = false;
         if e.slow {
             // As much as fits, then the Logout (the last message), then close.
             let mut sends = Vec::new();
@@ -835,53 +831,51 @@ impl Core {
                 }
             }
             let logout = sends.pop();
-            for b in sends {
-                // Room is kept for the Logout.
-                if out.capacity() <= 2 {
-                    break;
-                }
-                count_sent(&mut self.metrics, i, &b);
-                if !send(b) {
-                    break;
-                }
-            }
-            if let Some(b) = logout {
-                count_sent(&mut self.metrics, i, &b);
-                let _ = send(b);
-            }
-            return true;
-        }
-        loop {
-            while let Some(a) = e.session.poll_action() {
-                match a {
-                    Action::Send(b) => {
-                        count_sent(&mut self.metrics, i, &b);
-                        if !send(b) {
+            // Room is kept for the Logout.
+            let fit = sends.len().min(room.saturating_sub(2));
+            frames.extend(sends.into_iter().take(fit));
+            frames.extend(logout.filter(|_| room > fit));
+            disconnect = true;
+        } else {
+            loop {
+                while let Some(a) = e.session.poll_action() {
+                    match a {
+                        Action::Send(_) if room == 0 => {
                             tracing::warn!(session = %e.session.config().id, "outbound queue full (slow consumer); disconnecting");
                             disconnect = true;
                             break;
                         }
-                    }
-                    Action::Disconnect => {
-                        disconnect = true;
-                        break;
+                        Action::Send(b) => {
+                            frames.push(b);
+                            room -= 1;
+                        }
+                        Action::Disconnect => {
+                            disconnect = true;
+                            break;
+                        }
                     }
                 }
+                // A long resend goes out chunk by chunk as the connection
+                // drains (the core polls while one waits: `wait_time`). Its
+                // messages are durable already; what waits behind it was
+                // produced by batches already committed.
+                if disconnect || !e.session.resend_in_progress() || room < out.max_capacity() / 2 {
+                    break;
+                }
+                e.session.continue_resend(&mut e.store);
             }
-            // A long resend goes out chunk by chunk as the connection
-            // drains (the core polls while one waits: `wait_time`). Its
-            // messages are durable already; what waits behind it was
-            // produced by batches already committed.
-            if disconnect
-                || !e.session.resend_in_progress()
-                || out.capacity() < out.max_capacity() / 2
-            {
-                break;
+            if disconnect {
+                while e.session.poll_action().is_some() {}
             }
-            e.session.continue_resend(&mut e.store);
         }
-        if disconnect {
-            while e.session.poll_action().is_some() {}
+        for b in &frames {
+            count_sent(&mut self.metrics, i, b);
+            if let Some(log) = self.msg_log.as_mut() {
+                log.outgoing(i, now, b);
+            }
+        }
+        if !frames.is_empty() {
+            out.try_send(Outgoing::Data(frames));
         }
         disconnect
     }

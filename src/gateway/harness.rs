@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::admin::{AdminCall, AdminReply, AdminRequest};
 use crate::engine::VenueConfig;
@@ -22,6 +22,7 @@ use crate::fix::Message;
 use crate::session::acceptor::{CoreMsg, Outgoing, Route, SessionKey};
 use crate::session::batch_store::{BatchLog, FlushMode};
 use crate::session::log_backend::LogBackend;
+use crate::session::out_queue::{out_queue, OutReceiver};
 use crate::session::settings::GatewaySettings;
 
 use super::core::Core;
@@ -40,7 +41,7 @@ pub struct Harness {
 pub struct Conn {
     /// Connection number.
     pub id: u64,
-    rx: mpsc::Receiver<Outgoing>,
+    rx: OutReceiver,
     closed: bool,
 }
 
@@ -49,11 +50,13 @@ impl Conn {
     /// call, in order.
     pub fn drain(&mut self) -> Vec<Message> {
         let mut out = Vec::new();
-        while let Ok(o) = self.rx.try_recv() {
+        while let Some(o) = self.rx.try_recv() {
             match o {
-                Outgoing::Data(b) => {
-                    out.push(Message::parse(b).expect("the core sent a bad frame"))
-                }
+                Outgoing::Data(frames) => out.extend(
+                    frames
+                        .into_iter()
+                        .map(|b| Message::parse(b).expect("the core sent a bad frame")),
+                ),
                 Outgoing::Close => self.closed = true,
             }
         }
@@ -103,7 +106,7 @@ impl Harness {
             logon.get_str(49).unwrap_or_default().to_string(),
         );
         let queue = self.routes.get(&key).map_or(1024, |r| r.queue);
-        let (tx, rx) = mpsc::channel(queue.max(1));
+        let (tx, rx) = out_queue(queue);
         let id = self.next_conn;
         self.next_conn += 1;
         self.batch.push(CoreMsg::Connect {

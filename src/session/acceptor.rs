@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BytesMut};
 use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -58,7 +58,7 @@ pub enum CoreMsg {
         /// Remote address.
         peer: SocketAddr,
         /// Where to send its bytes.
-        out: mpsc::Sender<Outgoing>,
+        out: OutSender,
     },
     /// A parsed frame from a routed connection.
     Frame {
@@ -74,14 +74,8 @@ pub enum CoreMsg {
     },
 }
 
-/// From the core to a connection's writer.
-#[derive(Debug)]
-pub enum Outgoing {
-    /// Bytes to write (already durable).
-    Data(Bytes),
-    /// Close the connection after what was sent before.
-    Close,
-}
+use super::out_queue::out_queue;
+pub use super::out_queue::{OutReceiver, OutSender, Outgoing};
 
 /// Acceptor-wide settings.
 #[derive(Debug, Clone)]
@@ -295,7 +289,7 @@ impl Acceptor {
             )
         });
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let (out_tx, out_rx) = mpsc::channel(route.queue.max(1));
+        let (out_tx, out_rx) = out_queue(route.queue);
         let (closed_tx, mut closed_rx) = oneshot::channel();
         tokio::spawn(writer(write, out_rx, closed_tx));
         let connect = CoreMsg::Connect {
@@ -437,7 +431,7 @@ const CLOSED_CHECK: Duration = Duration::from_millis(100);
 /// [`CLOSED_CHECK`]), what is left has [`CLOSE_WRITE_GRACE`] to be written.
 async fn writer<W: AsyncWrite + Unpin>(
     mut write: W,
-    mut rx: mpsc::Receiver<Outgoing>,
+    mut rx: OutReceiver,
     closed: oneshot::Sender<()>,
 ) {
     let mut buf = BytesMut::with_capacity(16 * 1024);
@@ -453,8 +447,10 @@ async fn writer<W: AsyncWrite + Unpin>(
         tokio::select! {
             biased;
             o = rx.recv(), if !received_all && buf.len() < COALESCE_BYTES => match o {
-                Some(Outgoing::Data(b)) => {
-                    buf.extend_from_slice(&b);
+                Some(Outgoing::Data(frames)) => {
+                    for b in frames {
+                        buf.extend_from_slice(&b);
+                    }
                     flushed = false;
                 }
                 Some(Outgoing::Close) | None => {

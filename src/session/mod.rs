@@ -11,6 +11,7 @@ pub mod config;
 pub mod heartbeat;
 pub mod log_backend;
 pub mod logon;
+pub mod out_queue;
 pub mod outbound;
 pub mod resend;
 pub mod schedule;

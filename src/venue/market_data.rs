@@ -19,7 +19,6 @@
 //! (market-data sessions gap-fill resends and resync with a new snapshot).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write as _;
 
 use bytes::Bytes;
 use rust_decimal::Decimal;
@@ -872,7 +871,6 @@ fn put_int(b: &mut Vec<u8>, tag: i32, v: i64) {
 fn put_dec(b: &mut Vec<u8>, tag: i32, d: Decimal) {
     push_int(b, i64::from(tag));
     b.push(b'=');
-    // Writing into a Vec cannot fail.
-    let _ = write!(b, "{}", d.normalize());
+    super::order_entry::report::push_decimal(b, d);
     b.push(SOH);
 }

@@ -10,7 +10,7 @@
 
 #[cfg(test)]
 mod md_tests;
-mod report;
+pub(super) mod report;
 #[cfg(test)]
 mod tests;
 
@@ -32,6 +32,9 @@ use crate::session::{BusinessReject, OutboundMessage, SessionConfig, SessionRole
 use report::{CancelReject, ExecReport, LastFill, MassCancelReport, Val};
 
 use super::market_data::MarketData;
+
+/// A map keyed by client-chosen strings (foldhash, randomly seeded).
+type StrMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
 
 pub use super::input::{DecodeError, VenueInput};
 
@@ -148,7 +151,7 @@ struct SessionState {
     info: SessionInfo,
     account: Option<AccountId>,
     /// Every ClOrdID of a remembered order -> its OrderID.
-    cl_ord_ids: HashMap<String, u64>,
+    cl_ord_ids: StrMap<u64>,
     /// OrderIDs of the session's working orders, in entry order.
     live: BTreeSet<u64>,
     /// Drop-copy sessions that receive a copy of this session's reports.
@@ -326,10 +329,10 @@ type Refusal = (u32, String);
 pub struct Venue {
     engine: Engine,
     instruments: Vec<Instrument>,
-    symbols: HashMap<String, InstrumentId>,
+    symbols: StrMap<InstrumentId>,
     account_names: Vec<String>,
     sessions: Vec<SessionState>,
-    session_ids: HashMap<String, Owner>,
+    session_ids: StrMap<Owner>,
     /// By venue order number (assigned here, not by clients: a fast hasher is safe).
     orders: FxHashMap<u64, OrderRec>,
     by_engine_id: FxHashMap<OrderId, u64>,
@@ -358,7 +361,7 @@ impl Venue {
             return Err(VenueError::TooManySessions(sessions.len()));
         }
         let mut instruments = Vec::with_capacity(cfg.instruments.len());
-        let mut symbols = HashMap::new();
+        let mut symbols = StrMap::default();
         for (i, ins) in cfg.instruments.iter().enumerate() {
             instruments.push(Instrument {
                 symbol: ins.symbol.clone(),
@@ -367,7 +370,7 @@ impl Venue {
             symbols.insert(ins.symbol.clone(), i as InstrumentId);
         }
         let mut states = Vec::with_capacity(sessions.len());
-        let mut session_ids = HashMap::new();
+        let mut session_ids = StrMap::default();
         for (i, s) in sessions.iter().enumerate() {
             if session_ids.insert(s.comp_id.clone(), i as Owner).is_some() {
                 return Err(VenueError::DuplicateSession(s.comp_id.clone()));
@@ -375,7 +378,7 @@ impl Venue {
             states.push(SessionState {
                 info: s.clone(),
                 account: cfg.account_for_session(&s.comp_id),
-                cl_ord_ids: HashMap::new(),
+                cl_ord_ids: StrMap::default(),
                 live: BTreeSet::new(),
                 copies_to: Vec::new(),
             });

@@ -19,6 +19,45 @@ const TIME_PRECISION: Precision = Precision::Millis;
 /// Value of OrderID (37) when no order exists (rejects, unknown orders).
 pub(super) const NO_ORDER_ID: &[u8] = b"NONE";
 
+/// Appends `d` as FIX writes a decimal: without trailing zeros and without
+/// exponent, exactly as `d.normalize()` displays, but without the
+/// formatter (prices and quantities are written several times per order).
+pub(crate) fn push_decimal(buf: &mut Vec<u8>, d: Decimal) {
+    let mut m = d.mantissa();
+    let mut scale = d.scale();
+    while scale > 0 && m % 10 == 0 {
+        m /= 10;
+        scale -= 1;
+    }
+    if m < 0 {
+        buf.push(b'-');
+    }
+    let u = m.unsigned_abs();
+    let p = 10u128.pow(scale);
+    push_u128(buf, u / p);
+    if scale > 0 {
+        let frac = u % p;
+        let start = buf.len();
+        push_u128(buf, frac);
+        let digits = buf.len() - start;
+        // Leading zeros of the fraction, then the point before them.
+        buf.splice(
+            start..start,
+            std::iter::once(b'.').chain(std::iter::repeat_n(b'0', scale as usize - digits)),
+        );
+    }
+}
+
+fn push_u128(buf: &mut Vec<u8>, v: u128) {
+    match u64::try_from(v) {
+        Ok(small) if small <= i64::MAX as u64 => push_int(buf, small as i64),
+        _ => {
+            // Writing into a Vec cannot fail.
+            let _ = write!(buf, "{v}");
+        }
+    }
+}
+
 /// A body under construction; tags must be written in ascending order.
 pub(super) struct Fields {
     buf: Vec<u8>,
@@ -67,8 +106,7 @@ impl Fields {
 
     pub(super) fn dec(&mut self, tag: i32, d: Decimal) -> &mut Self {
         self.tag(tag);
-        // Writing into a Vec cannot fail.
-        let _ = write!(self.buf, "{}", d.normalize());
+        push_decimal(&mut self.buf, d);
         self.buf.push(SOH);
         self
     }
@@ -272,4 +310,49 @@ fn write_order_id(f: &mut Fields, id: Option<u64>) {
         Some(id) => f.int(tags::ORDER_ID, id as i64),
         None => f.bytes(tags::ORDER_ID, NO_ORDER_ID),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_are_written_as_normalize_displays_them() {
+        let mut samples: Vec<Decimal> = [
+            "0",
+            "-0",
+            "0.000",
+            "1",
+            "-1",
+            "150",
+            "150.00",
+            "150.25",
+            "0.05",
+            "-0.05",
+            "1000000",
+            "0.0000001",
+            "12345678901234567890.123",
+            "-79228162514264337593543950335",
+            "7.9228162514264337593543950335",
+            "100.10",
+            "3.14159",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        for i in -2000i64..2000 {
+            for scale in 0..6 {
+                samples.push(Decimal::new(i * 7919, scale));
+            }
+        }
+        for d in samples {
+            let mut buf = Vec::new();
+            push_decimal(&mut buf, d);
+            assert_eq!(
+                String::from_utf8(buf).unwrap(),
+                d.normalize().to_string(),
+                "{d:?}"
+            );
+        }
+    }
 }

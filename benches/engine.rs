@@ -464,11 +464,17 @@ fn place_batch<B: Book>(n: usize, timed_cancel: bool) -> (Duration, u64) {
     }
     let a0 = allocs();
     let t0 = Instant::now();
+    cancel_scattered(&mut b, n);
+    (t0.elapsed(), allocs() - a0)
+}
+
+/// The timed cancels of `place_batch`, in a scattered order (not just LIFO); a separate
+/// symbol for `callgrind --toggle-collect=*cancel_scattered*`.
+#[inline(never)]
+fn cancel_scattered<B: Book>(b: &mut B, n: usize) {
     for i in 0..n as u32 {
-        // Cancel in a scattered order (not just LIFO).
         b.cancel((i as u64 * 2_654_435_761 % n as u64) as u32);
     }
-    (t0.elapsed(), allocs() - a0)
 }
 
 /// `levels` price levels of `k` resting asks each; one aggressive buy per level fills exactly k orders.
@@ -483,11 +489,16 @@ fn fill_k<B: Book>(k: usize, levels: usize) -> (Duration, u64) {
     }
     let a0 = allocs();
     let t0 = Instant::now();
-    for _ in 0..levels {
-        b.market(h, Side::Buy, 10 * k as u64);
-        h += 1;
-    }
+    sweep(&mut b, h, k, levels);
     (t0.elapsed(), allocs() - a0)
+}
+
+/// The timed part of `fill_k` (a separate symbol for `callgrind --toggle-collect=*sweep*`).
+#[inline(never)]
+fn sweep<B: Book>(b: &mut B, first: u32, k: usize, levels: usize) {
+    for h in first..first + levels as u32 {
+        b.market(h, Side::Buy, 10 * k as u64);
+    }
 }
 
 fn mixed<B: Book>(ops: &[Op]) -> (Duration, u64) {
@@ -749,6 +760,9 @@ fn main() {
         for _ in 0..10 {
             if what.is_empty() || what == "place" {
                 black_box(place_batch::<Fixgw>(100_000, what.is_empty()));
+            }
+            if what == "cancel" {
+                black_box(place_batch::<Fixgw>(10_000, true));
             }
             if what.is_empty() || what == "fill" {
                 black_box(fill_k::<Fixgw>(50, 100));

@@ -289,6 +289,36 @@ impl Book {
         }
     }
 
+    /// Books `q` lots just traded by the order at the head of level `l` (its `visible` already
+    /// reduced): the level's aggregates drop by `q` and, once the head shows nothing, it leaves
+    /// the queue as `unlink` would take it out. Returns false when that dropped the level.
+    #[inline]
+    pub(crate) fn traded_at_head(&mut self, slab: &mut OrderSlab, l: u32, q: Lots) -> bool {
+        let level = &mut self.levels[l as usize];
+        level.visible_qty -= q;
+        level.total_qty -= q;
+        let o = slab.get_mut(level.head);
+        if o.visible > 0 {
+            return true;
+        }
+        let (next, side) = (o.next, o.side);
+        level.total_qty -= o.leaves();
+        o.next = NIL;
+        o.level = NIL;
+        level.head = next;
+        level.count -= 1;
+        if next == NIL {
+            level.tail = NIL;
+        } else {
+            slab.get_mut(next).prev = NIL;
+        }
+        if level.count == 0 {
+            self.drop_level(side, l);
+            return false;
+        }
+        true
+    }
+
     /// Adjusts a level's aggregates after an order's visible/leaves changed in place.
     #[inline]
     pub(crate) fn adjust(&mut self, l: u32, visible_delta: i64, total_delta: i64) {

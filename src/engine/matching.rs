@@ -411,6 +411,8 @@ impl Engine {
             (t.side, t.account, t.instrument)
         };
         let stp = self.accounts[account as usize].stp;
+        // Under STP the queue walk stops at the first own order (handled here).
+        let own = (stp != StpMode::Allow).then_some(account);
         let opp = side.opposite();
         loop {
             if self.slab.get(slot).leaves() == 0 {
@@ -420,12 +422,13 @@ impl Engine {
             let Some(l) = book.best_slot(opp) else {
                 return MatchEnd::NoLiquidity;
             };
-            let level = *book.level(l);
-            if !crosses(side, limit, level.price) {
+            let level = book.level(l);
+            let (price, head, qty, count) =
+                (level.price, level.head, level.visible_qty, level.count);
+            if !crosses(side, limit, price) {
                 return MatchEnd::NoCross;
             }
-            let head = level.head;
-            if stp != StpMode::Allow && self.slab.get(head).account == account {
+            if own == Some(self.slab.get(head).account) {
                 if stp != StpMode::CancelAggressor {
                     self.cancel_slot(head, CancelReason::SelfTrade, 0, out);
                 }
@@ -434,103 +437,101 @@ impl Engine {
                 }
                 return MatchEnd::SelfTrade;
             }
-            self.fill(inst, slot, head, l, level.price, out);
+            // One touch per level: the state before its first fill.
+            touch(&mut self.touched, inst, opp, price, l, qty, count);
+            self.fill_level(inst, slot, l, price, own, out);
         }
     }
 
-    /// One trade between taker `t` and the maker at the head of level `l`.
-    fn fill(
+    /// Trades taker `t` against the queue of level `l` from its head (the head is not an
+    /// own order under STP) until the taker is done, the level is gone, an iceberg refills,
+    /// or the next head is an own order (`own`); the caller's loop takes it from there.
+    fn fill_level(
         &mut self,
         inst: InstrumentId,
         t: u32,
-        m: u32,
         l: u32,
         price: Ticks,
+        own: Option<AccountId>,
         out: &mut Vec<Event>,
     ) {
+        let n_inst = self.instruments.len();
         let ins = &mut self.instruments[inst as usize];
         let cash = ins.spec.cash_per_tick_lot;
-        let lvl = ins.book.level(l);
-        let (lvl_qty, lvl_count) = (lvl.visible_qty, lvl.count);
-        let [mo, to] = self
-            .slab
-            .orders
-            .get_disjoint_mut([m as usize, t as usize])
-            .expect("maker and taker are distinct live slots");
-        let q = to.leaves().min(mo.visible);
-        let notional = q as i64 * price;
-        mo.cum_qty += q;
-        mo.cum_notional = mo.cum_notional.saturating_add(notional);
-        mo.visible -= q;
-        to.cum_qty += q;
-        to.cum_notional = to.cum_notional.saturating_add(notional);
-        let (mo, to) = (&*mo, &*to);
-        let maker_side = mo.side;
-        let maker_visible = mo.visible;
-        let maker_leaves = mo.leaves();
-        let trade_id = self.next_trade_id;
-        self.next_trade_id += 1;
-        out.push(Event::Trade {
-            trade_id,
-            instrument: inst,
-            price,
-            qty: q,
-            aggressor: to.side,
-            maker: mo.info(false),
-            taker: to.info(false),
-        });
-        let n_inst = self.instruments.len();
-        // Reservation release and position, maker first, then taker (as before).
-        for o in [mo, to] {
-            let i = o.account as usize * n_inst + inst as usize;
-            settle(
-                &mut self.accounts[o.account as usize],
-                &mut self.acct_inst[i],
-                o.side,
-                q,
-                o.risk_price,
-                price,
-                cash,
-            );
-        }
-        touch(
-            &mut self.touched,
-            inst,
-            maker_side,
-            price,
-            l,
-            lvl_qty,
-            lvl_count,
-        );
-        let ins = &mut self.instruments[inst as usize];
-        ins.book.adjust(l, -(q as i64), -(q as i64));
         ins.last_trade = Some(price);
-        if maker_visible > 0 {
-            return;
-        }
         let book = &mut ins.book;
-        book.unlink(&mut self.slab, m);
-        if maker_leaves == 0 {
-            self.finish(m);
-        } else {
-            // Iceberg refill: a new displayed slice at the back of the queue.
-            self.seq += 1;
-            let o = self.slab.get_mut(m);
-            o.visible = o.display_slice();
-            o.seq = self.seq;
-            book.push_back(&mut self.slab, m);
-            // The level may have been recreated in another slot: record where it is now.
-            let nl = self.slab.get(m).level;
-            let lvl = *book.level(nl);
-            touch(
-                &mut self.touched,
-                inst,
-                maker_side,
+        loop {
+            let m = book.level(l).head;
+            let [mo, to] = self
+                .slab
+                .orders
+                .get_disjoint_mut([m as usize, t as usize])
+                .expect("maker and taker are distinct live slots");
+            let q = to.leaves().min(mo.visible);
+            let notional = q as i64 * price;
+            mo.cum_qty += q;
+            mo.cum_notional = mo.cum_notional.saturating_add(notional);
+            mo.visible -= q;
+            to.cum_qty += q;
+            to.cum_notional = to.cum_notional.saturating_add(notional);
+            let (mo, to) = (&*mo, &*to);
+            let trade_id = self.next_trade_id;
+            self.next_trade_id += 1;
+            out.push(Event::Trade {
+                trade_id,
+                instrument: inst,
                 price,
-                nl,
-                lvl.visible_qty,
-                lvl.count,
-            );
+                qty: q,
+                aggressor: to.side,
+                maker: mo.info(false),
+                taker: to.info(false),
+            });
+            // Reservation release and position, maker first, then taker.
+            for o in [mo, to] {
+                settle(
+                    &mut self.accounts[o.account as usize],
+                    &mut self.acct_inst[o.account as usize * n_inst + inst as usize],
+                    o.side,
+                    q,
+                    o.risk_price,
+                    price,
+                    cash,
+                );
+            }
+            let (maker_side, maker_leaves, taker_leaves) = (mo.side, mo.leaves(), to.leaves());
+            let kept = book.traded_at_head(&mut self.slab, l, q);
+            if self.slab.get(m).level != NIL {
+                return; // the maker still shows quantity: the taker is done
+            }
+            if maker_leaves > 0 {
+                // Iceberg refill: a new displayed slice at the back of the queue.
+                self.seq += 1;
+                let o = self.slab.get_mut(m);
+                o.visible = o.display_slice();
+                o.seq = self.seq;
+                book.push_back(&mut self.slab, m);
+                // The level may have been recreated in another slot: record where it is now.
+                let nl = self.slab.get(m).level;
+                let lvl = book.level(nl);
+                touch(
+                    &mut self.touched,
+                    inst,
+                    maker_side,
+                    price,
+                    nl,
+                    lvl.visible_qty,
+                    lvl.count,
+                );
+                return;
+            }
+            finish_order(&mut self.slab, &mut self.accounts, &mut self.expiries, m);
+            if !kept || taker_leaves == 0 {
+                return;
+            }
+            let next = book.level(l).head;
+            if own == Some(self.slab.get(next).account) {
+                return;
+            }
         }
     }
 
@@ -625,6 +626,11 @@ impl Engine {
         out: &mut Vec<Event>,
     ) {
         match self.lookup(account, id) {
+            Some(slot)
+                if self.touched.is_empty() && self.slab.get(slot).state == OrderState::Resting =>
+            {
+                self.cancel_resting(slot, req, out)
+            }
             Some(slot) => self.cancel_slot(slot, CancelReason::User, req, out),
             None => out.push(Event::CancelRejected {
                 owner,
@@ -761,6 +767,7 @@ impl Engine {
     }
 
     /// Takes a resting order off its level (recording the level change).
+    #[inline]
     fn unlink_resting(&mut self, slot: u32) {
         let o = self.slab.get(slot);
         let (inst, side, price, l) = (o.instrument, o.side, o.price, o.level);
@@ -772,6 +779,7 @@ impl Engine {
     }
 
     /// Removes a working order with a Cancelled event.
+    #[inline]
     fn cancel_slot(&mut self, slot: u32, reason: CancelReason, req: u64, out: &mut Vec<Event>) {
         self.take_out(slot);
         out.push(Event::Cancelled {
@@ -780,6 +788,35 @@ impl Engine {
             request_ref: req,
         });
         self.finish(slot);
+    }
+
+    /// `cancel_slot` for a user cancel of a resting order when no level was touched yet in
+    /// this command: the level's BookLevelChanged is emitted here, as `flush_touched` would.
+    fn cancel_resting(&mut self, slot: u32, req: u64, out: &mut Vec<Event>) {
+        let o = self.slab.get(slot);
+        let (inst, side, price, l) = (o.instrument, o.side, o.price, o.level);
+        let leaves = o.leaves();
+        let book = &mut self.instruments[inst as usize].book;
+        let lvl = book.level(l);
+        let (qty_before, count_before) = (lvl.visible_qty, lvl.count);
+        book.unlink(&mut self.slab, slot);
+        self.reserve(slot, leaves, -1);
+        out.push(Event::Cancelled {
+            order: self.slab.get(slot).info(true),
+            reason: CancelReason::User,
+            request_ref: req,
+        });
+        finish_order(&mut self.slab, &mut self.accounts, &mut self.expiries, slot);
+        let t = Touched {
+            instrument: inst,
+            side,
+            price,
+            order: 0,
+            level: l,
+            qty_before,
+            count_before,
+        };
+        self.level_changed(&t, &t, out);
     }
 
     /// Removes a working order with an Expired event.
@@ -792,25 +829,22 @@ impl Engine {
     }
 
     /// Detaches an order from book or stop list and releases its reservation.
+    #[inline]
     fn take_out(&mut self, slot: u32) {
-        match self.slab.get(slot).state {
+        let o = self.slab.get(slot);
+        let leaves = o.leaves();
+        match o.state {
             OrderState::Resting => self.unlink_resting(slot),
             OrderState::Stop => self.unpark_stop(slot),
             OrderState::Active | OrderState::Free => {}
         }
-        let leaves = self.slab.get(slot).leaves();
         self.reserve(slot, leaves, -1);
     }
 
     /// Frees a done order's slot (it must be off the book already).
+    #[inline]
     fn finish(&mut self, slot: u32) {
-        let o = self.slab.get(slot);
-        let (account, id, tif, exp) = (o.account, o.id, o.tif, o.expire_ts_ns);
-        self.accounts[account as usize].open_orders -= 1;
-        if tif == Tif::Gtd {
-            self.expiries.remove(&(exp, id));
-        }
-        self.slab.remove(slot);
+        finish_order(&mut self.slab, &mut self.accounts, &mut self.expiries, slot);
     }
 
     /// Cancels every working order matching `pred`, in slot order; returns how many.
@@ -878,7 +912,7 @@ impl Engine {
     }
 
     /// Reserves (+1) or releases (-1) `lots` of an order's exposure.
-    #[inline]
+    #[inline(always)]
     fn reserve(&mut self, slot: u32, lots: Lots, sign: i64) {
         let o = self.slab.get(slot);
         let (account, inst, side, rp) = (o.account, o.instrument, o.side, o.risk_price);
@@ -919,11 +953,22 @@ impl Engine {
 
     /// Emits one BookLevelChanged per level whose displayed aggregate changed:
     /// state before its first touch vs. its level slot after the last touch.
+    #[inline]
     fn flush_touched(&mut self, out: &mut Vec<Event>) {
-        let mut touched = std::mem::take(&mut self.touched);
-        if touched.len() > 1 {
-            touched.sort_unstable_by_key(|t| (t.instrument, t.side, t.price, t.order));
+        match self.touched.len() {
+            0 => {}
+            1 => {
+                let t = self.touched[0];
+                self.touched.clear();
+                self.level_changed(&t, &t, out);
+            }
+            _ => self.flush_touched_many(out),
         }
+    }
+
+    fn flush_touched_many(&mut self, out: &mut Vec<Event>) {
+        let mut touched = std::mem::take(&mut self.touched);
+        touched.sort_unstable_by_key(|t| (t.instrument, t.side, t.price, t.order));
         let mut i = 0;
         while i < touched.len() {
             let first = touched[i];
@@ -935,27 +980,34 @@ impl Engine {
                 last = touched[i];
                 i += 1;
             }
-            let lvl = self.instruments[first.instrument as usize]
-                .book
-                .level(last.level);
-            let (qty, order_count) =
-                if lvl.count > 0 && lvl.price == first.price && lvl.side == first.side {
-                    (lvl.visible_qty, lvl.count)
-                } else {
-                    (0, 0)
-                };
-            if (qty, order_count) != (first.qty_before, first.count_before) {
-                out.push(Event::BookLevelChanged {
-                    instrument: first.instrument,
-                    side: first.side,
-                    price: first.price,
-                    qty,
-                    order_count,
-                });
-            }
+            self.level_changed(&first, &last, out);
         }
         touched.clear();
         self.touched = touched;
+    }
+
+    /// One BookLevelChanged if a level's displayed aggregate differs from before its
+    /// `first` touch (`last` names the level slot after the last touch).
+    #[inline]
+    fn level_changed(&self, first: &Touched, last: &Touched, out: &mut Vec<Event>) {
+        let lvl = self.instruments[first.instrument as usize]
+            .book
+            .level(last.level);
+        let (qty, order_count) =
+            if lvl.count > 0 && lvl.price == first.price && lvl.side == first.side {
+                (lvl.visible_qty, lvl.count)
+            } else {
+                (0, 0)
+            };
+        if (qty, order_count) != (first.qty_before, first.count_before) {
+            out.push(Event::BookLevelChanged {
+                instrument: first.instrument,
+                side: first.side,
+                price: first.price,
+                qty,
+                order_count,
+            });
+        }
     }
 
     // ---------------------------------------------------------------- queries
@@ -1166,6 +1218,23 @@ fn touch(
         qty_before: qty,
         count_before: count,
     });
+}
+
+/// Frees a done order's slot (it must be off the book already).
+#[inline]
+fn finish_order(
+    slab: &mut OrderSlab,
+    accounts: &mut [AccountState],
+    expiries: &mut BTreeSet<(u64, OrderId)>,
+    slot: u32,
+) {
+    let o = slab.get(slot);
+    let (account, id, tif, exp) = (o.account, o.id, o.tif, o.expire_ts_ns);
+    accounts[account as usize].open_orders -= 1;
+    if tif == Tif::Gtd {
+        expiries.remove(&(exp, id));
+    }
+    slab.remove(slot);
 }
 
 /// Releases `q` lots of an order's reservation and books the fill into its position.

@@ -7,7 +7,10 @@
 //! criterion and runs `n` iterations of one operation in a plain loop, to be
 //! measured with `perf stat -e task-clock,instructions` (and once with
 //! `n = 0` to subtract the setup): `<op>` is one of `parse`, `decode`,
-//! `validate`, `full` (decode + validate), `fefix` or `encode`.
+//! `validate`, `full` (decode + validate), `fefix` or `encode`, or
+//! `validate_new_shape`: `validate` of two NewOrderSingles whose tags come in
+//! different orders, alternately, so that no message finds its tag sequence
+//! remembered by the validator (its slower path; one op = one message).
 
 use std::hint::black_box;
 
@@ -24,6 +27,12 @@ use fixgw::fix::{Encoder, FieldSpan, FixCodec, Message};
 /// A realistic NewOrderSingle (limit order, day, with account, currency and
 /// exchange), framed with a correct BodyLength and CheckSum by our encoder.
 fn new_order_single() -> Vec<u8> {
+    order(false)
+}
+
+/// [`new_order_single`], or (`price_first`) the same order with another tag
+/// sequence: Price (44) before OrderQty (38) and OrdType (40).
+fn order(price_first: bool) -> Vec<u8> {
     let mut e = Encoder::new();
     e.start(b"D")
         .field_int(34, 215_347)
@@ -33,11 +42,15 @@ fn new_order_single() -> Vec<u8> {
         .field(1, b"ACCT-000731")
         .field(11, b"ORD-20240315-000123456")
         .field(15, b"USD")
-        .field(21, b"1")
-        .field(38, b"1500")
-        .field(40, b"2")
-        .field(44, b"187.25")
-        .field(54, b"1")
+        .field(21, b"1");
+    if price_first {
+        e.field(44, b"187.25");
+    }
+    e.field(38, b"1500").field(40, b"2");
+    if !price_first {
+        e.field(44, b"187.25");
+    }
+    e.field(54, b"1")
         .field(55, b"AAPL")
         .field(59, b"0")
         .field(60, b"20240315-14:30:15.120")
@@ -199,6 +212,11 @@ fn run_loop(spec: &str) {
             black_box(Message::parse(raw).expect("parses"));
         }),
         "validate" => repeat(&mut |_| validate(&dict, black_box(&sample), &opts).expect("valid")),
+        "validate_new_shape" => {
+            let other = Message::parse(bytes::Bytes::from(order(true))).expect("sample parses");
+            let pair = [&sample, &other];
+            repeat(&mut |i| validate(&dict, black_box(pair[i as usize % 2]), &opts).expect("valid"))
+        }
         "full" => repeat(&mut |_| {
             let raw = frame(&mut codec, &mut buf, black_box(&nos));
             let msg = Message::parse(raw).expect("parses");

@@ -13,6 +13,7 @@ use tokio_util::codec::{Decoder, Encoder as CodecEncoder};
 
 use super::encoder::checksum;
 use super::message::parse_u64;
+use super::parser::soh_marks;
 use super::SOH;
 
 /// Default limit on one message's size in bytes (`MaxMessageSize`).
@@ -100,10 +101,9 @@ impl FixCodec {
             return self.need_more(src.len()).map(|_| None);
         };
         let len_start = nine + 3;
-        let Some(len_soh) = memchr::memchr(SOH, &src[len_start..]) else {
+        let Some(len_end) = find_soh(src, len_start) else {
             return self.need_more(src.len()).map(|_| None);
         };
-        let len_end = len_start + len_soh;
         let Some(body_len) = parse_u64(&src[len_start..len_end]) else {
             src.advance(len_end + 1);
             return Ok(Some(Err(Garbled::BadLengthField)));
@@ -162,13 +162,39 @@ impl FixCodec {
 /// (the SOH that ends BeginString, the SOH that ends the body), and that
 /// check is far cheaper than building a substring searcher.
 #[inline]
-fn find_from(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+fn find_from<const N: usize>(hay: &[u8], from: usize, needle: &[u8; N]) -> Option<usize> {
     let tail = hay.get(from..)?;
-    let first = memchr::memchr(needle[0], tail)?;
-    if tail[first..].starts_with(needle) {
+    // A fixed-size compare: no call to memcmp.
+    if tail.get(..N) == Some(needle) {
+        return Some(from);
+    }
+    let first = if needle[0] == SOH {
+        find_soh(tail, 0)?
+    } else {
+        memchr::memchr(needle[0], tail)?
+    };
+    if tail.get(first..first + N) == Some(needle) {
         return Some(from + first);
     }
     memmem::find(&tail[first + 1..], needle).map(|p| from + first + 1 + p)
+}
+
+/// Index of the first SOH at or after `from`. The SOHs the codec looks for
+/// (after BeginString, after BodyLength) are a few bytes away: the first two
+/// words are tested in place, `memchr` (built for long haystacks) takes the
+/// rest.
+#[inline]
+fn find_soh(hay: &[u8], from: usize) -> Option<usize> {
+    for word in [from, from + 8] {
+        if word >= hay.len() {
+            return None;
+        }
+        let marks = soh_marks(hay, word);
+        if marks != 0 {
+            return Some(word + (marks.trailing_zeros() / 8) as usize);
+        }
+    }
+    memchr::memchr(SOH, hay.get(from + 16..)?).map(|p| from + 16 + p)
 }
 
 impl Decoder for FixCodec {
@@ -317,6 +343,19 @@ mod tests {
             c.decode(&mut buf),
             Err(FrameError::TooLarge { size: 5000, .. })
         ));
+    }
+
+    #[test]
+    fn find_soh_agrees_with_memchr() {
+        use proptest::prelude::*;
+        let byte = prop_oneof![3 => Just(SOH), 1 => Just(0u8), 6 => any::<u8>()];
+        proptest!(|(data in proptest::collection::vec(byte, 0..60), from in 0usize..64)| {
+            let want = data
+                .get(from..)
+                .and_then(|tail| memchr::memchr(SOH, tail))
+                .map(|p| from + p);
+            prop_assert_eq!(find_soh(&data, from), want);
+        });
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Tags below this bound live in dense tables (bitsets, index vectors); tags
 /// at or above it (rare: private ranges of user dictionaries) in sorted or
@@ -435,7 +436,13 @@ pub struct Dictionary {
     has_msgcat: bool,
     /// tag -> [`TagInfo`] for the tags of the dense range the dictionary uses.
     tag_infos: Box<[TagInfo]>,
+    /// Names this dictionary's content among those loaded by the process (a
+    /// clone keeps it: a dictionary is never modified after loading).
+    id: u64,
 }
+
+/// Source of [`Dictionary::id`].
+static NEXT_DICTIONARY_ID: AtomicU64 = AtomicU64::new(0);
 
 impl Dictionary {
     /// Loads a QuickFIX-format dictionary file.
@@ -470,6 +477,13 @@ impl Dictionary {
         // The embedded file is tested to load; failing here is a build defect.
         Dictionary::from_xml(FIX44_XML, "dictionaries/FIX44.xml")
             .expect("the embedded FIX44.xml is valid")
+    }
+
+    /// Identifies the content of this dictionary: two dictionaries with the
+    /// same id (one is a clone of the other) validate alike. The validator
+    /// keys the message shapes it remembers on it.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// BeginString this dictionary describes (e.g. `FIX.4.4`).
@@ -813,6 +827,7 @@ impl<'a, 'input> Loader<'a, 'input> {
             groups: self.groups,
             has_msgcat,
             tag_infos: Box::default(),
+            id: NEXT_DICTIONARY_ID.fetch_add(1, Ordering::Relaxed),
         }
         .with_tag_infos())
     }

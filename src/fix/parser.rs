@@ -76,8 +76,12 @@ pub fn field(input: &[u8]) -> IResult<&[u8], (i32, &[u8])> {
 /// Offsets are relative to `buf`. Does not check which tags appear where.
 ///
 /// This is the hot path of every inbound message, so it is a hand-written
-/// single pass rather than the [`field`] combinator; both accept exactly the
-/// same inputs (a property test and the `parser` fuzz target check it).
+/// pass rather than the [`field`] combinator; both accept exactly the same
+/// inputs (a property test and the `parser` fuzz target check it). The
+/// frame is scanned for SOH eight bytes at a time (one word test marks every
+/// SOH of the word, however many values end there), and each SOH closes the
+/// field that started after the previous one: the field's tag is read from
+/// its first word. Values are never scanned byte by byte.
 pub fn parse_fields(buf: &[u8], out: &mut Vec<FieldSpan>) -> Result<(), ParseError> {
     out.clear();
     // Offsets are u32; a longer buffer cannot be a message (the codec caps
@@ -85,79 +89,125 @@ pub fn parse_fields(buf: &[u8], out: &mut Vec<FieldSpan>) -> Result<(), ParseErr
     if buf.len() > u32::MAX as usize {
         return Err(ParseError::TooManyFields);
     }
-    let mut i = 0;
-    while i < buf.len() {
+    // First byte of the field the next SOH ends.
+    let mut field_start = 0;
+    let mut word_start = 0;
+    while word_start < buf.len() {
+        let mut marks = soh_marks(buf, word_start);
+        while marks != 0 {
+            let soh = word_start + (marks.trailing_zeros() / 8) as usize;
+            marks &= marks - 1;
+            if out.len() >= MAX_FIELDS {
+                return Err(ParseError::TooManyFields);
+            }
+            let Some((tag, eq)) = tag_and_equals(buf, field_start) else {
+                return Err(ParseError::MalformedField {
+                    offset: field_start,
+                });
+            };
+            // The SOH is neither a digit nor `=`, so `eq < soh`.
+            out.push(FieldSpan {
+                tag,
+                start: eq as u32 + 1,
+                end: soh as u32,
+            });
+            field_start = soh + 1;
+        }
+        word_start += 8;
+    }
+    if field_start < buf.len() {
+        // A last field without SOH.
         if out.len() >= MAX_FIELDS {
             return Err(ParseError::TooManyFields);
         }
-        let offset = i;
-        let (tag, start, end) = match short_field(buf, i) {
-            Some(field) => field,
-            None => {
-                let Some((tag, eq)) = tag_and_equals(buf, i) else {
-                    return Err(ParseError::MalformedField { offset });
-                };
-                let start = eq + 1;
-                let Some(end) = find_soh(buf, start) else {
-                    return Err(ParseError::Unterminated { offset });
-                };
-                (tag, start, end)
-            }
-        };
-        out.push(FieldSpan {
-            tag,
-            start: start as u32,
-            end: end as u32,
+        let offset = field_start;
+        return Err(match tag_and_equals(buf, field_start) {
+            Some(_) => ParseError::Unterminated { offset },
+            None => ParseError::MalformedField { offset },
         });
-        i = end + 1;
     }
     Ok(())
 }
 
 const ONES: u64 = 0x0101_0101_0101_0101;
+const LOWS: u64 = 0x7F7F_7F7F_7F7F_7F7F;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
-/// The common field, read from the eight bytes at `i` without a branch per
-/// digit (tag lengths vary from field to field, so a digit loop mispredicts
-/// its exit): a tag of one to seven digits and its `=` inside the word.
-/// Returns the tag, the value's start and the index of its SOH; `None` (the
-/// general path decides) for anything else: a sign, a longer tag, a
-/// malformed field, fewer than eight bytes left.
+/// The high bit of every byte of `x` that is zero, and nothing else (no
+/// borrow crosses bytes, so, unlike the classic has-zero test, every mark is
+/// exact, not only the first).
 #[inline(always)]
-fn short_field(buf: &[u8], i: usize) -> Option<(i32, usize, usize)> {
-    let word = u64::from_le_bytes(buf.get(i..i + 8)?.try_into().ok()?);
-    // Digits become 0..=9. A byte is not a digit when it is above 9 after
-    // that (adding 0x76 sets its high bit) or has the high bit already.
-    // Carries only leave non-digits, so the lowest mark is exact.
-    let d = word ^ 0x3030_3030_3030_3030;
-    let non_digits = (d.wrapping_add(0x7676_7676_7676_7676) | d) & HIGHS;
-    let n = (non_digits.trailing_zeros() / 8) as usize;
-    if n == 0 || n == 8 || (word >> (8 * n)) as u8 != b'=' {
-        return None;
+fn zero_bytes(x: u64) -> u64 {
+    !(((x & LOWS) + LOWS) | x | LOWS)
+}
+
+/// Marks (high bit of the byte) of the SOHs among the eight bytes at `i`,
+/// or among the fewer than eight left.
+#[inline(always)]
+pub(crate) fn soh_marks(buf: &[u8], i: usize) -> u64 {
+    match buf.get(i..i + 8) {
+        Some(word) => zero_bytes(le_word(word) ^ ONES),
+        None => tail_soh_marks(buf, i),
     }
-    // The n digits moved to the top of the word (leading zeros below), then
-    // combined pairwise: 8 x 1 digit -> 4 x 2 -> 2 x 4 -> 1 x 8.
-    let d = d << (64 - 8 * n);
-    let d = (d.wrapping_mul(10) + (d >> 8)) & 0x00FF_00FF_00FF_00FF;
-    let d = (d.wrapping_mul(100) + (d >> 16)) & 0x0000_FFFF_0000_FFFF;
-    let tag = (d.wrapping_mul(10_000) + (d >> 32)) as u32 as i32;
-    let start = i + n + 1;
-    // The SOH may already be in this word (short values such as 35=D or
-    // 54=1); the bytes up to the `=` cannot be SOH, so no borrow starts
-    // there and the lowest mark above them is exact.
-    let x = word ^ ONES;
-    let sohs = x.wrapping_sub(ONES) & !x & HIGHS & (u64::MAX << (8 * n) << 8);
-    let end = if sohs != 0 {
-        i + (sohs.trailing_zeros() / 8) as usize
-    } else {
-        find_soh(buf, i + 8)?
-    };
-    Some((tag, start, end))
+}
+
+/// [`soh_marks`] for the last one to seven bytes of `buf`, from `i`.
+#[inline(never)]
+fn tail_soh_marks(buf: &[u8], i: usize) -> u64 {
+    let rest = buf.len().saturating_sub(i);
+    match buf.len().checked_sub(8) {
+        // The buffer's last word, its bytes before `i` shifted out.
+        Some(last) => zero_bytes(le_word(&buf[last..]) ^ ONES) >> (8 * (8 - rest)),
+        None => buf[i.min(buf.len())..]
+            .iter()
+            .enumerate()
+            .filter(|&(_, &b)| b == SOH)
+            .fold(0, |marks, (k, _)| marks | 0x80 << (8 * k)),
+    }
+}
+
+/// The first eight bytes of `bytes` (at least eight), little-endian.
+#[inline(always)]
+fn le_word(bytes: &[u8]) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[..8]);
+    u64::from_le_bytes(word)
 }
 
 /// Reads `-?[0-9]{1,9}=` at `i`; returns the tag and the index of the `=`.
-#[inline]
-fn tag_and_equals(buf: &[u8], mut i: usize) -> Option<(i32, usize)> {
+///
+/// The common tag (one to seven digits, read with its `=` from the eight
+/// bytes at `i`) is converted without a branch per digit: tag lengths vary
+/// from field to field, so a digit loop mispredicts its exit. A sign, a
+/// longer tag, a malformed field or fewer than eight bytes left take the
+/// digit loop, which decides.
+#[inline(always)]
+fn tag_and_equals(buf: &[u8], i: usize) -> Option<(i32, usize)> {
+    if let Some(word) = buf.get(i..i + 8) {
+        let word = le_word(word);
+        // Digits become 0..=9. A byte is not a digit when it is above 9
+        // after that (adding 0x76 sets its high bit) or has the high bit
+        // already. Carries only leave non-digits, so the lowest mark is exact.
+        let d = word ^ 0x3030_3030_3030_3030;
+        let non_digits = (d.wrapping_add(0x7676_7676_7676_7676) | d) & HIGHS;
+        let n = (non_digits.trailing_zeros() / 8) as usize;
+        if n != 0 && n != 8 && (word >> (8 * n)) as u8 == b'=' {
+            // The n digits moved to the top of the word (leading zeros
+            // below), then combined pairwise: 8 x 1 digit -> 4 x 2 -> 2 x 4
+            // -> 1 x 8.
+            let d = d << (64 - 8 * n);
+            let d = (d.wrapping_mul(10) + (d >> 8)) & 0x00FF_00FF_00FF_00FF;
+            let d = (d.wrapping_mul(100) + (d >> 16)) & 0x0000_FFFF_0000_FFFF;
+            let tag = (d.wrapping_mul(10_000) + (d >> 32)) as u32 as i32;
+            return Some((tag, i + n));
+        }
+    }
+    tag_digit_loop(buf, i)
+}
+
+/// [`tag_and_equals`] one byte at a time.
+#[inline(never)]
+fn tag_digit_loop(buf: &[u8], mut i: usize) -> Option<(i32, usize)> {
     let negative = buf.get(i) == Some(&b'-');
     if negative {
         i += 1;
@@ -178,26 +228,6 @@ fn tag_and_equals(buf: &[u8], mut i: usize) -> Option<(i32, usize)> {
         return None;
     }
     Some((if negative { -n } else { n }, i))
-}
-
-/// Index of the first SOH at or after `from`. Values are short, so a
-/// word-at-a-time scan beats a call into a general-purpose `memchr`.
-#[inline]
-fn find_soh(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    while let Some(chunk) = buf.get(i..i + 8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        // Bytes equal to SOH become zero; the classic has-zero-byte test
-        // marks the first of them exactly (later marks may be spurious).
-        let x = u64::from_le_bytes(word) ^ ONES;
-        let zeros = x.wrapping_sub(ONES) & !x & HIGHS;
-        if zeros != 0 {
-            return Some(i + (zeros.trailing_zeros() / 8) as usize);
-        }
-        i += 8;
-    }
-    buf.get(i..)?.iter().position(|&b| b == SOH).map(|p| i + p)
 }
 
 /// The same split as [`parse_fields`], done one field at a time with the nom
@@ -333,6 +363,19 @@ mod tests {
             "9=12345678",
             "9=1234567|",
             "12=ab\u{80}cd|\u{ff}=x|",
+            // SOHs next to NUL bytes (a borrow-based zero test would mark
+            // the byte after an SOH), several SOHs in one word, and tails
+            // of one to seven bytes after the last full word.
+            "1=\u{0}|\u{0}1=|2=x|",
+            "1=|2=|\u{0}|",
+            "1=a|2=b|3=c|4=d|5=e|",
+            "1=abcdefghijklmnopqrstuvwxyz0123456789|2=x|",
+            "1=abcdefgh|2=x",
+            "1=abcdefgh|22=",
+            "1=abcdefgh|2=x|",
+            "1=abcdefg|2=x||",
+            "|",
+            "1=|",
         ] {
             let b = fix(s);
             assert_eq!(fast(&b), parse_fields_nom(&b), "{s:?}");

@@ -24,8 +24,10 @@
 //! or not the group itself is required (QuickFIX only checks them inside
 //! required groups; the FIX specification means them per entry).
 
+use std::cell::{Cell, RefCell};
+
 use super::dictionary::{
-    Dictionary, FieldDef, FieldType, GroupDef, Layout, BODY, GROUP_COUNT, HEADER,
+    Dictionary, FieldDef, FieldType, GroupDef, Layout, TagInfo, BODY, GROUP_COUNT, HEADER,
     MAX_GROUP_MEMBERS, SECTION, TRAILER,
 };
 use super::message::{FieldSpan, Message};
@@ -103,19 +105,85 @@ pub fn validate(
     msg: &Message,
     opts: &ValidationOptions,
 ) -> Result<(), Rejection> {
-    let body = dict.message(msg.msg_type()).map(|m| &m.layout);
-    if let Some(body) = body {
+    let index = dict.msg_index(msg.msg_type());
+    let body = index.map(|i| &dict.message_at(i).layout);
+    if let (Some(index), Some(body)) = (index, body) {
+        let key = ShapeKey {
+            dict: dict.id(),
+            opts: *opts,
+            msg: index,
+        };
         let v = Validator {
             dict,
             msg,
             fields: msg.fields(),
             opts,
+            shape: &[],
         };
-        if v.fast_ok(body) {
+        let known = SHAPES.try_with(|shapes| {
+            let mut shapes = shapes.try_borrow_mut().ok()?;
+            Some(v.fast_ok_remembering(&mut shapes[index % SHAPE_SLOTS], key, body))
+        });
+        let ok = match known {
+            Ok(Some(ok)) => ok,
+            // Thread teardown: validate without remembering.
+            _ => v.fast_ok(body),
+        };
+        if ok {
             return Ok(());
         }
     }
     validate_ordered(dict, msg, opts, body)
+}
+
+/// What a remembered [`Shape`] is valid for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ShapeKey {
+    /// [`Dictionary::id`].
+    dict: u64,
+    opts: ValidationOptions,
+    /// [`Dictionary::msg_index`] of the message type.
+    msg: usize,
+}
+
+/// One field of a [`Shape`].
+#[derive(Debug, Clone)]
+struct ShapeField {
+    tag: i32,
+    info: TagInfo,
+    /// Any non-empty value passes the value checks (free text, or a field
+    /// the dictionary does not define).
+    any_value: bool,
+    /// For a group count field: the number of entries that follow it;
+    /// `NOT_GROUP` otherwise. Filled in by [`Validator::check_count`] while
+    /// the shape is recorded.
+    entries: Cell<u32>,
+}
+
+/// The tag sequence of a message that passed [`Validator::fast_ok`]. Every
+/// check of the fast path except the value checks (format, enumeration,
+/// empty value) and the group counts' values depends only on the dictionary,
+/// the options, the message type and the tag sequence; so a later message
+/// with the same key and tags passes them too, and only the checks that
+/// depend on values are repeated (on every field, which covers those the
+/// fast path makes). Anything that fails there goes through the whole
+/// validation again, so results never depend on what was remembered.
+#[derive(Debug)]
+struct Shape {
+    key: Option<ShapeKey>,
+    fields: Vec<ShapeField>,
+}
+
+/// Shapes remembered per thread: one per message type (modulo the slots).
+const SHAPE_SLOTS: usize = 32;
+/// Longer messages are not remembered.
+const SHAPE_MAX_FIELDS: usize = 256;
+
+thread_local! {
+    /// The last shape that passed the fast path, per message type slot.
+    static SHAPES: RefCell<[Shape; SHAPE_SLOTS]> = const {
+        RefCell::new([const { Shape { key: None, fields: Vec::new() } }; SHAPE_SLOTS])
+    };
 }
 
 /// Bound of the tag bitset the fast path uses; messages with other tags take
@@ -185,6 +253,7 @@ fn validate_ordered(
         msg,
         fields,
         opts,
+        shape: &[],
     };
     v.check_required(header, &dict.header.required)?;
     v.check_required(trailer, &dict.trailer.required)?;
@@ -338,9 +407,88 @@ struct Validator<'a> {
     msg: &'a Message,
     fields: &'a [FieldSpan],
     opts: &'a ValidationOptions,
+    /// The shape being recorded (one entry per field), or empty.
+    shape: &'a [ShapeField],
 }
 
 impl Validator<'_> {
+    /// [`Validator::fast_ok`], through `shape`: when it holds this message's
+    /// key and tag sequence, only the checks on values are made; otherwise
+    /// the fast path runs and, if the message passes, `shape` is replaced
+    /// by this message's.
+    fn fast_ok_remembering(&self, shape: &mut Shape, key: ShapeKey, body: &Layout) -> bool {
+        if shape.key == Some(key) && self.same_tags(&shape.fields) {
+            if self.values_ok(&shape.fields) {
+                return true;
+            }
+            // The shape stays: a message with these tags passed before.
+            return self.fast_ok(body);
+        }
+        shape.key = None;
+        shape.fields.clear();
+        // Tags without a `TagInfo` (beyond the dense range: only possible
+        // for group members here) are checked through their definition by
+        // the fast path: such a message is not remembered.
+        let mut complete = self.fields.len() <= SHAPE_MAX_FIELDS;
+        if complete {
+            shape.fields.extend(self.fields.iter().map(|f| {
+                let info = self.dict.tag_info(f.tag);
+                complete &= info.is_some();
+                let info = info.unwrap_or(TagInfo {
+                    class: 0,
+                    field_type: None,
+                    has_values: false,
+                });
+                ShapeField {
+                    tag: f.tag,
+                    info,
+                    any_value: !info.has_values && info.field_type.is_none_or(any_value_ok),
+                    entries: Cell::new(NOT_GROUP),
+                }
+            }));
+        }
+        let recording = Validator {
+            shape: &shape.fields,
+            ..*self
+        };
+        let ok = recording.fast_ok(body);
+        if ok && complete {
+            shape.key = Some(key);
+        }
+        ok
+    }
+
+    /// True when the message's tags are those of `shape`, in that order.
+    fn same_tags(&self, shape: &[ShapeField]) -> bool {
+        shape.len() == self.fields.len()
+            && self
+                .fields
+                .iter()
+                .zip(shape)
+                .all(|(f, known)| f.tag == known.tag)
+    }
+
+    /// True when the values of the message (whose tags are those of
+    /// `shape`) pass the value checks and the group counts recorded there.
+    fn values_ok(&self, shape: &[ShapeField]) -> bool {
+        let raw: &[u8] = self.msg.raw();
+        self.fields.iter().zip(shape).all(|(field, known)| {
+            let tag = field.tag;
+            let Some(value) = raw.get(field.start as usize..field.end as usize) else {
+                return false;
+            };
+            let entries = known.entries.get();
+            if known.any_value && entries == NOT_GROUP {
+                // What `value_error` decides for such a field.
+                return !(value.is_empty() && self.opts.check_fields_have_values);
+            }
+            self.value_error(tag, known.info.field_type, known.info.has_values, value)
+                .is_none()
+                && (entries == NOT_GROUP
+                    || self.check_count(usize::MAX, tag, value, entries).is_ok())
+        })
+    }
+
     /// One pass in wire order, no sorting: true when the message is valid.
     /// Any doubt (an error, a tag outside the bitset) returns false and the
     /// ordered path decides, so the two always agree on valid messages.
@@ -411,7 +559,7 @@ impl Validator<'_> {
             if let Some(g) = layout.group(tag) {
                 let g = dict.group_at(g);
                 let (end, n) = group_extent(dict, g, self.fields, i);
-                if self.check_count(tag, value, n).is_err()
+                if self.check_count(i - 1, tag, value, n).is_err()
                     || (section != HEADER && self.group_required(g, i).is_err())
                     || self.group_fields(g, i).is_err()
                 {
@@ -493,7 +641,7 @@ impl Validator<'_> {
                 }
             }
             if s.entries != NOT_GROUP {
-                self.check_count(tag, self.value(idx), s.entries)?;
+                self.check_count(idx, tag, self.value(idx), s.entries)?;
             }
             prev = Some(tag);
         }
@@ -514,7 +662,7 @@ impl Validator<'_> {
                 k += 1;
                 if let Some(nested) = self.dict.nested_group(g, tag) {
                     let (after, n) = group_extent(self.dict, nested, self.fields, k);
-                    self.check_count(tag, value, n)?;
+                    self.check_count(k - 1, tag, value, n)?;
                     k = after;
                 }
             }
@@ -575,7 +723,17 @@ impl Validator<'_> {
     }
 
     /// The count field's value must equal the number of entries parsed.
-    fn check_count(&self, tag: i32, value: &[u8], entries: u32) -> Result<(), Rejection> {
+    /// `idx` is the field's index (recorded in the shape being recorded).
+    fn check_count(
+        &self,
+        idx: usize,
+        tag: i32,
+        value: &[u8],
+        entries: u32,
+    ) -> Result<(), Rejection> {
+        if let Some(known) = self.shape.get(idx) {
+            known.entries.set(entries);
+        }
         let declared = if value.is_empty() {
             Some(0)
         } else {
@@ -628,6 +786,24 @@ pub fn format_ok(t: FieldType, v: &[u8]) -> bool {
         String | MultipleValueString | MultipleStringValue | Country | Currency | Exchange
         | Data | XmlData | Language | Other => true,
     }
+}
+
+/// The types [`format_ok`] accepts any value of.
+fn any_value_ok(t: FieldType) -> bool {
+    use FieldType::*;
+    matches!(
+        t,
+        String
+            | MultipleValueString
+            | MultipleStringValue
+            | Country
+            | Currency
+            | Exchange
+            | Data
+            | XmlData
+            | Language
+            | Other
+    )
 }
 
 #[inline]
@@ -976,6 +1152,67 @@ mod tests {
         assert_eq!(check_with(&hb, off), Ok(()));
     }
 
+    #[test]
+    fn remembered_shapes_still_check_values_counts_and_options() {
+        let order = |body: &str| client("D", &format!("{body}60={T}|"));
+        let good = order("11=ID|21=1|40=1|54=1|38=200|55=INTC|386=2|336=A|336=B|");
+        // Twice: the second time through the remembered shape.
+        assert_eq!(check(&good), Ok(()));
+        assert_eq!(check(&good), Ok(()));
+        // Same tags, bad values: the full validation decides.
+        for (body, reason, tag) in [
+            (
+                "11=ID|21=1|40=1|54=Z|38=200|55=INTC|386=2|336=A|336=B|",
+                Reason::ValueIsIncorrect,
+                54,
+            ),
+            (
+                "11=ID|21=1|40=1|54=1|38=2x0|55=INTC|386=2|336=A|336=B|",
+                Reason::IncorrectDataFormat,
+                38,
+            ),
+            (
+                "11=|21=1|40=1|54=1|38=200|55=INTC|386=2|336=A|336=B|",
+                Reason::TagSpecifiedWithoutValue,
+                11,
+            ),
+            (
+                "11=ID|21=1|40=1|54=1|38=200|55=INTC|386=3|336=A|336=B|",
+                Reason::IncorrectNumInGroupCount,
+                386,
+            ),
+        ] {
+            assert_eq!(check(&order(body)), rej(reason, tag), "{body}");
+            assert_eq!(check(&good), Ok(()));
+        }
+        // A shape remembered under one set of options is not used under another.
+        let unknown = client("0", "55=MSFT|");
+        let lenient = ValidationOptions {
+            allow_unknown_msg_fields: true,
+            ..Default::default()
+        };
+        assert_eq!(check_with(&unknown, lenient), Ok(()));
+        assert_eq!(check_with(&unknown, lenient), Ok(()));
+        assert_eq!(
+            check(&unknown),
+            rej(Reason::TagNotDefinedForMessageType, 55)
+        );
+        // Nor under another dictionary (here one where the order's Side is
+        // a free string).
+        let fix44 = crate::fix::dictionary::FIX44_XML;
+        let xml = fix44.replace(
+            r#"<field number="54" name="Side" type="CHAR">"#,
+            r#"<field number="54" name="Side" type="STRING"><value enum="Z" description="Z"/>"#,
+        );
+        assert_ne!(xml, fix44, "the dictionary edit applies");
+        let other = Dictionary::from_xml(&xml, "edited").unwrap();
+        let side_z = order("11=ID|21=1|40=1|54=Z|38=200|55=INTC|386=2|336=A|336=B|");
+        let opts = ValidationOptions::default();
+        assert_eq!(validate(&other, &side_z, &opts), Ok(()));
+        assert_eq!(check(&side_z), rej(Reason::ValueIsIncorrect, 54));
+        assert_eq!(validate(&other, &side_z, &opts), Ok(()));
+    }
+
     // --- one test per reason ---------------------------------------------------------
 
     #[test]
@@ -989,6 +1226,54 @@ mod tests {
         // An error on the first occurrence wins over the repetition.
         let first_bad = client("D", &ORDER.replace("54=1", "54=Z|54=1"));
         assert_eq!(check(&first_bad), rej(Reason::ValueIsIncorrect, 54));
+    }
+
+    #[test]
+    fn any_value_ok_types_accept_any_value() {
+        let names = [
+            "INT",
+            "LENGTH",
+            "SEQNUM",
+            "NUMINGROUP",
+            "TAGNUM",
+            "DAYOFMONTH",
+            "FLOAT",
+            "QTY",
+            "PRICE",
+            "PRICEOFFSET",
+            "AMT",
+            "PERCENTAGE",
+            "CHAR",
+            "BOOLEAN",
+            "STRING",
+            "MULTIPLEVALUESTRING",
+            "MULTIPLESTRINGVALUE",
+            "MULTIPLECHARVALUE",
+            "COUNTRY",
+            "CURRENCY",
+            "EXCHANGE",
+            "MONTHYEAR",
+            "UTCTIMESTAMP",
+            "UTCTIMEONLY",
+            "UTCDATEONLY",
+            "LOCALMKTDATE",
+            "TZTIMEONLY",
+            "TZTIMESTAMP",
+            "DATA",
+            "XMLDATA",
+            "LANGUAGE",
+            "ODD",
+        ];
+        let free: Vec<&str> = names
+            .into_iter()
+            .filter(|n| any_value_ok(FieldType::from_name(n)))
+            .collect();
+        assert_eq!(free.len(), 10, "{free:?}");
+        for name in free {
+            for v in [&b"x"[..], b"-", b"\xff\x00 =", b"1.2.3", b"Y N"] {
+                assert!(format_ok(FieldType::from_name(name), v), "{name} {v:?}");
+            }
+        }
     }
 
     #[test]
@@ -1406,7 +1691,58 @@ mod tests {
 
     // --- robustness -------------------------------------------------------------------
 
+    /// The fields of a valid order with a repeating group, in wire order.
+    const TEMPLATE: [(i32, &str); 16] = [
+        (34, "2"),
+        (49, "TW44"),
+        (52, T),
+        (56, "ISLD"),
+        (1, "ACCT"),
+        (11, "ID"),
+        (21, "1"),
+        (38, "200"),
+        (40, "2"),
+        (44, "10.5"),
+        (54, "1"),
+        (55, "INTC"),
+        (386, "2"),
+        (336, "A"),
+        (336, "B"),
+        (60, T),
+    ];
+
     proptest! {
+        /// Messages with the tags of a remembered shape and arbitrary
+        /// values get exactly the result of the full validation.
+        #[test]
+        fn remembered_shape_with_other_values_agrees_with_the_ordered_path(
+            values in proptest::collection::vec(
+                proptest::option::weighted(0.3, "[0-9A-Z.:-]{0,3}"),
+                TEMPLATE.len(),
+            ),
+            lenient in any::<bool>(),
+        ) {
+            let opts = ValidationOptions {
+                check_fields_have_values: !lenient,
+                ..Default::default()
+            };
+            let build = |values: &[Option<String>]| {
+                let mut s = String::from("8=FIX.4.4|9=0|35=D|");
+                for ((tag, value), new) in TEMPLATE.iter().zip(values) {
+                    s.push_str(&format!("{tag}={}|", new.as_deref().unwrap_or(value)));
+                }
+                m(&format!("{s}10=000|"))
+            };
+            let template = build(&vec![None; TEMPLATE.len()]);
+            prop_assert_eq!(validate(dict(), &template, &opts), Ok(()));
+            let msg = build(&values);
+            let body = dict().message(msg.msg_type()).map(|m| &m.layout);
+            let full = validate_ordered(dict(), &msg, &opts, body);
+            // Right after the template (its shape remembered), then again
+            // (this message's own shape remembered if it is valid).
+            prop_assert_eq!(validate(dict(), &msg, &opts), full);
+            prop_assert_eq!(validate(dict(), &msg, &opts), full);
+        }
         #[test]
         fn never_panics_and_canonical_body_is_a_permutation(
             body in proptest::collection::vec((prop_oneof![

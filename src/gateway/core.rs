@@ -814,6 +814,8 @@ impl Core {
     /// Returns true when the connection must then be closed (the caller
     /// closes it).
     fn release(&mut self, i: usize, now: UtcNanos) -> bool {
+        // A resend reads the store: while it fails, the resend waits.
+        let store_down = self.store_down.is_some();
         let e = &mut self.entries[i];
         let Some((_, out)) = &e.conn else {
             while e.session.poll_action().is_some() {}
@@ -856,10 +858,15 @@ impl Core {
                     }
                 }
                 // A long resend goes out chunk by chunk as the connection
-                // drains (the core polls while one waits: `wait_time`). Its
-                // messages are durable already; what waits behind it was
-                // produced by batches already committed.
-                if disconnect || !e.session.resend_in_progress() || room < out.max_capacity() / 2 {
+                // drains (the core polls while one waits: `wait_time`), and
+                // waits while the store is down. Its messages are durable
+                // already; what waits behind it was produced by batches
+                // already committed.
+                if disconnect
+                    || store_down
+                    || !e.session.resend_in_progress()
+                    || room < out.max_capacity() / 2
+                {
                     break;
                 }
                 e.session.continue_resend(&mut e.store);

@@ -108,9 +108,18 @@ impl Session {
         let chunk_end = job
             .end
             .min(job.scan.saturating_add(self.resend_chunk() - 1));
-        if !self.resend_step(&mut job, chunk_end, store) {
-            self.resend_jobs.push_front(job);
-            return;
+        match self.resend_step(&mut job, chunk_end, store) {
+            Some(false) => {
+                self.resend_jobs.push_front(job);
+                return;
+            }
+            Some(true) => {}
+            None => {
+                // Gap-filling over messages that exist would lose them for
+                // the client: it asks again after reconnecting.
+                self.disconnect();
+                return;
+            }
         }
         if self.resend_jobs.is_empty() {
             self.deferred_from = None;
@@ -119,22 +128,22 @@ impl Session {
     }
 
     /// Resends the stored messages numbered `job.scan..=chunk_end`; runs of
-    /// anything else become gap fills, which may span chunks. Returns true
-    /// when the job is complete.
+    /// anything else become gap fills, which may span chunks. Returns
+    /// whether the job is complete, or None when the store cannot be read.
     fn resend_step(
         &mut self,
         job: &mut ResendJob,
         chunk_end: u64,
         store: &mut dyn MessageStore,
-    ) -> bool {
-        self.resending = true;
+    ) -> Option<bool> {
         let messages = match store.get_range(job.scan, chunk_end) {
             Ok(m) => m,
             Err(e) => {
-                tracing::error!(session = %self.cfg.id, error = %e, "cannot read store; gap-filling");
-                Vec::new()
+                tracing::error!(session = %self.cfg.id, error = %e, "cannot read the store to resend; disconnecting");
+                return None;
             }
         };
+        self.resending = true;
         for (seq, raw) in messages {
             if job.current != seq && job.gap_start.is_none() {
                 job.gap_start = Some(job.current);
@@ -170,7 +179,7 @@ impl Session {
             }
         }
         self.resending = false;
-        done
+        Some(done)
     }
 
     /// Resends a stored application message: same MsgSeqNum and body,

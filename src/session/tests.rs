@@ -781,6 +781,119 @@ fn resend_request_gap_fills_runs_of_admin_messages() {
     assert_out(&out, &["35=0|34=10|49=ISLD|52=*|56=TW|112=AFTER"]);
 }
 
+/// Outbound 2-4 heartbeats, 5-6 orders, 7-8 heartbeats, 9 order, then a
+/// ResendRequest 1..0 and a new order while it is answered: everything sent
+/// from the request on, with a queue of `queue` messages (resends in chunks
+/// of an eighth of it, continued as the core does).
+fn resend_with_queue(queue: usize) -> Vec<String> {
+    let mut c = cfg();
+    c.max_outbound_queue = queue;
+    let mut h = Harness::new(c);
+    h.logon();
+    let mut client = 2;
+    let mut answer_test_request = |h: &mut Harness| {
+        assert_eq!(h.recv("1", client, &[(112, "X")]).len(), 1);
+        client += 1;
+    };
+    for _ in 2..=4 {
+        answer_test_request(&mut h);
+    }
+    for id in ["5", "6"] {
+        h.send_app(&order(id));
+    }
+    answer_test_request(&mut h);
+    answer_test_request(&mut h);
+    h.send_app(&order("9"));
+    h.now = T0 + 5 * SEC;
+    let mut out = h.recv("2", 7, &[(7, "1"), (16, "0")]);
+    out.extend(h.send_app(&order("LIVE")));
+    while h.session.resend_in_progress() {
+        h.session.continue_resend(&mut h.store);
+        out.extend(h.drain());
+    }
+    out
+}
+
+#[test]
+fn a_resend_in_chunks_is_the_same_as_in_one_go() {
+    let whole = resend_with_queue(65_536);
+    let chunked = resend_with_queue(16);
+    assert_eq!(chunked, whole);
+    assert_out(
+        &whole,
+        &[
+            "35=4|34=1|43=Y|49=ISLD|52=*|56=TW|122=*|36=5|123=Y",
+            "35=D|34=5|43=Y|49=ISLD|52=*|56=TW|122=*|11=5|54=1|55=MSFT",
+            "35=D|34=6|43=Y|49=ISLD|52=*|56=TW|122=*|11=6|54=1|55=MSFT",
+            "35=4|34=7|43=Y|49=ISLD|52=*|56=TW|122=*|36=9|123=Y",
+            "35=D|34=9|43=Y|49=ISLD|52=*|56=TW|122=*|11=9|54=1|55=MSFT",
+            "35=D|34=10|49=ISLD|52=*|56=TW|11=LIVE|54=1|55=MSFT",
+        ],
+    );
+    // Sixteen messages per queue: chunks of two, so the live order waited.
+    let mut c = cfg();
+    c.max_outbound_queue = 16;
+    assert_eq!(Session::new(Arc::new(c)).resend_chunk(), 2);
+}
+
+/// A store whose messages cannot be read back.
+struct UnreadableStore(MemoryStore);
+
+impl MessageStore for UnreadableStore {
+    fn next_sender_seq(&self) -> u64 {
+        self.0.next_sender_seq()
+    }
+    fn next_target_seq(&self) -> u64 {
+        self.0.next_target_seq()
+    }
+    fn set_next_sender_seq(&mut self, seq: u64) {
+        self.0.set_next_sender_seq(seq)
+    }
+    fn set_next_target_seq(&mut self, seq: u64) {
+        self.0.set_next_target_seq(seq)
+    }
+    fn creation_time(&self) -> UtcNanos {
+        self.0.creation_time()
+    }
+    fn save(&mut self, seq: u64, message: Bytes) {
+        self.0.save(seq, message)
+    }
+    fn get_range(&self, _: u64, _: u64) -> Result<Vec<(u64, Bytes)>, StoreError> {
+        Err(StoreError::Io("read error".into()))
+    }
+    fn reset(&mut self, now: UtcNanos) {
+        self.0.reset(now)
+    }
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.0.flush()
+    }
+}
+
+#[test]
+fn a_store_that_cannot_be_read_disconnects_instead_of_gap_filling_real_messages() {
+    let mut session = Session::new(Arc::new(cfg()));
+    let mut store = UnreadableStore(MemoryStore::new(T0));
+    let mut app = Recorder::default();
+    session.on_connect(T0);
+    let logon = client_msg("A", 1, T0, &[(98, "0"), (108, "30")]);
+    session.on_message(Message::parse(logon).unwrap(), T0, &mut store, &mut app);
+    session.send_app(&order("A"), T0, &mut store);
+    let request = client_msg("2", 2, T0, &[(7, "1"), (16, "0")]);
+    session.on_message(Message::parse(request).unwrap(), T0, &mut store, &mut app);
+    let mut out = Vec::new();
+    while let Some(a) = session.poll_action() {
+        out.push(match a {
+            Action::Send(b) => check_frame(&b),
+            Action::Disconnect => DISCONNECT.to_string(),
+        });
+    }
+    // Logon reply, the order, then no gap fill over it: the connection closes.
+    assert_eq!(out.len(), 3, "{out:?}");
+    assert!(out[1].contains("11=A"), "{out:?}");
+    assert_eq!(out[2], DISCONNECT);
+    assert!(!session.resend_in_progress());
+}
+
 #[test]
 fn resend_request_end_beyond_last_sent_is_clamped() {
     let mut h = Harness::new(cfg());

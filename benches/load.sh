@@ -18,6 +18,12 @@ run_gateway() {
         --data "$data" --flush "$flush" 2>"$data/gateway.log" &
     gw=$!
     sleep 1
+    # Another gateway on the port would be measured instead: stop here.
+    if ! kill -0 "$gw" 2>/dev/null; then
+        echo "load.sh: the gateway did not start:" >&2
+        cat "$data/gateway.log" >&2
+        exit 1
+    fi
 }
 stop_gateway() { kill "$gw" 2>/dev/null || true; wait "$gw" 2>/dev/null || true; }
 trap stop_gateway EXIT

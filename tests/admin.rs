@@ -16,14 +16,9 @@ use std::time::Duration;
 use common::{free_port, repo_path, Client, Gateway};
 use fixgw::fix::Message;
 
-const CFG: &str = "\
-[DEFAULT]
-ConnectionType=acceptor
-SocketAcceptPort={PORT}
-SocketAcceptAddress=127.0.0.1
-SenderCompID=FIXGW
-DataDictionary={DICT}
-BeginString=FIX.4.4
+const CFG: &str = concat!(
+    crate::acceptor_defaults!(),
+    "\
 StartTime=00:00:00
 EndTime=00:00:00
 AdminHttpAddress=127.0.0.1:{ADMIN}
@@ -34,7 +29,8 @@ SessionRole=order-entry
 [SESSION]
 TargetCompID=CLIENT2
 SessionRole=order-entry
-";
+"
+);
 
 const TOKEN: &str = "s3cret";
 

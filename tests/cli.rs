@@ -13,21 +13,17 @@ use fixgw::session::batch_store::{FlushMode, SEQ_RESERVE};
 use fixgw::session::log_backend::SledBackend;
 use serde_json::Value;
 
-const CFG: &str = "\
-[DEFAULT]
-ConnectionType=acceptor
-SocketAcceptPort={PORT}
-SocketAcceptAddress=127.0.0.1
-SenderCompID=FIXGW
-DataDictionary={DICT}
-BeginString=FIX.4.4
+const CFG: &str = concat!(
+    crate::acceptor_defaults!(),
+    "\
 StartTime=00:00:00
 EndTime=00:00:00
 [SESSION]
 TargetCompID=CLIENT1
 [SESSION]
 TargetCompID=CLIENT2
-";
+"
+);
 
 /// Runs a command that must succeed; returns its stdout.
 fn ok(args: &[&str]) -> String {

@@ -13,18 +13,14 @@ use common::{Client, Gateway};
 use fixgw::fix::Message;
 use fixgw::session::batch_store::SEQ_RESERVE;
 
-const CFG: &str = "\
-[DEFAULT]
-ConnectionType=acceptor
-SocketAcceptPort={PORT}
-SocketAcceptAddress=127.0.0.1
-SenderCompID=FIXGW
-DataDictionary={DICT}
-BeginString=FIX.4.4
+const CFG: &str = concat!(
+    crate::acceptor_defaults!(),
+    "\
 [SESSION]
 TargetCompID=CRASHY
 SessionRole=echo
-";
+"
+);
 
 /// The body of a message (everything after the standard header fields that
 /// a resend changes), for comparing a resend with the original.

@@ -47,14 +47,9 @@ use fixgw::session::{MessageStore, SessionRole};
 use fixgw::venue::input::VenueInput;
 use fixgw::venue::order_entry::{SessionInfo, Venue};
 
-const CFG: &str = "\
-[DEFAULT]
-ConnectionType=acceptor
-SocketAcceptPort={PORT}
-SocketAcceptAddress=127.0.0.1
-SenderCompID=FIXGW
-DataDictionary={DICT}
-BeginString=FIX.4.4
+const CFG: &str = concat!(
+    crate::acceptor_defaults!(),
+    "\
 ResetOnLogon=N
 ResetOnLogout=N
 ResetOnDisconnect=N
@@ -68,7 +63,8 @@ SessionRole=order-entry
 [SESSION]
 TargetCompID=DROPCOPY
 SessionRole=drop-copy
-";
+"
+);
 
 /// (symbol, reference price in cents) as in `sessions/venue.toml`.
 const SYMBOLS: [(&str, i64); 2] = [("AAPL", 15_000), ("MSFT", 40_000)];

@@ -21,14 +21,9 @@ use std::time::{Duration, Instant};
 use common::{fixgw, Client, Gateway};
 use fixgw::fix::Message;
 
-const CFG: &str = "\
-[DEFAULT]
-ConnectionType=acceptor
-SocketAcceptPort={PORT}
-SocketAcceptAddress=127.0.0.1
-SenderCompID=FIXGW
-DataDictionary={DICT}
-BeginString=FIX.4.4
+const CFG: &str = concat!(
+    crate::acceptor_defaults!(),
+    "\
 StartTime=00:00:00
 EndTime=00:00:00
 AdminHttpAddress=off
@@ -38,7 +33,8 @@ SessionRole=order-entry
 [SESSION]
 TargetCompID=CLIENT2
 SessionRole=order-entry
-";
+"
+);
 
 /// A tmpfs mounted for the test's lifetime.
 struct Tmpfs(PathBuf);

@@ -13,14 +13,9 @@ use std::time::{Duration, Instant};
 use common::{Client, Gateway};
 use fixgw::fix::Message;
 
-const CFG: &str = "\
-[DEFAULT]
-ConnectionType=acceptor
-SocketAcceptPort={PORT}
-SocketAcceptAddress=127.0.0.1
-SenderCompID=FIXGW
-DataDictionary={DICT}
-BeginString=FIX.4.4
+const CFG: &str = concat!(
+    crate::acceptor_defaults!(),
+    "\
 StartTime=00:00:00
 EndTime=00:00:00
 LogonTimeout=1
@@ -41,7 +36,8 @@ SessionRole=order-entry
 ThrottleRate=10
 ThrottleBurst=5
 ThrottleAction=logout
-";
+"
+);
 
 /// The venue maps FLOODER to nothing: give it an account.
 const VENUE_EXTRA: &str = r#"

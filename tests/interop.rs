@@ -14,14 +14,9 @@ use std::time::{Duration, Instant};
 
 use common::{repo_path, Gateway};
 
-const CFG: &str = "\
-[DEFAULT]
-ConnectionType=acceptor
-SocketAcceptPort={PORT}
-SocketAcceptAddress=127.0.0.1
-SenderCompID=FIXGW
-DataDictionary={DICT}
-BeginString=FIX.4.4
+const CFG: &str = concat!(
+    crate::acceptor_defaults!(),
+    "\
 StartTime=00:00:00
 EndTime=00:00:00
 [SESSION]
@@ -39,7 +34,8 @@ PersistMessages=N
 [SESSION]
 TargetCompID=DROPCOPY
 SessionRole=drop-copy
-";
+"
+);
 
 /// The whole client run, logons to logouts.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);

@@ -9,21 +9,17 @@ use std::time::Duration;
 
 use common::{Client, Gateway};
 
-const CFG: &str = "\
-[DEFAULT]
-ConnectionType=acceptor
-SocketAcceptPort={PORT}
-SocketAcceptAddress=127.0.0.1
-SenderCompID=FIXGW
-DataDictionary={DICT}
-BeginString=FIX.4.4
+const CFG: &str = concat!(
+    crate::acceptor_defaults!(),
+    "\
 SessionRole=echo
 MaxMessageSize=4096
 [SESSION]
 TargetCompID=GOOD
 [SESSION]
 TargetCompID=EVIL
-";
+"
+);
 
 fn garbage(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1);

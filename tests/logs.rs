@@ -9,14 +9,9 @@ use std::time::{Duration, Instant};
 
 use common::{free_port, repo_path, Client, Gateway};
 
-const CFG: &str = "\
-[DEFAULT]
-ConnectionType=acceptor
-SocketAcceptPort={PORT}
-SocketAcceptAddress=127.0.0.1
-SenderCompID=FIXGW
-DataDictionary={DICT}
-BeginString=FIX.4.4
+const CFG: &str = concat!(
+    crate::acceptor_defaults!(),
+    "\
 FileLogPath={LOGS}
 [SESSION]
 TargetCompID=CLIENT1
@@ -26,7 +21,8 @@ LogRedactTags=553
 [SESSION]
 TargetCompID=CLIENT2
 FileLogPath=
-";
+"
+);
 
 /// The file's content once `done` holds for it (the log thread flushes
 /// within FLUSH_EVERY).

@@ -11,14 +11,9 @@ use std::time::{Duration, Instant};
 use common::{Client, Gateway};
 use fixgw::fix::Message;
 
-const CFG: &str = "\
-[DEFAULT]
-ConnectionType=acceptor
-SocketAcceptPort={PORT}
-SocketAcceptAddress=127.0.0.1
-SenderCompID=FIXGW
-DataDictionary={DICT}
-BeginString=FIX.4.4
+const CFG: &str = concat!(
+    crate::acceptor_defaults!(),
+    "\
 StartTime=00:00:00
 EndTime=00:00:00
 [SESSION]
@@ -41,7 +36,8 @@ TargetCompID=MDSTUCK
 SessionRole=market-data
 PersistMessages=N
 MaxOutboundQueue=1024
-";
+"
+);
 
 /// Subscriptions the slow consumer holds: each gets its own X per batch.
 const SLOW_SUBSCRIPTIONS: usize = 200;

@@ -16,14 +16,9 @@ use common::{Client, Gateway};
 use fixgw::fix::Message;
 use rust_decimal::Decimal;
 
-const CFG: &str = "\
-[DEFAULT]
-ConnectionType=acceptor
-SocketAcceptPort={PORT}
-SocketAcceptAddress=127.0.0.1
-SenderCompID=FIXGW
-DataDictionary={DICT}
-BeginString=FIX.4.4
+const CFG: &str = concat!(
+    crate::acceptor_defaults!(),
+    "\
 StartTime=00:00:00
 EndTime=00:00:00
 ResetOnLogon=N
@@ -43,7 +38,8 @@ SessionRole=order-entry
 [SESSION]
 TargetCompID=SMALL
 SessionRole=order-entry
-";
+"
+);
 
 /// AAPL trades in [120, 180] (20 % around 150). ACC1/ACC2 have room to
 /// trade; ACC3 is blocked; ACC4 has small limits for the risk rejects.

@@ -71,15 +71,9 @@ fn good_id(i: usize) -> String {
 
 /// The gateway's settings: 96 good sessions and the four hostile ones.
 fn cfg() -> String {
-    let mut s = String::from(
+    let mut s = String::from(concat!(
+        crate::acceptor_defaults!(),
         "\
-[DEFAULT]
-ConnectionType=acceptor
-SocketAcceptPort={PORT}
-SocketAcceptAddress=127.0.0.1
-SenderCompID=FIXGW
-DataDictionary={DICT}
-BeginString=FIX.4.4
 StartTime=00:00:00
 EndTime=00:00:00
 ResetOnLogon=Y
@@ -88,8 +82,8 @@ MaxMessageSize=4096
 MaxFailedLogons=5
 AdminHttpAddress=off
 SessionRole=order-entry
-",
-    );
+"
+    ));
     for i in 0..GOOD {
         s += &format!("[SESSION]\nTargetCompID={}\n", good_id(i));
     }

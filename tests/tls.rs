@@ -93,14 +93,9 @@ fn server_files(dir: &Path) -> Ca {
     ca
 }
 
-const CFG: &str = "\
-[DEFAULT]
-ConnectionType=acceptor
-SocketAcceptPort={PORT}
-SocketAcceptAddress=127.0.0.1
-SenderCompID=FIXGW
-DataDictionary={DICT}
-BeginString=FIX.4.4
+const CFG: &str = concat!(
+    crate::acceptor_defaults!(),
+    "\
 StartTime=00:00:00
 EndTime=00:00:00
 SocketUseSSL=Y
@@ -112,7 +107,8 @@ SessionRole=order-entry
 [SESSION]
 TargetCompID=CLIENT2
 SessionRole=order-entry
-";
+"
+);
 
 /// CFG with the files in `dir`, and `extra` lines after SocketUseSSL=Y.
 fn cfg(dir: &Path, extra: &str) -> String {

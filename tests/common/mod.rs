@@ -374,3 +374,16 @@ pub fn env_u64(name: &str) -> Option<u64> {
             .unwrap_or_else(|_| panic!("{name}={v} is not a number")),
     )
 }
+
+/// The `[DEFAULT]` lines every test gateway's settings start with: an
+/// acceptor on 127.0.0.1:{PORT} as FIXGW, FIX.4.4, our dictionary ({DICT});
+/// [`Gateway::start`] fills in the placeholders. Use it as
+/// `concat!(crate::acceptor_defaults!(), "MoreKey=value\n...")`.
+#[macro_export]
+macro_rules! acceptor_defaults {
+    () => {
+        "[DEFAULT]\nConnectionType=acceptor\nSocketAcceptPort={PORT}\n\
+         SocketAcceptAddress=127.0.0.1\nSenderCompID=FIXGW\nDataDictionary={DICT}\n\
+         BeginString=FIX.4.4\n"
+    };
+}

@@ -36,15 +36,12 @@ pub(crate) fn push_decimal(buf: &mut Vec<u8>, d: Decimal) {
     let p = 10u128.pow(scale);
     push_u128(buf, u / p);
     if scale > 0 {
+        // Not zero: its trailing zeros are gone. Its leading zeros are written.
         let frac = u % p;
-        let start = buf.len();
+        let digits = frac.ilog10() + 1;
+        buf.push(b'.');
+        buf.extend(std::iter::repeat_n(b'0', (scale - digits) as usize));
         push_u128(buf, frac);
-        let digits = buf.len() - start;
-        // Leading zeros of the fraction, then the point before them.
-        buf.splice(
-            start..start,
-            std::iter::once(b'.').chain(std::iter::repeat_n(b'0', scale as usize - digits)),
-        );
     }
 }
 

@@ -33,7 +33,9 @@ use crate::venue::input::VenueInput;
 use crate::venue::order_entry::Venue;
 
 mod admin;
+mod flusher;
 use super::message_log::MessageLog;
+use flusher::{Flushed, Flusher};
 
 /// Timer resolution of every session.
 const TICK_NS: i64 = 100_000_000;
@@ -221,6 +223,8 @@ pub struct Core {
     admin_replies: Vec<(oneshot::Sender<AdminReply>, AdminReply)>,
     /// The FIX message log of the sessions with FileLogPath.
     msg_log: Option<MessageLog>,
+    /// With a pipelined store: the thread that makes written batches durable.
+    flusher: Option<Flusher>,
 }
 
 /// The store stopped writing.
@@ -236,6 +240,7 @@ struct StoreDown {
 enum Wake {
     Conn(Option<CoreMsg>),
     Admin(Option<AdminCall>),
+    Flushed(Flushed),
     Timeout,
 }
 
@@ -243,6 +248,14 @@ enum Wake {
 async fn next_admin(rx: &mut Option<mpsc::Receiver<AdminCall>>) -> Option<AdminCall> {
     match rx {
         Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next finished flush, or never without a flusher.
+async fn next_flushed(f: &mut Option<Flusher>) -> Flushed {
+    match f {
+        Some(f) => f.next().await,
         None => std::future::pending().await,
     }
 }
@@ -285,7 +298,23 @@ impl Core {
             batch_orders: 0,
             admin_replies: Vec::new(),
             msg_log: None,
+            flusher: None,
         }
+    }
+
+    /// Pipelines the store (with `fsync` flushing; otherwise nothing
+    /// changes): the core writes each batch and goes on while a flusher
+    /// thread makes it durable; every connection's writer holds a batch's
+    /// output until then (`durable` is published to them, see
+    /// `session::out_queue`). Returns whether the store is pipelined.
+    pub fn pipeline(&mut self, durable: tokio::sync::watch::Sender<u64>) -> std::io::Result<bool> {
+        self.log.set_pipelined();
+        if !self.log.is_pipelined() {
+            return Ok(false);
+        }
+        durable.send_replace(self.log.durable());
+        self.flusher = Some(Flusher::start(self.log.backend(), durable)?);
+        Ok(true)
     }
 
     /// Logs every session's messages and events to `log` (FileLogPath).
@@ -317,6 +346,7 @@ impl Core {
                 tokio::select! {
                     m = rx.recv() => Wake::Conn(m),
                     a = next_admin(&mut admin) => Wake::Admin(a),
+                    f = next_flushed(&mut self.flusher) => Wake::Flushed(f),
                     _ = tokio::time::sleep(wait) => Wake::Timeout,
                 }
             });
@@ -325,6 +355,7 @@ impl Core {
                 Wake::Conn(None) => return,
                 Wake::Admin(Some(call)) => calls.push(call),
                 Wake::Admin(None) => admin = None,
+                Wake::Flushed(f) => self.on_flushed(f, now_utc()),
                 Wake::Timeout => {}
             }
             while batch.len() < MAX_BATCH {
@@ -442,7 +473,12 @@ impl Core {
             .log
             .commit_exact(&self.journal, self.entries.iter_mut().map(|e| &mut e.store))
         {
-            Ok(_) => tracing::info!("core stopped; store committed"),
+            Ok(_) => {
+                if let Some(f) = &self.flusher {
+                    f.publish(self.log.durable());
+                }
+                tracing::info!("core stopped; store committed");
+            }
             Err(err) => tracing::error!(
                 error = %err,
                 inputs = self.journal.len(),
@@ -719,16 +755,22 @@ impl Core {
             return;
         }
         let started = Instant::now();
-        let result = self
-            .log
-            .commit(&self.journal, self.entries.iter_mut().map(|e| &mut e.store));
+        // Pipelined, a commit only writes, unless an admin answer waits for
+        // it (or the store recovers: then it waits for everything).
+        let flush = !self.admin_replies.is_empty();
+        let result = self.log.commit_flushing(
+            &self.journal,
+            self.entries.iter_mut().map(|e| &mut e.store),
+            flush,
+        );
         match result {
             Ok(written) => {
-                if written {
+                if written && (flush || self.flusher.is_none()) {
                     let took = started.elapsed().as_secs_f64();
                     self.metrics.commit_seconds.observe(took);
                 }
                 self.journal.clear();
+                self.flush_written();
                 if let Some(down) = self.store_down.take() {
                     tracing::warn!(
                         down_for_ms = (now - down.since) / 1_000_000,
@@ -742,38 +784,73 @@ impl Core {
                 }
             }
             Err(err) => {
-                let err = err.to_string();
-                match self.store_down.as_mut() {
-                    Some(down) => {
-                        down.attempts += 1;
-                        down.next_retry = now + STORE_RETRY_NS;
-                        if down.error != err {
-                            tracing::error!(error = %err, "store still cannot write");
-                            down.error = err;
-                        }
-                    }
-                    None => {
-                        tracing::error!(error = %err, "store cannot write: refusing application messages, holding unwritten output, retrying");
-                        self.metrics.store_failures += 1;
-                        // Everything the venue produced, and every stored
-                        // message, came from a batch that is not durable: it
-                        // waits for the store.
-                        for e in &mut self.entries {
-                            e.held |= e.venue_output || e.store.has_unwritten_messages();
-                        }
-                        self.store_down = Some(StoreDown {
-                            since: now,
-                            error: err,
-                            next_retry: now + STORE_RETRY_NS,
-                            attempts: 1,
-                        });
-                    }
-                }
+                self.store_failed(err.to_string(), now);
                 self.release_all(now, true);
                 return;
             }
         }
         self.release_all(now, false);
+    }
+
+    /// Starts a flush of what was written, if none runs, and tells the
+    /// writers what is durable.
+    fn flush_written(&mut self) {
+        let Some(f) = self.flusher.as_mut() else {
+            return;
+        };
+        let written = self.log.last_written();
+        if self.log.durable() < written && !f.busy() {
+            f.request(written);
+        }
+        f.publish(self.log.durable());
+    }
+
+    /// A flush of the flusher thread ended.
+    fn on_flushed(&mut self, f: Flushed, now: UtcNanos) {
+        match f.result {
+            Ok(()) => {
+                self.metrics.commit_seconds.observe(f.took.as_secs_f64());
+                self.log.flushed(f.upto);
+                if self.store_down.is_none() {
+                    self.flush_written();
+                }
+            }
+            // Already durable through a later flush: nothing is lost.
+            Err(_) if f.upto <= self.log.durable() => {}
+            Err(err) => {
+                // What was written since the last durable batch is written
+                // again by the next commit (the store's retry), which waits
+                // for it; until then its output stays with the writers.
+                self.log.flush_failed();
+                self.store_failed(err.to_string(), now);
+            }
+        }
+    }
+
+    /// A write or flush failed: the store is down until a retry succeeds.
+    fn store_failed(&mut self, err: String, now: UtcNanos) {
+        if let Some(down) = self.store_down.as_mut() {
+            down.attempts += 1;
+            down.next_retry = now + STORE_RETRY_NS;
+            if down.error != err {
+                tracing::error!(error = %err, "store still cannot write");
+                down.error = err;
+            }
+            return;
+        }
+        tracing::error!(error = %err, "store cannot write: refusing application messages, holding unwritten output, retrying");
+        self.metrics.store_failures += 1;
+        // Everything the venue produced, and every stored message, came from
+        // a batch that is not durable: it waits for the store.
+        for e in &mut self.entries {
+            e.held |= e.venue_output || e.store.has_unwritten_messages();
+        }
+        self.store_down = Some(StoreDown {
+            since: now,
+            error: err,
+            next_retry: now + STORE_RETRY_NS,
+            attempts: 1,
+        });
     }
 
     /// Releases the output of every session, then closes the connections
@@ -793,7 +870,11 @@ impl Core {
         for i in 0..self.entries.len() {
             if store_down {
                 let e = &mut self.entries[i];
-                e.held |= e.venue_output || !e.store.within_reservation();
+                // A session whose state went into a batch that is not
+                // durable (pipelined store) waits with that batch.
+                e.held |= e.venue_output
+                    || !e.store.within_reservation()
+                    || e.store.last_batch() > self.log.durable();
                 if e.held {
                     continue;
                 }
@@ -882,7 +963,15 @@ impl Core {
             }
         }
         if !frames.is_empty() {
-            out.try_send(Outgoing::Data(frames));
+            // Written once the batch it depends on is durable: the newest
+            // one, or while the store is down (only sessions whose state is
+            // durable release then) the last durable one.
+            let after = if store_down {
+                self.log.durable()
+            } else {
+                self.log.last_written()
+            };
+            out.try_send_after(Outgoing::Data(frames), after);
         }
         disconnect
     }

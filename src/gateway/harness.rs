@@ -106,7 +106,7 @@ impl Harness {
             logon.get_str(49).unwrap_or_default().to_string(),
         );
         let queue = self.routes.get(&key).map_or(1024, |r| r.queue);
-        let (tx, rx) = out_queue(queue);
+        let (tx, rx) = out_queue(queue, None);
         let id = self.next_conn;
         self.next_conn += 1;
         self.batch.push(CoreMsg::Connect {

@@ -142,6 +142,13 @@ impl Gateway {
             None => (None, None),
         };
         let (tx, rx) = mpsc::channel(CORE_QUEUE);
+        let mut core = core.with_message_log(message_log);
+        // fsync: the core goes on with the next batch while a flusher thread
+        // makes the last one durable; writers wait for it.
+        let (durable_tx, durable_rx) = tokio::sync::watch::channel(0);
+        let pipelined = core
+            .pipeline(durable_tx)
+            .context("cannot start the store's flusher thread")?;
         let options = AcceptorOptions {
             max_message_size: settings.max_message_size,
             validate_length_and_checksum: settings.validate_length_and_checksum,
@@ -149,11 +156,12 @@ impl Gateway {
             logon_timeout: std::time::Duration::from_secs(u64::from(settings.logon_timeout_secs)),
             connection_rate_limit: settings.connection_rate_limit,
             max_failed_logons: settings.max_failed_logons,
+            durable: pipelined.then_some(durable_rx),
         };
         Ok(Gateway {
             acceptor: Arc::new(Acceptor::new(known, tx, options)),
             listeners,
-            core: Some((core.with_message_log(message_log), rx)),
+            core: Some((core, rx)),
             admin,
             admin_rx,
             ready,

@@ -92,6 +92,9 @@ pub struct AcceptorOptions {
     pub connection_rate_limit: f64,
     /// Failed Logons per minute after which an address is refused (0: no limit).
     pub max_failed_logons: u32,
+    /// The last durable batch, when the store is pipelined: writers hold
+    /// each hand-over until the batch it names is durable.
+    pub durable: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 /// A bound port: plain TCP, or TLS when `tls` is set.
@@ -289,7 +292,7 @@ impl Acceptor {
             )
         });
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let (out_tx, out_rx) = out_queue(route.queue);
+        let (out_tx, out_rx) = out_queue(route.queue, self.options.durable.clone());
         let (closed_tx, mut closed_rx) = oneshot::channel();
         tokio::spawn(writer(write, out_rx, closed_tx));
         let connect = CoreMsg::Connect {

@@ -9,7 +9,7 @@
 //! scanning the records at start-up; stored messages are read back from
 //! their record on resend.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes};
@@ -69,6 +69,8 @@ pub struct BatchSessionStore {
     pending: BTreeMap<u64, Bytes>,
     reset_pending: bool,
     dirty: bool,
+    /// The last batch record this session's state was written in.
+    last_batch: u64,
 }
 
 impl BatchSessionStore {
@@ -85,6 +87,7 @@ impl BatchSessionStore {
             pending: BTreeMap::new(),
             reset_pending: false,
             dirty: false,
+            last_batch: 0,
         }
     }
 
@@ -96,6 +99,13 @@ impl BatchSessionStore {
     /// True when the store has changes not yet committed.
     pub fn is_dirty(&self) -> bool {
         self.dirty
+    }
+
+    /// The last batch record this session's state was written in (0: none
+    /// since start-up). While it is not durable, neither is anything the
+    /// session sent since.
+    pub fn last_batch(&self) -> u64 {
+        self.last_batch
     }
 
     /// Number of stored messages (committed).
@@ -226,6 +236,16 @@ pub struct BatchLog {
     failed: bool,
     /// Reused encoding buffer.
     buf: Vec<u8>,
+    /// Commits insert without flushing; [`BatchLog::flushed`] reports
+    /// flushes made elsewhere (the gateway's flusher thread).
+    pipelined: bool,
+    /// Records written but not known durable, oldest first (re-written
+    /// after a failure). Empty unless pipelined.
+    inflight: VecDeque<(u64, Vec<u8>)>,
+    /// Buffers of durable records, for the next records.
+    spare: Vec<Vec<u8>>,
+    /// Every batch up to this one is durable.
+    durable: u64,
 }
 
 /// What start-up recovered: every session's state and the inputs to replay.
@@ -325,9 +345,65 @@ impl BatchLog {
                 next_batch,
                 failed: false,
                 buf: Vec::with_capacity(64 * 1024),
+                pipelined: false,
+                inflight: VecDeque::new(),
+                spare: Vec::new(),
+                durable: next_batch - 1,
             },
             rec,
         ))
+    }
+
+    /// From now on, commits write without flushing (unless asked to flush
+    /// at once); the caller flushes the backend, e.g. on another thread,
+    /// and reports it with [`BatchLog::flushed`] or
+    /// [`BatchLog::flush_failed`]. Only with [`FlushMode::Fsync`].
+    pub fn set_pipelined(&mut self) {
+        self.pipelined = self.mode == FlushMode::Fsync;
+    }
+
+    /// True when commits do not flush themselves.
+    pub fn is_pipelined(&self) -> bool {
+        self.pipelined
+    }
+
+    /// The backend (for a flusher thread).
+    pub fn backend(&self) -> Arc<dyn LogBackend> {
+        self.backend.clone()
+    }
+
+    /// The newest batch written (0: none).
+    pub fn last_written(&self) -> u64 {
+        self.next_batch - 1
+    }
+
+    /// Every batch up to this one is durable.
+    pub fn durable(&self) -> u64 {
+        self.durable
+    }
+
+    /// A flush that began after batch `upto` was written succeeded.
+    pub fn flushed(&mut self, upto: u64) {
+        self.durable = self.durable.max(upto);
+        while self.inflight.front().is_some_and(|(b, _)| *b <= upto) {
+            if let Some((_, buf)) = self.inflight.pop_front() {
+                self.recycle(buf);
+            }
+        }
+    }
+
+    /// A flush failed: what was written since the last durable batch is
+    /// written again, into a reopened backend, by the next commit.
+    pub fn flush_failed(&mut self) {
+        if !self.inflight.is_empty() {
+            self.failed = true;
+        }
+    }
+
+    fn recycle(&mut self, buf: Vec<u8>) {
+        if self.spare.len() < 4 {
+            self.spare.push(buf);
+        }
     }
 
     /// A store for a session that has no record yet.
@@ -367,32 +443,67 @@ impl BatchLog {
         stores: impl Iterator<Item = &'a mut BatchSessionStore>,
         reserve: u64,
     ) -> Result<bool, StoreError> {
+        self.commit_inner(inputs, stores, reserve, true)
+    }
+
+    /// [`BatchLog::commit`], but when pipelined it does not flush unless
+    /// `flush` is set (then it waits for everything written so far).
+    pub fn commit_flushing<'a>(
+        &mut self,
+        inputs: &[Bytes],
+        stores: impl Iterator<Item = &'a mut BatchSessionStore>,
+        flush: bool,
+    ) -> Result<bool, StoreError> {
+        self.commit_inner(inputs, stores, SEQ_RESERVE, flush)
+    }
+
+    fn commit_inner<'a>(
+        &mut self,
+        inputs: &[Bytes],
+        stores: impl Iterator<Item = &'a mut BatchSessionStore>,
+        reserve: u64,
+        flush: bool,
+    ) -> Result<bool, StoreError> {
         // With no reservation, a session whose last record reserved numbers
         // is written too (its exact next number).
         let dirty: Vec<&mut BatchSessionStore> = stores
             .filter(|s| s.dirty || (reserve == 0 && s.reserved != s.next_sender))
             .collect();
-        if inputs.is_empty() && dirty.is_empty() {
+        let mut flush = flush || !self.pipelined;
+        let nothing = inputs.is_empty() && dirty.is_empty();
+        // Nothing to write, nothing to rewrite, nothing in flight to wait for.
+        if nothing && !self.failed && (!flush || self.inflight.is_empty()) {
             return Ok(false);
         }
         if self.failed {
+            // What was written since the last durable batch is written
+            // again, and this commit waits until all of it is durable.
             self.backend.reopen()?;
+            for (b, record) in &self.inflight {
+                self.backend.insert(*b, record)?;
+            }
             self.failed = false;
+            flush = true;
         }
         let batch = self.next_batch;
-        self.buf.clear();
         let mut locs: Vec<(usize, u64, u32, u32)> = Vec::new();
-        encode_into(&mut self.buf, inputs, &dirty, reserve, &mut locs);
-        let written = self.backend.insert(batch, &self.buf).and_then(|()| {
-            if self.mode == FlushMode::Fsync {
-                self.backend.flush()
-            } else {
-                Ok(())
+        if !nothing {
+            self.buf.clear();
+            encode_into(&mut self.buf, inputs, &dirty, reserve, &mut locs);
+            if let Err(e) = self.backend.insert(batch, &self.buf) {
+                self.failed = true;
+                return Err(e);
             }
-        });
-        if let Err(e) = written {
-            self.failed = true;
-            return Err(e);
+        }
+        if flush && self.mode == FlushMode::Fsync {
+            if let Err(e) = self.backend.flush() {
+                self.failed = true;
+                return Err(e);
+            }
+        }
+        if nothing {
+            self.flushed(self.last_written());
+            return Ok(false);
         }
         self.next_batch += 1;
         let mut dirty = dirty;
@@ -402,6 +513,7 @@ impl BatchLog {
                 s.reset_pending = false;
             }
             s.reserved = s.next_sender + reserve;
+            s.last_batch = batch;
         }
         for (si, seq, offset, len) in locs {
             dirty[si].index.insert(seq, Loc { batch, offset, len });
@@ -409,6 +521,13 @@ impl BatchLog {
         for s in dirty.iter_mut() {
             s.pending.clear();
             s.dirty = false;
+        }
+        if flush || self.mode == FlushMode::Os {
+            self.flushed(batch);
+        } else {
+            let spare = self.spare.pop().unwrap_or_default();
+            let record = std::mem::replace(&mut self.buf, spare);
+            self.inflight.push_back((batch, record));
         }
         Ok(true)
     }
@@ -665,6 +784,58 @@ mod tests {
         );
         assert_eq!(rec.sessions["B"].next_target_seq(), 5);
         assert_eq!(rec.sessions["B"].next_sender_seq(), 1 + SEQ_RESERVE);
+    }
+
+    #[test]
+    fn pipelined_commits_are_durable_once_flushed_and_rewritten_after_a_failed_flush() {
+        use crate::session::log_backend::MemDisk;
+        let disk = MemDisk::new();
+        let (mut log, _) = BatchLog::open_on(Arc::new(disk.backend()), FlushMode::Fsync).unwrap();
+        log.set_pipelined();
+        let mut a = log.new_session("A", 10);
+        let commit = |log: &mut BatchLog, a: &mut BatchSessionStore, n: u64| {
+            a.save(n, Bytes::from(format!("a{n}")));
+            a.set_next_sender_seq(n + 1);
+            let input = Bytes::from(format!("in{n}"));
+            assert!(log
+                .commit_flushing(&[input], std::iter::once(a), false)
+                .unwrap());
+        };
+        commit(&mut log, &mut a, 1);
+        commit(&mut log, &mut a, 2);
+        assert_eq!((log.last_written(), log.durable()), (2, 0));
+        assert!(disk.durable().is_empty(), "written, not flushed");
+        assert_eq!(a.last_batch(), 2);
+        // Read back before it is durable (a resend): from the backend's memory.
+        assert_eq!(a.get_range(1, 2).unwrap().len(), 2);
+        // The flusher thread's flush, reported.
+        log.backend().flush().unwrap();
+        log.flushed(2);
+        assert_eq!(log.durable(), 2);
+        assert_eq!(disk.durable().len(), 2);
+        // Batch 3 is written; its flush fails and the backend loses it.
+        commit(&mut log, &mut a, 3);
+        disk.set_failing_flushes(true);
+        assert!(log.backend().flush().is_err());
+        log.flush_failed();
+        // The next commit fails while the disk does, and once it writes
+        // again, it rewrites batch 3 and waits for everything: nothing is
+        // left in flight.
+        a.save(4, Bytes::from_static(b"a4"));
+        a.set_next_sender_seq(5);
+        for failing in [true, false] {
+            disk.set_failing_flushes(failing);
+            let input = [Bytes::from_static(b"in4")];
+            let r = log.commit_flushing(&input, std::iter::once(&mut a), false);
+            assert_eq!(r.is_err(), failing);
+        }
+        assert_eq!((log.last_written(), log.durable()), (4, 4));
+        disk.crash();
+        let (_, rec) = BatchLog::open_on(Arc::new(disk.backend()), FlushMode::Fsync).unwrap();
+        assert_eq!(rec.batches, 4);
+        let inputs: Vec<&[u8]> = rec.inputs.iter().map(|b| &b[..]).collect();
+        assert_eq!(inputs, [&b"in1"[..], b"in2", b"in3", b"in4"]);
+        assert_eq!(rec.sessions["A"].get_range(1, 9).unwrap().len(), 4);
     }
 
     #[test]

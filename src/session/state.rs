@@ -80,6 +80,9 @@ pub struct Session {
     /// Too-high messages waiting for the gap to fill.
     pub(crate) queue: BTreeMap<u64, Message>,
     pub(crate) actions: VecDeque<Action>,
+    /// Disconnects queued in `actions` (so that asking is O(1) with a
+    /// batch's worth of output queued).
+    pub(crate) disconnects_queued: usize,
     /// ResendRequests being answered, the running one first.
     pub(crate) resend_jobs: VecDeque<ResendJob>,
     /// Output produced while a resend runs: it follows the resend.
@@ -107,6 +110,7 @@ impl Session {
             resend_range: None,
             queue: BTreeMap::new(),
             actions: VecDeque::new(),
+            disconnects_queued: 0,
             resend_jobs: VecDeque::new(),
             deferred: VecDeque::new(),
             deferred_from: None,
@@ -134,7 +138,11 @@ impl Session {
 
     /// Next action for the I/O layer, if any.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        let a = self.actions.pop_front();
+        if a == Some(Action::Disconnect) {
+            self.disconnects_queued -= 1;
+        }
+        a
     }
 
     /// A connection was bound to this session at `now`.
@@ -178,6 +186,7 @@ impl Session {
     /// Queues an output; while a resend runs, output other than the
     /// resend's waits behind it.
     pub(crate) fn push(&mut self, a: Action) {
+        debug_assert!(a != Action::Disconnect, "disconnect() queues disconnects");
         if self.resend_jobs.is_empty() || self.resending {
             self.actions.push_back(a);
         } else {
@@ -197,6 +206,7 @@ impl Session {
         }
         if self.status != Status::Disconnected && self.actions.back() != Some(&Action::Disconnect) {
             self.actions.push_back(Action::Disconnect);
+            self.disconnects_queued += 1;
         }
     }
 
@@ -217,7 +227,14 @@ impl Session {
 
     /// True when a Disconnect has been requested and not yet carried out.
     pub fn disconnect_pending(&self) -> bool {
-        self.actions.contains(&Action::Disconnect)
+        debug_assert_eq!(
+            self.disconnects_queued,
+            self.actions
+                .iter()
+                .filter(|a| **a == Action::Disconnect)
+                .count()
+        );
+        self.disconnects_queued > 0
     }
 
     /// Feeds one received, framed message.

@@ -225,6 +225,9 @@ pub struct Core {
     msg_log: Option<MessageLog>,
     /// With a pipelined store: the thread that makes written batches durable.
     flusher: Option<Flusher>,
+    /// The batch that must be durable before what `release` hands over now
+    /// is written (set by `release_all`).
+    release_after: u64,
 }
 
 /// The store stopped writing.
@@ -299,6 +302,7 @@ impl Core {
             admin_replies: Vec::new(),
             msg_log: None,
             flusher: None,
+            release_after: 0,
         }
     }
 
@@ -754,10 +758,12 @@ impl Core {
             self.release_all(now, true);
             return;
         }
-        let started = Instant::now();
         // Pipelined, a commit only writes, unless an admin answer waits for
-        // it (or the store recovers: then it waits for everything).
+        // it (or the store recovers: then it waits for everything). Each
+        // batch is still its own record: `journal verify` replays a record
+        // as one batch (market data is aggregated per batch).
         let flush = !self.admin_replies.is_empty();
+        let started = Instant::now();
         let result = self.log.commit_flushing(
             &self.journal,
             self.entries.iter_mut().map(|e| &mut e.store),
@@ -866,6 +872,16 @@ impl Core {
     /// must not reach a session released later in this loop before that
     /// batch is durable.
     fn release_all(&mut self, now: UtcNanos, store_down: bool) {
+        // The batch the output depends on (see `release`): the record that
+        // will hold what is not written yet, else the last one written; while
+        // the store is down, only sessions whose state is durable release.
+        self.release_after = if store_down {
+            self.log.durable()
+        } else if self.has_pending() {
+            self.log.next_batch()
+        } else {
+            self.log.last_written()
+        };
         let mut closing = Vec::new();
         for i in 0..self.entries.len() {
             if store_down {
@@ -963,15 +979,8 @@ impl Core {
             }
         }
         if !frames.is_empty() {
-            // Written once the batch it depends on is durable: the newest
-            // one, or while the store is down (only sessions whose state is
-            // durable release then) the last durable one.
-            let after = if store_down {
-                self.log.durable()
-            } else {
-                self.log.last_written()
-            };
-            out.try_send_after(Outgoing::Data(frames), after);
+            // Written once the batch it depends on is durable.
+            out.try_send_after(Outgoing::Data(frames), self.release_after);
         }
         disconnect
     }

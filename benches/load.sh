@@ -12,7 +12,7 @@ bin=./target/release/fixgw
 senders() { local n=$1 s=""; for i in $(seq 1 "$n"); do s+="--sender LOAD$(printf %02d "$i") "; done; echo "$s"; }
 
 run_gateway() {
-    local flush=$1 data
+    local flush=$1
     data=$(mktemp -d)
     "$bin" run --config sessions/bench.cfg --venue sessions/bench-venue.toml \
         --data "$data" --flush "$flush" 2>"$data/gateway.log" &
@@ -25,8 +25,18 @@ run_gateway() {
         exit 1
     fi
 }
-stop_gateway() { kill "$gw" 2>/dev/null || true; wait "$gw" 2>/dev/null || true; }
+# Each run starts on an idle disk: the store is removed and the kernel's
+# write-back of the last run's gigabytes is finished first (it made the next
+# run's fsyncs, and so its tail latencies, many times slower).
+stop_gateway() {
+    kill "$gw" 2>/dev/null || true
+    wait "$gw" 2>/dev/null || true
+    [[ -n "$data" ]] && rm -rf "$data"
+    sync
+}
 trap stop_gateway EXIT
+data=""
+gw=""
 
 for flush in fsync os; do
     for n in 1 10; do

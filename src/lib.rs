@@ -5,6 +5,7 @@
 //! which knows nothing of FIX).
 
 pub mod admin;
+pub mod arena;
 pub mod cli;
 pub mod engine;
 pub mod fix;

@@ -177,9 +177,7 @@ impl Application for VenueApp<'_> {
             ts_ns: self.ts.max(0) as u64,
             raw: msg.raw().clone(),
         };
-        let mut encoded = Vec::with_capacity(msg.raw().len() + 32);
-        input.encode(&mut encoded);
-        self.journal.push(Bytes::from(encoded));
+        self.journal.push(crate::arena::build(|b| input.encode(b)));
         self.applied = true;
         self.produced.clear();
         // The journal keeps the frame; the venue takes the message the session

@@ -53,29 +53,37 @@ impl Session {
     ) -> Bytes {
         let precision = self.cfg.timestamp_precision;
         let now = self.now;
-        let mut header: Vec<(i32, HeaderValue)> = Vec::with_capacity(4 + extra_header.len());
-        header.push((tags::MSG_SEQ_NUM, HeaderValue::Seq(seq)));
-        header.push((tags::SENDER_COMP_ID, HeaderValue::Sender));
-        header.push((tags::SENDING_TIME, HeaderValue::Now));
-        header.push((tags::TARGET_COMP_ID, HeaderValue::Target));
-        for (i, (t, _)) in extra_header.iter().enumerate() {
-            header.push((*t, HeaderValue::Extra(i)));
-        }
-        header.sort_by_key(|(t, _)| *t);
-        let cfg = self.cfg.clone();
+        let cfg = &self.cfg;
         let e = &mut self.enc;
         e.start(msg_type);
-        for (tag, v) in &header {
-            match v {
-                HeaderValue::Seq(s) => e.field_int(*tag, *s as i64),
-                HeaderValue::Sender => e.field(*tag, cfg.id.sender_comp_id.as_bytes()),
-                HeaderValue::Now => e.field_time(*tag, now, precision),
-                HeaderValue::Target => e.field(*tag, cfg.id.target_comp_id.as_bytes()),
-                HeaderValue::Extra(i) => e.field(*tag, &extra_header[*i].1),
-            };
+        if extra_header.is_empty() {
+            // The common case, already in tag order.
+            e.field_int(tags::MSG_SEQ_NUM, seq as i64);
+            e.field(tags::SENDER_COMP_ID, cfg.id.sender_comp_id.as_bytes());
+            e.field_time(tags::SENDING_TIME, now, precision);
+            e.field(tags::TARGET_COMP_ID, cfg.id.target_comp_id.as_bytes());
+        } else {
+            let mut header: Vec<(i32, HeaderValue)> = Vec::with_capacity(4 + extra_header.len());
+            header.push((tags::MSG_SEQ_NUM, HeaderValue::Seq(seq)));
+            header.push((tags::SENDER_COMP_ID, HeaderValue::Sender));
+            header.push((tags::SENDING_TIME, HeaderValue::Now));
+            header.push((tags::TARGET_COMP_ID, HeaderValue::Target));
+            for (i, (t, _)) in extra_header.iter().enumerate() {
+                header.push((*t, HeaderValue::Extra(i)));
+            }
+            header.sort_by_key(|(t, _)| *t);
+            for (tag, v) in &header {
+                match v {
+                    HeaderValue::Seq(s) => e.field_int(*tag, *s as i64),
+                    HeaderValue::Sender => e.field(*tag, cfg.id.sender_comp_id.as_bytes()),
+                    HeaderValue::Now => e.field_time(*tag, now, precision),
+                    HeaderValue::Target => e.field(*tag, cfg.id.target_comp_id.as_bytes()),
+                    HeaderValue::Extra(i) => e.field(*tag, &extra_header[*i].1),
+                };
+            }
         }
         e.raw(body);
-        Bytes::copy_from_slice(e.finish(cfg.id.begin_string.as_bytes()))
+        crate::arena::copy(e.finish(cfg.id.begin_string.as_bytes()))
     }
 
     /// Sends with the next outbound MsgSeqNum; stores application messages.

@@ -468,7 +468,11 @@ impl Engine {
         let taker = *self.slab.get(t);
         let mut t_info = taker.info(false);
         let t_ai = taker.account as usize * n_inst + inst as usize;
-        let batched = taker_release_batched(&self.accounts[taker.account as usize], &taker, cash);
+        let t_acct = &self.accounts[taker.account as usize];
+        let batched = taker_release_batched(t_acct, &taker, cash);
+        // The position cost of the taker's account, booked once for the level when exact.
+        let t_cost0 = self.acct_inst[t_ai].pos.open_cost.saturating_abs();
+        let deferred = cost_deferred(t_acct, t_cost0, t_info.leaves_qty, price, cash);
         let mut m = book.level(l).head;
         // Level aggregates to book once: lots traded, hidden lots leaving, orders leaving.
         let mut run: (Lots, Lots, u32) = (0, 0, 0);
@@ -500,13 +504,21 @@ impl Engine {
             let m_acct = &mut self.accounts[mo.account as usize];
             let m_ai = &mut self.acct_inst[mo.account as usize * n_inst + inst as usize];
             risk::reserve(m_acct, m_ai, mo.side, q, mo.risk_price, cash, -1);
-            book_fill(m_acct, &mut m_ai.pos, mo.side, q, price, cash);
+            if deferred && mo.account == taker.account {
+                m_ai.pos.apply_fill(mo.side, q, price);
+            } else {
+                book_fill(m_acct, &mut m_ai.pos, mo.side, q, price, cash);
+            }
             let t_acct = &mut self.accounts[taker.account as usize];
             let t_state = &mut self.acct_inst[t_ai];
             if !batched {
                 risk::reserve(t_acct, t_state, taker.side, q, taker.risk_price, cash, -1);
             }
-            book_fill(t_acct, &mut t_state.pos, taker.side, q, price, cash);
+            if deferred {
+                t_state.pos.apply_fill(taker.side, q, price);
+            } else {
+                book_fill(t_acct, &mut t_state.pos, taker.side, q, price, cash);
+            }
             if mo.visible > 0 {
                 break m; // the maker still shows quantity: the taker is done
             }
@@ -529,16 +541,22 @@ impl Engine {
         let to = self.slab.get_mut(t);
         to.cum_qty = t_info.cum_qty;
         to.cum_notional = t_info.cum_notional;
+        let t_acct = &mut self.accounts[taker.account as usize];
+        let t_state = &mut self.acct_inst[t_ai];
         if batched {
             risk::reserve(
-                &mut self.accounts[taker.account as usize],
-                &mut self.acct_inst[t_ai],
+                t_acct,
+                t_state,
                 taker.side,
                 run.0,
                 taker.risk_price,
                 cash,
                 -1,
             );
+        }
+        if deferred {
+            let delta = t_state.pos.open_cost.saturating_abs() - t_cost0;
+            add_position_cost(t_acct, delta, cash);
         }
         if refill {
             // Iceberg refill: a new displayed slice at the back of the queue.
@@ -1279,10 +1297,27 @@ fn book_fill(
 ) {
     let before = pos.open_cost.saturating_abs();
     pos.apply_fill(side, q, price);
-    let delta = pos.open_cost.saturating_abs() - before;
+    add_position_cost(acct, pos.open_cost.saturating_abs() - before, cash);
+}
+
+/// Adds a change of an open cost's magnitude (ticks x lots) to the account's position cost.
+#[inline(always)]
+fn add_position_cost(acct: &mut AccountState, delta: i64, cash: i64) {
     acct.position_cost_cash = acct
         .position_cost_cash
         .saturating_add(delta.saturating_mul(cash));
+}
+
+/// True when the position cost of the taker's account can be booked once for a level's fills
+/// (the change of the open cost's magnitude from before the first to after the last) and give
+/// exactly what booking it fill by fill gives. Those per-fill changes, the taker's and those of
+/// makers of the same account (same position), add up to at most |cost before| + 2 x the
+/// notional booked into that position, which is at most 2 x `leaves` x `price`; if even that
+/// cannot make a product or running total saturate, no step does and the sums are equal.
+#[inline]
+fn cost_deferred(acct: &AccountState, cost0: i64, leaves: Lots, price: Ticks, cash: i64) -> bool {
+    let moves = cost0 as i128 + 4 * leaves as i128 * (price as i128).abs();
+    cash >= 0 && (acct.position_cost_cash as i128).abs() + moves * cash as i128 <= i64::MAX as i128
 }
 
 /// True when releasing a taker's reservation once for all its fills at a level gives exactly

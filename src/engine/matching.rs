@@ -470,8 +470,10 @@ impl Engine {
         let t_ai = taker.account as usize * n_inst + inst as usize;
         let t_acct = &self.accounts[taker.account as usize];
         let batched = taker_release_batched(t_acct, &taker, cash);
-        // The position cost of the taker's account, booked once for the level when exact.
-        let t_cost0 = self.acct_inst[t_ai].pos.open_cost.saturating_abs();
+        // The taker's position, and its account's position cost (booked once for the level
+        // when exact).
+        let mut t_pos = self.acct_inst[t_ai].pos;
+        let t_cost0 = t_pos.open_cost.saturating_abs();
         let deferred = cost_deferred(t_acct, t_cost0, t_info.leaves_qty, price, cash);
         let mut m = book.level(l).head;
         // Level aggregates to book once: lots traded, hidden lots leaving, orders leaving.
@@ -500,24 +502,33 @@ impl Engine {
                 maker: mo.info(false),
                 taker: t_info,
             });
-            // Reservation release and position, maker first, then taker.
-            let m_acct = &mut self.accounts[mo.account as usize];
-            let m_ai = &mut self.acct_inst[mo.account as usize * n_inst + inst as usize];
-            risk::reserve(m_acct, m_ai, mo.side, q, mo.risk_price, cash, -1);
-            if deferred && mo.account == taker.account {
-                m_ai.pos.apply_fill(mo.side, q, price);
+            // Reservation release and position, maker first, then taker. A maker of the
+            // taker's account trades into the same position, kept in `t_pos` for the level.
+            let same = mo.account == taker.account;
+            let m_ai = if same {
+                t_ai
             } else {
-                book_fill(m_acct, &mut m_ai.pos, mo.side, q, price, cash);
+                mo.account as usize * n_inst + inst as usize
+            };
+            let m_acct = &mut self.accounts[mo.account as usize];
+            let m_state = &mut self.acct_inst[m_ai];
+            risk::reserve(m_acct, m_state, mo.side, q, mo.risk_price, cash, -1);
+            if same && deferred {
+                t_pos.apply_fill(mo.side, q, price);
+            } else {
+                let m_pos = if same { &mut t_pos } else { &mut m_state.pos };
+                book_fill(m_acct, m_pos, mo.side, q, price, cash);
             }
-            let t_acct = &mut self.accounts[taker.account as usize];
-            let t_state = &mut self.acct_inst[t_ai];
             if !batched {
+                let t_state = &mut self.acct_inst[t_ai];
+                let t_acct = &mut self.accounts[taker.account as usize];
                 risk::reserve(t_acct, t_state, taker.side, q, taker.risk_price, cash, -1);
             }
             if deferred {
-                t_state.pos.apply_fill(taker.side, q, price);
+                t_pos.apply_fill(taker.side, q, price);
             } else {
-                book_fill(t_acct, &mut t_state.pos, taker.side, q, price, cash);
+                let t_acct = &mut self.accounts[taker.account as usize];
+                book_fill(t_acct, &mut t_pos, taker.side, q, price, cash);
             }
             if mo.visible > 0 {
                 break m; // the maker still shows quantity: the taker is done
@@ -543,6 +554,7 @@ impl Engine {
         to.cum_notional = t_info.cum_notional;
         let t_acct = &mut self.accounts[taker.account as usize];
         let t_state = &mut self.acct_inst[t_ai];
+        t_state.pos = t_pos;
         if batched {
             risk::reserve(
                 t_acct,
@@ -555,7 +567,7 @@ impl Engine {
             );
         }
         if deferred {
-            let delta = t_state.pos.open_cost.saturating_abs() - t_cost0;
+            let delta = t_pos.open_cost.saturating_abs() - t_cost0;
             add_position_cost(t_acct, delta, cash);
         }
         if refill {

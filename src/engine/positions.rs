@@ -42,22 +42,23 @@ impl Position {
             self.open_cost += signed * price;
             return 0;
         }
-        self.reduce(q, signed, price)
+        self.reduce(q, side.sign(), price)
     }
 
-    /// A fill against the position (`signed` has the opposite sign of `net_qty`): closes
-    /// min(|net|, q) at `price` against a proportional share of the cost basis (the remainder
-    /// stays in open_cost, so no tick is lost), and opens the rest the other way.
+    /// A fill of `q` lots on side `sign` (+1 buy, -1 sell) against the position (the
+    /// position's sign is -`sign`): closes min(|net|, q) at `price` against a proportional
+    /// share of the cost basis (the remainder stays in open_cost, so no tick is lost), and
+    /// opens the rest the other way.
     #[inline]
-    fn reduce(&mut self, q: i64, signed: i64, price: Ticks) -> i64 {
+    fn reduce(&mut self, q: i64, sign: i64, price: Ticks) -> i64 {
         let (net, cost) = (self.net_qty, self.open_cost);
         let held = net.abs();
         // Long closes by selling: proceeds - cost. Short closes by buying: cost - outlay.
         if q >= held {
             // Closes all of it, then opens q - held the other way.
-            let pnl = net.signum() * (held * price) - cost;
+            let pnl = -sign * (held * price) - cost;
             self.realized += pnl;
-            let opening = signed.signum() * (q - held);
+            let opening = sign * (q - held);
             self.net_qty = opening;
             self.open_cost = opening * price;
             return pnl;
@@ -66,10 +67,10 @@ impl Position {
             Some(c) => c / held,
             None => ((cost as i128 * q as i128) / held as i128) as i64,
         };
-        let pnl = net.signum() * (q * price) - removed;
+        let pnl = -sign * (q * price) - removed;
         self.realized += pnl;
         self.open_cost = cost - removed;
-        self.net_qty = net + signed;
+        self.net_qty = net + sign * q;
         pnl
     }
 

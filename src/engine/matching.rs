@@ -465,11 +465,12 @@ impl Engine {
         let cash = ins.spec.cash_per_tick_lot;
         ins.last_trade = Some(price);
         let book = &mut ins.book;
-        let taker = *self.slab.get(t);
+        let taker = self.slab.get(t);
         let mut t_info = taker.info(false);
-        let t_ai = taker.account as usize * n_inst + inst as usize;
-        let t_acct = &self.accounts[taker.account as usize];
-        let batched = taker_release_batched(t_acct, &taker, cash);
+        let (t_side, t_account, t_risk_price) = (taker.side, taker.account, taker.risk_price);
+        let t_ai = t_account as usize * n_inst + inst as usize;
+        let t_acct = &self.accounts[t_account as usize];
+        let batched = taker_release_batched(t_acct, t_side, t_info.leaves_qty, t_risk_price, cash);
         // The taker's position, and its account's position cost (booked once for the level
         // when exact).
         let mut t_pos = self.acct_inst[t_ai].pos;
@@ -498,13 +499,13 @@ impl Engine {
                 instrument: inst,
                 price,
                 qty: q,
-                aggressor: taker.side,
+                aggressor: t_side,
                 maker: mo.info(false),
                 taker: t_info,
             });
             // Reservation release and position, maker first, then taker. A maker of the
             // taker's account trades into the same position, kept in `t_pos` for the level.
-            let same = mo.account == taker.account;
+            let same = mo.account == t_account;
             let m_ai = if same {
                 t_ai
             } else {
@@ -521,14 +522,14 @@ impl Engine {
             }
             if !batched {
                 let t_state = &mut self.acct_inst[t_ai];
-                let t_acct = &mut self.accounts[taker.account as usize];
-                risk::reserve(t_acct, t_state, taker.side, q, taker.risk_price, cash, -1);
+                let t_acct = &mut self.accounts[t_account as usize];
+                risk::reserve(t_acct, t_state, t_side, q, t_risk_price, cash, -1);
             }
             if deferred {
-                t_pos.apply_fill(taker.side, q, price);
+                t_pos.apply_fill(t_side, q, price);
             } else {
-                let t_acct = &mut self.accounts[taker.account as usize];
-                book_fill(t_acct, &mut t_pos, taker.side, q, price, cash);
+                let t_acct = &mut self.accounts[t_account as usize];
+                book_fill(t_acct, &mut t_pos, t_side, q, price, cash);
             }
             if mo.visible > 0 {
                 break m; // the maker still shows quantity: the taker is done
@@ -552,19 +553,11 @@ impl Engine {
         let to = self.slab.get_mut(t);
         to.cum_qty = t_info.cum_qty;
         to.cum_notional = t_info.cum_notional;
-        let t_acct = &mut self.accounts[taker.account as usize];
+        let t_acct = &mut self.accounts[t_account as usize];
         let t_state = &mut self.acct_inst[t_ai];
         t_state.pos = t_pos;
         if batched {
-            risk::reserve(
-                t_acct,
-                t_state,
-                taker.side,
-                run.0,
-                taker.risk_price,
-                cash,
-                -1,
-            );
+            risk::reserve(t_acct, t_state, t_side, run.0, t_risk_price, cash, -1);
         }
         if deferred {
             let delta = t_pos.open_cost.saturating_abs() - t_cost0;
@@ -1328,8 +1321,12 @@ fn add_position_cost(acct: &mut AccountState, delta: i64, cash: i64) {
 /// cannot make a product or running total saturate, no step does and the sums are equal.
 #[inline]
 fn cost_deferred(acct: &AccountState, cost0: i64, leaves: Lots, price: Ticks, cash: i64) -> bool {
-    let moves = cost0 as i128 + 4 * leaves as i128 * (price as i128).abs();
-    cash >= 0 && (acct.position_cost_cash as i128).abs() + moves * cash as i128 <= i64::MAX as i128
+    let bound = (4 * leaves as i64)
+        .checked_mul(price.saturating_abs())
+        .and_then(|v| v.checked_add(cost0))
+        .and_then(|moves| moves.checked_mul(cash))
+        .and_then(|v| v.checked_add(acct.position_cost_cash.saturating_abs()));
+    cash >= 0 && bound.is_some_and(|b| b < i64::MAX)
 }
 
 /// True when releasing a taker's reservation once for all its fills at a level gives exactly
@@ -1337,14 +1334,19 @@ fn cost_deferred(acct: &AccountState, cost0: i64, leaves: Lots, price: Ticks, ca
 /// long as no product or running total saturates for the most it can fill. (Makers are on the
 /// other side, so nothing else touches these figures meanwhile.)
 #[inline]
-fn taker_release_batched(acct: &AccountState, taker: &Order, cash: i64) -> bool {
-    match taker.side {
+fn taker_release_batched(
+    acct: &AccountState,
+    side: Side,
+    leaves: Lots,
+    risk_price: Ticks,
+    cash: i64,
+) -> bool {
+    match side {
         Side::Sell => true,
-        Side::Buy => {
-            let most = taker.leaves() as i128 * taker.risk_price as i128 * cash as i128;
-            (0..=i64::MAX as i128).contains(&most)
-                && acct.open_buy_cash as i128 - most >= i64::MIN as i128
-        }
+        Side::Buy => (leaves as i64)
+            .checked_mul(risk_price)
+            .and_then(|v| v.checked_mul(cash))
+            .is_some_and(|most| most >= 0 && acct.open_buy_cash.checked_sub(most).is_some()),
     }
 }
 

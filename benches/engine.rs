@@ -767,6 +767,9 @@ fn main() {
             if what.is_empty() || what == "fill" {
                 black_box(fill_k::<Fixgw>(50, 100));
             }
+            if what == "fill1" {
+                black_box(fill_k::<Fixgw>(1, 5000));
+            }
             if what.is_empty() || what == "mixed" {
                 black_box(mixed::<Fixgw>(&ops));
             }

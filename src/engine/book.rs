@@ -289,33 +289,33 @@ impl Book {
         }
     }
 
-    /// Books `q` lots just traded by the order at the head of level `l` (its `visible` already
-    /// reduced): the level's aggregates drop by `q` and, once the head shows nothing, it leaves
-    /// the queue as `unlink` would take it out. Returns false when that dropped the level.
+    /// Books a run of fills at the head of level `l`: `lots` traded in all, the first `removed`
+    /// orders of the queue left it (their links are not cleared; the last may be an iceberg with
+    /// `hidden` lots that now leave the level's total too), and `next` is the new head. Returns
+    /// false when that dropped the level.
     #[inline]
-    pub(crate) fn traded_at_head(&mut self, slab: &mut OrderSlab, l: u32, q: Lots) -> bool {
+    pub(crate) fn traded_run(
+        &mut self,
+        slab: &mut OrderSlab,
+        l: u32,
+        (lots, hidden, removed): (Lots, Lots, u32),
+        next: u32,
+    ) -> bool {
         let level = &mut self.levels[l as usize];
-        level.visible_qty -= q;
-        level.total_qty -= q;
-        let o = slab.get_mut(level.head);
-        if o.visible > 0 {
+        level.visible_qty -= lots;
+        level.total_qty -= lots + hidden;
+        if removed == 0 {
             return true;
         }
-        let (next, side) = (o.next, o.side);
-        level.total_qty -= o.leaves();
-        o.next = NIL;
-        o.level = NIL;
+        level.count -= removed;
         level.head = next;
-        level.count -= 1;
         if next == NIL {
             level.tail = NIL;
-        } else {
-            slab.get_mut(next).prev = NIL;
-        }
-        if level.count == 0 {
+            let side = level.side;
             self.drop_level(side, l);
             return false;
         }
+        slab.get_mut(next).prev = NIL;
         true
     }
 

@@ -13,7 +13,7 @@ use crate::engine::config::{
 };
 use crate::engine::event::{CancelReason, CancelRejectReason, Event, OrderInfo, RejectReason};
 use crate::engine::order::{Order, OrderSlab, OrderState, NIL};
-use crate::engine::positions::{AccountTotals, PositionView};
+use crate::engine::positions::{AccountTotals, Position, PositionView};
 use crate::engine::risk::{self, AccountState, AcctInst, Exposure};
 use crate::engine::types::{
     AccountId, InstrumentId, Lots, OrdType, OrderId, Owner, Side, StpMode, Ticks, Tif,
@@ -446,6 +446,11 @@ impl Engine {
     /// Trades taker `t` against the queue of level `l` from its head (the head is not an
     /// own order under STP) until the taker is done, the level is gone, an iceberg refills,
     /// or the next head is an own order (`own`); the caller's loop takes it from there.
+    ///
+    /// Per fill: the Trade event, the maker's state, reservation and position, the taker's
+    /// position, the maker's slot freed. Once per call: the level's aggregates and queue head,
+    /// the taker's quantities and (when exactly equal, see `taker_release_batched`) its
+    /// reservation release.
     fn fill_level(
         &mut self,
         inst: InstrumentId,
@@ -460,21 +465,33 @@ impl Engine {
         let cash = ins.spec.cash_per_tick_lot;
         ins.last_trade = Some(price);
         let book = &mut ins.book;
-        loop {
-            let m = book.level(l).head;
-            let [mo, to] = self
-                .slab
-                .orders
-                .get_disjoint_mut([m as usize, t as usize])
-                .expect("maker and taker are distinct live slots");
-            let q = to.leaves().min(mo.visible);
+        let taker = self.slab.get(t);
+        let mut t_info = taker.info(false);
+        let (t_side, t_account, t_risk_price) = (taker.side, taker.account, taker.risk_price);
+        let t_ai = t_account as usize * n_inst + inst as usize;
+        let t_acct = &self.accounts[t_account as usize];
+        let batched = taker_release_batched(t_acct, t_side, t_info.leaves_qty, t_risk_price, cash);
+        // The taker's position, and its account's position cost (booked once for the level
+        // when exact).
+        let mut t_pos = self.acct_inst[t_ai].pos;
+        let t_cost0 = t_pos.open_cost.saturating_abs();
+        let deferred = cost_deferred(t_acct, t_cost0, t_info.leaves_qty, price, cash);
+        let mut m = book.level(l).head;
+        // Level aggregates to book once: lots traded, hidden lots leaving, orders leaving.
+        let mut run: (Lots, Lots, u32) = (0, 0, 0);
+        let mut refill = false;
+        let next = loop {
+            let mo = &mut self.slab.orders[m as usize];
+            let q = t_info.leaves_qty.min(mo.visible);
             let notional = q as i64 * price;
             mo.cum_qty += q;
-            mo.cum_notional = mo.cum_notional.saturating_add(notional);
+            mo.cum_notional += notional;
             mo.visible -= q;
-            to.cum_qty += q;
-            to.cum_notional = to.cum_notional.saturating_add(notional);
-            let (mo, to) = (&*mo, &*to);
+            t_info.cum_qty += q;
+            t_info.leaves_qty -= q;
+            t_info.cum_notional += notional;
+            run.0 += q;
+            let mo = &*mo;
             let trade_id = self.next_trade_id;
             self.next_trade_id += 1;
             out.push(Event::Trade {
@@ -482,56 +499,92 @@ impl Engine {
                 instrument: inst,
                 price,
                 qty: q,
-                aggressor: to.side,
+                aggressor: t_side,
                 maker: mo.info(false),
-                taker: to.info(false),
+                taker: t_info,
             });
-            // Reservation release and position, maker first, then taker.
-            for o in [mo, to] {
-                settle(
-                    &mut self.accounts[o.account as usize],
-                    &mut self.acct_inst[o.account as usize * n_inst + inst as usize],
-                    o.side,
-                    q,
-                    o.risk_price,
-                    price,
-                    cash,
-                );
+            // Reservation release and position, maker first, then taker. A maker of the
+            // taker's account trades into the same position, kept in `t_pos` for the level.
+            let same = mo.account == t_account;
+            let m_ai = if same {
+                t_ai
+            } else {
+                mo.account as usize * n_inst + inst as usize
+            };
+            let m_acct = &mut self.accounts[mo.account as usize];
+            let m_state = &mut self.acct_inst[m_ai];
+            risk::reserve(m_acct, m_state, mo.side, q, mo.risk_price, cash, -1);
+            if same && deferred {
+                t_pos.apply_fill(mo.side, q, price);
+            } else {
+                let m_pos = if same { &mut t_pos } else { &mut m_state.pos };
+                book_fill(m_acct, m_pos, mo.side, q, price, cash);
             }
-            let (maker_side, maker_leaves, taker_leaves) = (mo.side, mo.leaves(), to.leaves());
-            let kept = book.traded_at_head(&mut self.slab, l, q);
-            if self.slab.get(m).level != NIL {
-                return; // the maker still shows quantity: the taker is done
+            if !batched {
+                let t_state = &mut self.acct_inst[t_ai];
+                let t_acct = &mut self.accounts[t_account as usize];
+                risk::reserve(t_acct, t_state, t_side, q, t_risk_price, cash, -1);
             }
-            if maker_leaves > 0 {
-                // Iceberg refill: a new displayed slice at the back of the queue.
-                self.seq += 1;
-                let o = self.slab.get_mut(m);
-                o.visible = o.display_slice();
-                o.seq = self.seq;
-                book.push_back(&mut self.slab, m);
-                // The level may have been recreated in another slot: record where it is now.
-                let nl = self.slab.get(m).level;
-                let lvl = book.level(nl);
-                touch(
-                    &mut self.touched,
-                    inst,
-                    maker_side,
-                    price,
-                    nl,
-                    lvl.visible_qty,
-                    lvl.count,
-                );
-                return;
+            if deferred {
+                t_pos.apply_fill(t_side, q, price);
+            } else {
+                let t_acct = &mut self.accounts[t_account as usize];
+                book_fill(t_acct, &mut t_pos, t_side, q, price, cash);
+            }
+            if mo.visible > 0 {
+                break m; // the maker still shows quantity: the taker is done
+            }
+            // The head leaves the queue.
+            let (next, hidden) = (mo.next, mo.leaves());
+            run.2 += 1;
+            if hidden > 0 {
+                // Iceberg: its hidden part leaves the level too, and comes back refilled.
+                run.1 = hidden;
+                refill = true;
+                break next;
             }
             finish_order(&mut self.slab, &mut self.accounts, &mut self.expiries, m);
-            if !kept || taker_leaves == 0 {
-                return;
+            if next == NIL || t_info.leaves_qty == 0 || own == Some(self.slab.get(next).account) {
+                break next;
             }
-            let next = book.level(l).head;
-            if own == Some(self.slab.get(next).account) {
-                return;
-            }
+            m = next;
+        };
+        let kept = book.traded_run(&mut self.slab, l, run, next);
+        let to = self.slab.get_mut(t);
+        to.cum_qty = t_info.cum_qty;
+        to.cum_notional = t_info.cum_notional;
+        let t_acct = &mut self.accounts[t_account as usize];
+        let t_state = &mut self.acct_inst[t_ai];
+        t_state.pos = t_pos;
+        if batched {
+            risk::reserve(t_acct, t_state, t_side, run.0, t_risk_price, cash, -1);
+        }
+        if deferred {
+            let delta = t_pos.open_cost.saturating_abs() - t_cost0;
+            add_position_cost(t_acct, delta, cash);
+        }
+        if refill {
+            // Iceberg refill: a new displayed slice at the back of the queue.
+            debug_assert!(kept || next == NIL);
+            self.seq += 1;
+            let o = self.slab.get_mut(m);
+            o.visible = o.display_slice();
+            o.seq = self.seq;
+            let maker_side = o.side;
+            let book = &mut self.instruments[inst as usize].book;
+            book.push_back(&mut self.slab, m);
+            // The level may have been recreated in another slot: record where it is now.
+            let nl = self.slab.get(m).level;
+            let lvl = book.level(nl);
+            touch(
+                &mut self.touched,
+                inst,
+                maker_side,
+                price,
+                nl,
+                lvl.visible_qty,
+                lvl.count,
+            );
         }
     }
 
@@ -1237,25 +1290,64 @@ fn finish_order(
     slab.remove(slot);
 }
 
-/// Releases `q` lots of an order's reservation and books the fill into its position.
-#[inline]
-fn settle(
+/// Books a fill into a position and the account's position cost.
+#[inline(always)]
+fn book_fill(
     acct: &mut AccountState,
-    ai: &mut AcctInst,
+    pos: &mut Position,
     side: Side,
     q: Lots,
-    risk_price: Ticks,
     price: Ticks,
     cash: i64,
 ) {
-    risk::reserve(acct, ai, side, q, risk_price, cash, -1);
-    let pos = &mut ai.pos;
     let before = pos.open_cost.saturating_abs();
     pos.apply_fill(side, q, price);
-    let delta = pos.open_cost.saturating_abs() - before;
+    add_position_cost(acct, pos.open_cost.saturating_abs() - before, cash);
+}
+
+/// Adds a change of an open cost's magnitude (ticks x lots) to the account's position cost.
+#[inline(always)]
+fn add_position_cost(acct: &mut AccountState, delta: i64, cash: i64) {
     acct.position_cost_cash = acct
         .position_cost_cash
         .saturating_add(delta.saturating_mul(cash));
+}
+
+/// True when the position cost of the taker's account can be booked once for a level's fills
+/// (the change of the open cost's magnitude from before the first to after the last) and give
+/// exactly what booking it fill by fill gives. Those per-fill changes, the taker's and those of
+/// makers of the same account (same position), add up to at most |cost before| + 2 x the
+/// notional booked into that position, which is at most 2 x `leaves` x `price`; if even that
+/// cannot make a product or running total saturate, no step does and the sums are equal.
+#[inline]
+fn cost_deferred(acct: &AccountState, cost0: i64, leaves: Lots, price: Ticks, cash: i64) -> bool {
+    let bound = (4 * leaves as i64)
+        .checked_mul(price.saturating_abs())
+        .and_then(|v| v.checked_add(cost0))
+        .and_then(|moves| moves.checked_mul(cash))
+        .and_then(|v| v.checked_add(acct.position_cost_cash.saturating_abs()));
+    cash >= 0 && bound.is_some_and(|b| b < i64::MAX)
+}
+
+/// True when releasing a taker's reservation once for all its fills at a level gives exactly
+/// what releasing it fill by fill would: lots add up exactly, and the buy notional does too as
+/// long as no product or running total saturates for the most it can fill. (Makers are on the
+/// other side, so nothing else touches these figures meanwhile.)
+#[inline]
+fn taker_release_batched(
+    acct: &AccountState,
+    side: Side,
+    leaves: Lots,
+    risk_price: Ticks,
+    cash: i64,
+) -> bool {
+    match side {
+        Side::Sell => true,
+        Side::Buy => (leaves as i64)
+            .checked_mul(risk_price)
+            .and_then(|v| v.checked_mul(cash))
+            .is_some_and(|most| most >= 0 && acct.open_buy_cash.checked_sub(most).is_some()),
+    }
 }
 
 /// The order as requested, for Rejected events.

@@ -22,36 +22,55 @@ pub struct Position {
 
 impl Position {
     /// Applies a fill; returns the realised P&L it produced (ticks x lots).
+    #[inline]
     pub fn apply_fill(&mut self, side: Side, qty: Lots, price: Ticks) -> i64 {
         let q = qty as i64;
-        let signed = side.sign() * q;
-        match side {
-            Side::Buy => self.bought_qty += qty,
-            Side::Sell => self.sold_qty += qty,
-        }
-        if self.net_qty == 0 || self.net_qty.signum() == signed.signum() {
-            self.net_qty += signed;
+        let signed = match side {
+            Side::Buy => {
+                self.bought_qty += qty;
+                q
+            }
+            Side::Sell => {
+                self.sold_qty += qty;
+                -q
+            }
+        };
+        let net = self.net_qty;
+        if net == 0 || (net ^ signed) >= 0 {
+            // Opening or adding in the same direction.
+            self.net_qty = net + signed;
             self.open_cost += signed * price;
             return 0;
         }
-        // Reducing (and maybe flipping): close min(|net|, q) at `price`.
-        let closing = q.min(self.net_qty.abs());
-        let removed_cost = if closing == self.net_qty.abs() {
-            self.open_cost
-        } else {
-            // Proportional share of the cost basis; the remainder stays in open_cost.
-            ((self.open_cost as i128 * closing as i128) / self.net_qty.abs() as i128) as i64
-        };
+        self.reduce(q, side.sign(), price)
+    }
+
+    /// A fill of `q` lots on side `sign` (+1 buy, -1 sell) against the position (the
+    /// position's sign is -`sign`): closes min(|net|, q) at `price` against a proportional
+    /// share of the cost basis (the remainder stays in open_cost, so no tick is lost), and
+    /// opens the rest the other way.
+    #[inline]
+    fn reduce(&mut self, q: i64, sign: i64, price: Ticks) -> i64 {
+        let (net, cost) = (self.net_qty, self.open_cost);
+        let held = net.abs();
         // Long closes by selling: proceeds - cost. Short closes by buying: cost - outlay.
-        let pnl = self.net_qty.signum() * (closing * price) - removed_cost;
-        self.realized += pnl;
-        self.open_cost -= removed_cost;
-        self.net_qty += signed.signum() * closing;
-        let opening = q - closing;
-        if opening > 0 {
-            self.net_qty += signed.signum() * opening;
-            self.open_cost += signed.signum() * opening * price;
+        if q >= held {
+            // Closes all of it, then opens q - held the other way.
+            let pnl = -sign * (held * price) - cost;
+            self.realized += pnl;
+            let opening = sign * (q - held);
+            self.net_qty = opening;
+            self.open_cost = opening * price;
+            return pnl;
         }
+        let removed = match cost.checked_mul(q) {
+            Some(c) => c / held,
+            None => ((cost as i128 * q as i128) / held as i128) as i64,
+        };
+        let pnl = -sign * (q * price) - removed;
+        self.realized += pnl;
+        self.open_cost = cost - removed;
+        self.net_qty = net + sign * q;
         pnl
     }
 
@@ -130,6 +149,60 @@ mod tests {
                 sold_qty: 15
             }
         );
+    }
+
+    /// The textbook form of `apply_fill` (one path for every case, i128 share of the cost).
+    fn apply_reference(p: &mut Position, side: Side, qty: Lots, price: Ticks) -> i64 {
+        let q = qty as i64;
+        let signed = side.sign() * q;
+        match side {
+            Side::Buy => p.bought_qty += qty,
+            Side::Sell => p.sold_qty += qty,
+        }
+        if p.net_qty == 0 || p.net_qty.signum() == signed.signum() {
+            p.net_qty += signed;
+            p.open_cost += signed * price;
+            return 0;
+        }
+        let closing = q.min(p.net_qty.abs());
+        let removed = if closing == p.net_qty.abs() {
+            p.open_cost
+        } else {
+            ((p.open_cost as i128 * closing as i128) / p.net_qty.abs() as i128) as i64
+        };
+        let pnl = p.net_qty.signum() * (closing * price) - removed;
+        p.realized += pnl;
+        p.open_cost -= removed;
+        p.net_qty += signed.signum() * closing;
+        let opening = q - closing;
+        p.net_qty += signed.signum() * opening;
+        p.open_cost += signed.signum() * opening * price;
+        pnl
+    }
+
+    #[test]
+    fn apply_fill_matches_the_textbook_form() {
+        let (mut p, mut r) = (Position::default(), Position::default());
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for i in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let side = if x & 1 == 0 { Side::Buy } else { Side::Sell };
+            // Small and large quantities and prices, zero included; large ones take the
+            // i128 share of the cost.
+            let big = i % 1000 == 0;
+            let qty = (x >> 8) % if big { 1 << 31 } else { 40 };
+            let price = 1 + ((x >> 40) % if big { 1 << 31 } else { 300 }) as i64;
+            assert_eq!(
+                p.apply_fill(side, qty, price),
+                apply_reference(&mut r, side, qty, price)
+            );
+            assert_eq!(p, r, "after fill {i}");
+            if big {
+                (p, r) = (Position::default(), Position::default());
+            }
+        }
     }
 
     #[test]

@@ -108,6 +108,23 @@ pub(crate) fn check_after(engine: &Engine, events: &[Event]) -> Result<(), Strin
             ));
         }
     }
+    // Without saturation (never in these tests) the position cost is exactly the sum of the
+    // open costs' magnitudes, however its updates were batched.
+    for (a, acct) in engine.accounts.iter().enumerate() {
+        let mut sum = 0i128;
+        for (i, ins) in engine.instruments.iter().enumerate() {
+            let cost = engine.acct_inst[a * engine.instruments.len() + i]
+                .pos
+                .open_cost;
+            sum += (cost as i128).abs() * ins.spec.cash_per_tick_lot as i128;
+        }
+        if sum <= i64::MAX as i128 && sum != acct.position_cost_cash as i128 {
+            return Err(format!(
+                "account {a}: position cost {} != {sum}",
+                acct.position_cost_cash
+            ));
+        }
+    }
     for ev in events {
         if let Event::Trade {
             maker,

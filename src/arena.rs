@@ -56,10 +56,18 @@ mod tests {
         assert_eq!(&a[..], b"8=FIX.4.4\x01");
         assert_eq!(&b[..], &big[..]);
         assert_eq!(&c[..], b"10=000\x01");
-        assert_eq!(&build(|v| v.extend_from_slice(b"35=D\x01"))[..], b"35=D\x01");
+        assert_eq!(
+            &build(|v| v.extend_from_slice(b"35=D\x01"))[..],
+            b"35=D\x01"
+        );
         // Filling blocks again does not touch frames still held.
-        let many: Vec<Bytes> = (0..10_000).map(|i| copy(format!("{i}").as_bytes())).collect();
+        let many: Vec<Bytes> = (0..10_000)
+            .map(|i| copy(format!("{i}").as_bytes()))
+            .collect();
         assert_eq!(&a[..], b"8=FIX.4.4\x01");
-        assert!(many.iter().enumerate().all(|(i, m)| m[..] == *format!("{i}").as_bytes()));
+        assert!(many
+            .iter()
+            .enumerate()
+            .all(|(i, m)| m[..] == *format!("{i}").as_bytes()));
     }
 }

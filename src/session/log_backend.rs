@@ -69,10 +69,10 @@ fn segment_size(dir: &Path) -> usize {
         .unwrap_or(SEGMENT_SIZE)
 }
 
-/// Opens sled, waiting up to 2 s for a lock still held by a previous owner
+/// Opens sled, waiting up to 5 s for a lock still held by a previous owner
 /// that is shutting down (sled releases it from a background thread).
 fn open_db(dir: &Path, mode: FlushMode) -> Result<sled::Db, StoreError> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         let r = sled::Config::new()
             .segment_size(segment_size(dir))

@@ -993,10 +993,14 @@ fn replay_journal(data: &Path) -> Replay {
                 b"8" => {
                     let body = split_body(&m.body);
                     let id = field(&body, 17).expect("ExecID").to_string();
-                    let prev = r.execs.entry(comp).or_default().insert(id.clone(), body);
+                    let prev = r
+                        .execs
+                        .entry(comp.to_string())
+                        .or_default()
+                        .insert(id.clone(), body);
                     assert!(prev.is_none(), "replay produced ExecID {id} twice");
                 }
-                b"9" => *r.cancel_rejects.entry(comp).or_default() += 1,
+                b"9" => *r.cancel_rejects.entry(comp.to_string()).or_default() += 1,
                 other => panic!("replay produced 35={}", String::from_utf8_lossy(other)),
             }
         }

@@ -303,7 +303,7 @@ struct Ledger {
     read: BTreeMap<u64, Bytes>,
     sessions: BTreeMap<String, Durable>,
     execs: usize,
-    out: Vec<(String, OutboundMessage)>,
+    out: Vec<(std::sync::Arc<str>, OutboundMessage)>,
 }
 
 impl Ledger {

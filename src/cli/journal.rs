@@ -504,7 +504,7 @@ pub fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 .iter()
                 .map(|(to, m)| {
                     json!({
-                        "to": to,
+                        "to": &**to,
                         "msg_type": String::from_utf8_lossy(&m.msg_type),
                         "body": readable_fix(&m.body),
                     })
@@ -607,7 +607,7 @@ pub fn verify(args: &VerifyArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 }
             }
             for (to, m) in &a {
-                if let Some(key) = checked.get(to) {
+                if let Some(key) = checked.get(&**to) {
                     replayed.entry(key.as_str()).or_default().push(m.clone());
                 }
             }
@@ -623,7 +623,7 @@ pub fn verify(args: &VerifyArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             bail!("batch {batch}: two replays of the journal give different market data");
         }
         for (to, m) in &a {
-            if let Some(key) = checked.get(to) {
+            if let Some(key) = checked.get(&**to) {
                 replayed.entry(key.as_str()).or_default().push(m.clone());
             }
         }

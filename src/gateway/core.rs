@@ -144,8 +144,8 @@ struct VenueApp<'a> {
     /// Set when the venue processed a message (its answers are venue output).
     applied: bool,
     journal: &'a mut Vec<Bytes>,
-    others: &'a mut Vec<(String, OutboundMessage)>,
-    produced: &'a mut Vec<(String, OutboundMessage)>,
+    others: &'a mut Vec<(Arc<str>, OutboundMessage)>,
+    produced: &'a mut Vec<(Arc<str>, OutboundMessage)>,
 }
 
 impl Application for VenueApp<'_> {
@@ -189,7 +189,7 @@ impl Application for VenueApp<'_> {
             self.produced,
         );
         for (comp, m) in self.produced.drain(..) {
-            if comp == session.target_comp_id {
+            if *comp == *session.target_comp_id {
                 out.push(m);
             } else {
                 self.others.push((comp, m));
@@ -208,8 +208,8 @@ pub struct Core {
     log: BatchLog,
     venue: Option<Venue>,
     journal: Vec<Bytes>,
-    others: Vec<(String, OutboundMessage)>,
-    produced: Vec<(String, OutboundMessage)>,
+    others: Vec<(Arc<str>, OutboundMessage)>,
+    produced: Vec<(Arc<str>, OutboundMessage)>,
     next_tick: UtcNanos,
     next_venue_tick: UtcNanos,
     /// Set while commits fail (disk full, I/O error): see [`Core::commit_and_release`].
@@ -665,7 +665,7 @@ impl Core {
 
     fn route_others(&mut self, now: UtcNanos) {
         for (comp, m) in std::mem::take(&mut self.others) {
-            match self.by_comp.get(&comp) {
+            match self.by_comp.get(&*comp) {
                 Some(&j) => {
                     let e = &mut self.entries[j];
                     e.venue_output = true;

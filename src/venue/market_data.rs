@@ -19,6 +19,7 @@
 //! (market-data sessions gap-fill resends and resync with a new snapshot).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use rust_decimal::Decimal;
@@ -721,7 +722,7 @@ impl MarketData {
     pub fn flush<'a>(
         &mut self,
         comp_id: impl Fn(Owner) -> &'a str,
-        out: &mut Vec<(String, OutboundMessage)>,
+        out: &mut Vec<(Arc<str>, OutboundMessage)>,
     ) {
         if self.feeds.iter().all(|f| f.pending.is_empty()) {
             return;
@@ -776,7 +777,7 @@ impl MarketData {
                     room -= take;
                     left -= take;
                     if room == 0 {
-                        out.push((comp.to_string(), message(b"X", std::mem::take(&mut body))));
+                        out.push((comp.into(), message(b"X", std::mem::take(&mut body))));
                     }
                 }
             }

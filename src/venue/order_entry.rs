@@ -17,6 +17,7 @@ mod tests;
 use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use rust_decimal::Decimal;
 
@@ -49,7 +50,7 @@ pub const MAX_CL_ORD_ID_BYTES: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionInfo {
     /// The client's CompID (TargetCompID of our session).
-    pub comp_id: String,
+    pub comp_id: Arc<str>,
     /// What the session may do.
     pub role: SessionRole,
     /// Cancel the session's open orders when its connection drops.
@@ -69,7 +70,7 @@ impl SessionInfo {
     /// TrdMatchID and RptSeq on, drop copy (if that is its role) of everything.
     pub fn new(comp_id: &str, role: SessionRole) -> SessionInfo {
         SessionInfo {
-            comp_id: comp_id.to_string(),
+            comp_id: comp_id.into(),
             role,
             cancel_on_disconnect: false,
             trd_match_id: true,
@@ -82,7 +83,7 @@ impl SessionInfo {
     /// The venue's view of a session's settings.
     pub fn from_config(cfg: &SessionConfig) -> SessionInfo {
         SessionInfo {
-            comp_id: cfg.id.target_comp_id.clone(),
+            comp_id: cfg.id.target_comp_id.as_str().into(),
             role: cfg.role,
             cancel_on_disconnect: cfg.cancel_on_disconnect,
             trd_match_id: cfg.send_trd_match_id,
@@ -241,7 +242,8 @@ struct OrderRec {
     owner: Owner,
     cl_ord_id: String,
     orig_cl_ord_id: Option<String>,
-    /// Every ClOrdID that names this order in its session's index.
+    /// The earlier ClOrdIDs that still name this order in its session's index
+    /// (the current one is `cl_ord_id`).
     aliases: Vec<String>,
     instrument: InstrumentId,
     side: Side,
@@ -372,8 +374,11 @@ impl Venue {
         let mut states = Vec::with_capacity(sessions.len());
         let mut session_ids = StrMap::default();
         for (i, s) in sessions.iter().enumerate() {
-            if session_ids.insert(s.comp_id.clone(), i as Owner).is_some() {
-                return Err(VenueError::DuplicateSession(s.comp_id.clone()));
+            if session_ids
+                .insert(s.comp_id.to_string(), i as Owner)
+                .is_some()
+            {
+                return Err(VenueError::DuplicateSession(s.comp_id.to_string()));
             }
             states.push(SessionState {
                 info: s.clone(),
@@ -388,7 +393,7 @@ impl Venue {
                 continue;
             }
             let unknown = |what, name: &String| VenueError::UnknownDropCopyScope {
-                session: s.comp_id.clone(),
+                session: s.comp_id.to_string(),
                 what,
                 name: name.clone(),
             };
@@ -447,7 +452,7 @@ impl Venue {
         &self,
         owner: Owner,
         er: &ExecReport<'_>,
-        out: &mut Vec<(String, OutboundMessage)>,
+        out: &mut Vec<(Arc<str>, OutboundMessage)>,
     ) {
         if self.replaying {
             return;
@@ -471,7 +476,7 @@ impl Venue {
         &self,
         owner: Owner,
         m: OutboundMessage,
-        out: &mut Vec<(String, OutboundMessage)>,
+        out: &mut Vec<(Arc<str>, OutboundMessage)>,
     ) {
         let sess = &self.sessions[owner as usize];
         out.push((sess.info.comp_id.clone(), m.clone()));
@@ -484,10 +489,9 @@ impl Venue {
 
     /// Queued market data to its subscribers; call once per batch (after the
     /// batch's inputs, before committing).
-    pub fn flush_market_data(&mut self, out: &mut Vec<(String, OutboundMessage)>) {
+    pub fn flush_market_data(&mut self, out: &mut Vec<(Arc<str>, OutboundMessage)>) {
         let sessions = &self.sessions;
-        self.md
-            .flush(|o| sessions[o as usize].info.comp_id.as_str(), out);
+        self.md.flush(|o| &sessions[o as usize].info.comp_id, out);
     }
 
     /// Start-up replay mode: while on, ExecutionReports are not rendered
@@ -512,7 +516,7 @@ impl Venue {
                 self.md.has_subscriptions(*o as Owner)
                     || (s.info.cancel_on_disconnect && !s.live.is_empty())
             })
-            .map(|(_, s)| s.info.comp_id.clone())
+            .map(|(_, s)| s.info.comp_id.to_string())
             .collect()
     }
 
@@ -565,7 +569,7 @@ impl Venue {
     pub fn apply(
         &mut self,
         input: &VenueInput,
-        out: &mut Vec<(String, OutboundMessage)>,
+        out: &mut Vec<(Arc<str>, OutboundMessage)>,
     ) -> Result<(), BusinessReject> {
         self.events.clear();
         match input {
@@ -602,7 +606,7 @@ impl Venue {
         session: &str,
         ts: u64,
         msg: &Message,
-        out: &mut Vec<(String, OutboundMessage)>,
+        out: &mut Vec<(Arc<str>, OutboundMessage)>,
     ) -> Result<(), BusinessReject> {
         self.events.clear();
         self.on_fix(session, ts, msg, out)
@@ -615,7 +619,7 @@ impl Venue {
         session: &str,
         ts: u64,
         msg: &Message,
-        out: &mut Vec<(String, OutboundMessage)>,
+        out: &mut Vec<(Arc<str>, OutboundMessage)>,
     ) -> Result<(), BusinessReject> {
         let Some(&owner) = self.session_ids.get(session) else {
             return Err(BusinessReject {
@@ -658,7 +662,7 @@ impl Venue {
         owner: Owner,
         msg: &Message,
         ts: u64,
-        out: &mut Vec<(String, OutboundMessage)>,
+        out: &mut Vec<(Arc<str>, OutboundMessage)>,
     ) {
         let req_ref = self.take_request_ref();
         match self.parse_new_order(owner, msg, ts, req_ref) {
@@ -803,7 +807,7 @@ impl Venue {
         ts: u64,
         reason: u32,
         text: &str,
-        out: &mut Vec<(String, OutboundMessage)>,
+        out: &mut Vec<(Arc<str>, OutboundMessage)>,
     ) {
         self.count_reject(REJECT_ORDER, reason);
         let exec_id = self.take_exec_id();
@@ -847,7 +851,7 @@ impl Venue {
         msg: &Message,
         ts: u64,
         response_to: u8,
-        out: &mut Vec<(String, OutboundMessage)>,
+        out: &mut Vec<(Arc<str>, OutboundMessage)>,
     ) {
         let req_ref = self.take_request_ref();
         let cl = msg.get_str(tags::CL_ORD_ID).unwrap_or_default();
@@ -965,7 +969,7 @@ impl Venue {
         reason: u32,
         text: &str,
         ts: u64,
-        out: &mut Vec<(String, OutboundMessage)>,
+        out: &mut Vec<(Arc<str>, OutboundMessage)>,
     ) {
         self.count_reject(REJECT_CANCEL, reason);
         let Ctx::Amend {
@@ -1003,7 +1007,7 @@ impl Venue {
         owner: Owner,
         msg: &Message,
         ts: u64,
-        out: &mut Vec<(String, OutboundMessage)>,
+        out: &mut Vec<(Arc<str>, OutboundMessage)>,
     ) {
         let exec_id = self.take_exec_id();
         let sess = &self.sessions[owner as usize];
@@ -1062,7 +1066,7 @@ impl Venue {
         owner: Owner,
         msg: &Message,
         ts: u64,
-        out: &mut Vec<(String, OutboundMessage)>,
+        out: &mut Vec<(Arc<str>, OutboundMessage)>,
     ) {
         let req_ref = self.take_request_ref();
         let request_type = msg.get(tags::MASS_CANCEL_REQUEST_TYPE).unwrap_or(b"7");
@@ -1121,7 +1125,7 @@ impl Venue {
         cancelled: Option<u32>,
         refused: Option<(u32, &str)>,
         ts: u64,
-        out: &mut Vec<(String, OutboundMessage)>,
+        out: &mut Vec<(Arc<str>, OutboundMessage)>,
     ) {
         let Ctx::MassCancel {
             cl_ord_id,
@@ -1162,7 +1166,7 @@ impl Venue {
         &mut self,
         action: &str,
         ts: u64,
-        out: &mut Vec<(String, OutboundMessage)>,
+        out: &mut Vec<(Arc<str>, OutboundMessage)>,
     ) -> Result<(), BusinessReject> {
         let refuse = |text: String| BusinessReject {
             reason: 0,
@@ -1231,7 +1235,7 @@ impl Venue {
     }
 
     /// Cancel-on-disconnect: cancels the session's working orders, oldest first.
-    fn session_down(&mut self, session: &str, ts: u64, out: &mut Vec<(String, OutboundMessage)>) {
+    fn session_down(&mut self, session: &str, ts: u64, out: &mut Vec<(Arc<str>, OutboundMessage)>) {
         let Some(&owner) = self.session_ids.get(session) else {
             return;
         };
@@ -1264,7 +1268,7 @@ impl Venue {
         cmd: &Command,
         ctx: Ctx<'_>,
         ts: u64,
-        out: &mut Vec<(String, OutboundMessage)>,
+        out: &mut Vec<(Arc<str>, OutboundMessage)>,
     ) {
         let start = self.events.len();
         self.engine.apply(cmd, &mut self.events);
@@ -1280,7 +1284,7 @@ impl Venue {
         ev: &Event,
         ctx: Ctx<'_>,
         ts: u64,
-        out: &mut Vec<(String, OutboundMessage)>,
+        out: &mut Vec<(Arc<str>, OutboundMessage)>,
     ) {
         match *ev {
             Event::Accepted { order } => self.on_accepted(&order, ctx, ts, out),
@@ -1372,7 +1376,7 @@ impl Venue {
         o: &OrderInfo,
         ctx: Ctx<'_>,
         ts: u64,
-        out: &mut Vec<(String, OutboundMessage)>,
+        out: &mut Vec<(Arc<str>, OutboundMessage)>,
     ) {
         let Ctx::New {
             cl_ord_id,
@@ -1391,7 +1395,7 @@ impl Venue {
             owner: o.owner,
             cl_ord_id: cl_ord_id.to_string(),
             orig_cl_ord_id: None,
-            aliases: vec![cl_ord_id.to_string()],
+            aliases: Vec::new(),
             instrument: o.instrument,
             side: o.side,
             ord_type: o.ord_type,
@@ -1428,7 +1432,7 @@ impl Venue {
         value: i64,
         limit: i64,
         ts: u64,
-        out: &mut Vec<(String, OutboundMessage)>,
+        out: &mut Vec<(Arc<str>, OutboundMessage)>,
     ) {
         let Ctx::New { cl_ord_id, .. } = ctx else {
             debug_assert!(false, "Rejected outside a new order");
@@ -1480,7 +1484,7 @@ impl Venue {
         request_ref: u64,
         ctx: Ctx<'_>,
         ts: u64,
-        out: &mut Vec<(String, OutboundMessage)>,
+        out: &mut Vec<(Arc<str>, OutboundMessage)>,
     ) {
         let text = match (reason, ctx) {
             (
@@ -1522,11 +1526,11 @@ impl Venue {
         };
         let prev = std::mem::replace(&mut rec.cl_ord_id, cl_ord_id.to_string());
         rec.orig_cl_ord_id = Some(if orig_cl_ord_id.is_empty() {
-            prev
+            prev.clone()
         } else {
             orig_cl_ord_id.to_string()
         });
-        rec.aliases.push(cl_ord_id.to_string());
+        rec.aliases.push(prev);
         self.sessions[rec.owner as usize]
             .cl_ord_ids
             .insert(cl_ord_id.to_string(), no);
@@ -1540,7 +1544,7 @@ impl Venue {
         fill: Option<(Lots, Ticks, u64, u8)>,
         text: Option<&str>,
         ts: u64,
-        out: &mut Vec<(String, OutboundMessage)>,
+        out: &mut Vec<(Arc<str>, OutboundMessage)>,
     ) {
         let Some(&no) = self.by_engine_id.get(&o.order_id) else {
             debug_assert!(false, "event for an order the venue does not know");
@@ -1665,7 +1669,7 @@ impl Venue {
                 continue;
             };
             let index = &mut self.sessions[rec.owner as usize].cl_ord_ids;
-            for alias in &rec.aliases {
+            for alias in rec.aliases.iter().chain([&rec.cl_ord_id]) {
                 if index.get(alias) == Some(&old) {
                     index.remove(alias);
                 }

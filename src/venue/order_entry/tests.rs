@@ -127,12 +127,12 @@ impl std::fmt::Debug for Out {
     }
 }
 
-pub(super) fn parse_out(out: Vec<(String, OutboundMessage)>) -> Vec<Out> {
+pub(super) fn parse_out(out: Vec<(Arc<str>, OutboundMessage)>) -> Vec<Out> {
     out.into_iter()
         .map(|(to, m)| {
             let mut e = Encoder::new();
             e.start(&m.msg_type);
-            if to == "DROPCOPY" {
+            if &*to == "DROPCOPY" {
                 // A copy names its source session, and only that.
                 assert_eq!(m.header.len(), 1);
                 assert_eq!(m.header[0].0, tags::ON_BEHALF_OF_COMP_ID);
@@ -144,7 +144,7 @@ pub(super) fn parse_out(out: Vec<(String, OutboundMessage)>) -> Vec<Out> {
             let raw = Bytes::copy_from_slice(e.finish(b"FIX.4.4"));
             let msg = Message::parse(raw).unwrap();
             // Order-entry bodies: tags ascend, each at most once.
-            let first_body = if to == "DROPCOPY" { 4 } else { 3 };
+            let first_body = if &*to == "DROPCOPY" { 4 } else { 3 };
             let body: Vec<i32> = msg.fields()[first_body..msg.fields().len() - 1]
                 .iter()
                 .map(|f| f.tag)
@@ -154,7 +154,10 @@ pub(super) fn parse_out(out: Vec<(String, OutboundMessage)>) -> Vec<Out> {
                 !order_entry || body.windows(2).all(|w| w[0] < w[1]),
                 "{body:?}"
             );
-            Out { to, msg }
+            Out {
+                to: to.to_string(),
+                msg,
+            }
         })
         .collect()
 }
@@ -179,7 +182,7 @@ impl T {
     }
 
     /// Parses the output, keeping drop copies aside in `copies`.
-    pub(super) fn take(&mut self, out: Vec<(String, OutboundMessage)>) -> Vec<Out> {
+    pub(super) fn take(&mut self, out: Vec<(Arc<str>, OutboundMessage)>) -> Vec<Out> {
         let (copies, own): (Vec<Out>, Vec<Out>) =
             parse_out(out).into_iter().partition(|o| o.to == "DROPCOPY");
         self.copies.extend(copies);

@@ -33,7 +33,7 @@ pub struct Flusher {
     requests: Option<std_mpsc::Sender<u64>>,
     done: mpsc::UnboundedReceiver<Flushed>,
     busy: bool,
-    durable: watch::Sender<u64>,
+    durable: Arc<watch::Sender<u64>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -46,6 +46,8 @@ impl Flusher {
     ) -> std::io::Result<Flusher> {
         let (req_tx, req_rx) = std_mpsc::channel::<u64>();
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let durable = Arc::new(durable);
+        let published = durable.clone();
         let thread = std::thread::Builder::new()
             .name("fixgw-flush".into())
             .spawn(move || {
@@ -53,6 +55,11 @@ impl Flusher {
                     let started = Instant::now();
                     let result = backend.flush();
                     let took = started.elapsed();
+                    // The writers learn it from here, without waiting for
+                    // the core thread to wake up.
+                    if result.is_ok() {
+                        publish(&published, upto);
+                    }
                     if done_tx.send(Flushed { upto, result, took }).is_err() {
                         return;
                     }
@@ -96,14 +103,19 @@ impl Flusher {
 
     /// Tells the writers that every batch up to `batch` is durable.
     pub fn publish(&self, batch: u64) {
-        self.durable.send_if_modified(|d| {
-            let newer = batch > *d;
-            if newer {
-                *d = batch;
-            }
-            newer
-        });
+        publish(&self.durable, batch);
     }
+}
+
+/// Raises the published durable batch to `batch` (never lowers it).
+fn publish(durable: &watch::Sender<u64>, batch: u64) {
+    durable.send_if_modified(|d| {
+        let newer = batch > *d;
+        if newer {
+            *d = batch;
+        }
+        newer
+    });
 }
 
 impl Drop for Flusher {

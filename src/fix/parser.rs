@@ -110,16 +110,20 @@ pub fn parse_fields(buf: &[u8], out: &mut Vec<FieldSpan>) -> Result<(), ParseErr
 /// The fields of `buf` while their tags have one to four digits; returns
 /// the offset of the first field it does not split (a longer or malformed
 /// tag, a last field without SOH), None when every field is in `out`.
+///
+/// The SOHs are found 64 bytes at a time, one bit per byte
+/// ([`soh_bits`]); each closes the field that started after the previous
+/// one, whose tag is read from its first word.
 #[inline(always)]
 fn split_common(buf: &[u8], out: &mut Vec<FieldSpan>) -> Option<usize> {
-    let (words, tail) = buf.as_chunks::<8>();
+    let (blocks, rest) = buf.as_chunks::<64>();
     let mut field_start = 0;
-    // Splits the fields whose SOHs are marked in the word at `base`; false
-    // at a field it does not split (at `field_start`).
-    let mut fields_ending = |mut marks: u64, base: usize| {
-        while marks != 0 {
-            let soh = base + (marks.trailing_zeros() / 8) as usize;
-            marks &= marks - 1;
+    // Splits the fields whose SOHs are the set bits of `sohs` (bit k: byte
+    // `base + k`); false at a field it does not split (at `field_start`).
+    let mut fields_ending = |mut sohs: u64, base: usize| {
+        while sohs != 0 {
+            let soh = base + sohs.trailing_zeros() as usize;
+            sohs &= sohs - 1;
             let Some((tag, digits)) = word_at(buf, field_start).and_then(short_tag) else {
                 return false;
             };
@@ -135,17 +139,82 @@ fn split_common(buf: &[u8], out: &mut Vec<FieldSpan>) -> Option<usize> {
         true
     };
     let mut base = 0;
-    for word in words {
-        if !fields_ending(zero_bytes(u64::from_le_bytes(*word) ^ ONES), base) {
+    for block in blocks {
+        if !fields_ending(soh_bits(block), base) {
             return Some(field_start);
         }
-        base += 8;
+        base += 64;
     }
-    if !tail.is_empty() && !fields_ending(tail_soh_marks(buf, base), base) {
-        return Some(field_start);
+    if !rest.is_empty() {
+        let sohs = match buf.last_chunk::<64>() {
+            // The buffer's last 64 bytes, those already split shifted out.
+            Some(last) => soh_bits(last) >> (64 - rest.len()),
+            None => {
+                // A short buffer, followed by zeros (not SOH).
+                let mut block = [0; 64];
+                block[..rest.len()].copy_from_slice(rest);
+                soh_bits(&block)
+            }
+        };
+        if !fields_ending(sohs, base) {
+            return Some(field_start);
+        }
     }
     (field_start < buf.len()).then_some(field_start)
 }
+
+/// The SOHs of a 64-byte block, one bit per byte (bit k for byte k): SSE2
+/// compares and byte masks, 16 bytes at a time (`safe_arch` wraps the
+/// intrinsics, so this crate has no `unsafe`).
+#[cfg(all(
+    any(target_arch = "x86", target_arch = "x86_64"),
+    target_feature = "sse2"
+))]
+#[inline(always)]
+fn soh_bits(block: &[u8; 64]) -> u64 {
+    use safe_arch::{
+        cmp_eq_mask_i8_m128i, load_unaligned_m128i, move_mask_i8_m128i, set_splat_i8_m128i,
+    };
+    let soh = set_splat_i8_m128i(SOH as i8);
+    let (chunks, _) = block.as_chunks::<16>();
+    chunks.iter().enumerate().fold(0, |bits, (k, chunk)| {
+        let mask = move_mask_i8_m128i(cmp_eq_mask_i8_m128i(load_unaligned_m128i(chunk), soh));
+        bits | u64::from(mask as u16) << (16 * k)
+    })
+}
+
+/// [`soh_bits`] eight bytes at a time with integer operations, for targets
+/// without SSE2 (and to check the SSE2 version against).
+#[cfg_attr(
+    all(
+        any(target_arch = "x86", target_arch = "x86_64"),
+        target_feature = "sse2"
+    ),
+    allow(dead_code)
+)]
+#[cfg_attr(
+    not(all(
+        any(target_arch = "x86", target_arch = "x86_64"),
+        target_feature = "sse2"
+    )),
+    inline(always)
+)]
+fn soh_bits_swar(block: &[u8; 64]) -> u64 {
+    let (words, _) = block.as_chunks::<8>();
+    words.iter().enumerate().fold(0, |bits, (k, word)| {
+        let marks = zero_bytes(u64::from_le_bytes(*word) ^ ONES);
+        // The marks (bit 7 of each byte) gathered into the top byte: every
+        // partial product lands on its own bit, so nothing carries.
+        let byte = (marks >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+        bits | byte << (8 * k)
+    })
+}
+
+#[cfg(not(all(
+    any(target_arch = "x86", target_arch = "x86_64"),
+    target_feature = "sse2"
+)))]
+use soh_bits_swar as soh_bits;
 
 /// The fields of `buf` from the one at `field_start` on (those before it
 /// are in `out`), whatever the input: tags of any length, the field limit,
@@ -490,6 +559,18 @@ mod tests {
         ];
         proptest!(|(data in proptest::collection::vec(byte, 0..300))| {
             prop_assert_eq!(fast(&data), parse_fields_nom(&data));
+        });
+    }
+
+    #[test]
+    fn soh_bits_mark_every_soh_and_nothing_else() {
+        use proptest::prelude::*;
+        let byte = prop_oneof![3 => Just(SOH), 1 => Just(0u8), 1 => Just(0x81u8), 4 => any::<u8>()];
+        proptest!(|(data in proptest::collection::vec(byte, 64))| {
+            let block: [u8; 64] = data[..].try_into().unwrap();
+            let want = (0..64).filter(|&k| block[k] == SOH).fold(0u64, |bits, k| bits | 1 << k);
+            prop_assert_eq!(soh_bits(&block), want);
+            prop_assert_eq!(soh_bits_swar(&block), want);
         });
     }
 

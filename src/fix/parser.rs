@@ -312,13 +312,13 @@ fn le_word(bytes: &[u8]) -> u64 {
 /// when the buffer is shorter than a word.
 #[inline(always)]
 fn word_at(buf: &[u8], i: usize) -> Option<u64> {
-    match buf.get(i..i + 8) {
-        Some(word) => Some(le_word(word)),
-        None => {
-            let last = buf.len().checked_sub(8)?;
-            let gone = i.checked_sub(last)?;
-            le_word(&buf[last..]).checked_shr(8 * gone as u32)
-        }
+    // Compared with the last word's start (not `i + 8` with the buffer's
+    // length), the bounds of the slice below are known to hold.
+    let last = buf.len().checked_sub(8)?;
+    if i <= last {
+        Some(le_word(&buf[i..i + 8]))
+    } else {
+        le_word(&buf[last..]).checked_shr(u32::try_from(8 * (i - last)).ok()?)
     }
 }
 

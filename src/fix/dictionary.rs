@@ -11,6 +11,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::validate::{value_kind, ValueKind};
+
 /// Tags below this bound live in dense tables (bitsets, index vectors); tags
 /// at or above it (rare: private ranges of user dictionaries) in sorted or
 /// hashed side tables.
@@ -30,6 +32,8 @@ pub(crate) struct TagInfo {
     pub(crate) field_type: Option<FieldType>,
     /// The field has an enumeration.
     pub(crate) has_values: bool,
+    /// What the value checks come down to (see [`value_kind`]).
+    pub(crate) kind: ValueKind,
 }
 
 /// Section of a tag in [`Dictionary::tag_class`]: the standard header.
@@ -225,6 +229,12 @@ pub struct FieldDef {
     bytes: Option<[u64; 4]>,
 }
 
+/// True when byte `b` is in the 256-bit `set` (bit `b % 64` of word `b / 64`).
+#[inline(always)]
+pub(crate) fn in_byte_set(set: &[u64; 4], b: u8) -> bool {
+    set[usize::from(b >> 6)] & (1 << (b & 63)) != 0
+}
+
 /// Packs a value of at most 7 bytes into a `u64` (bytes, then the length in
 /// the low byte) so that equal packs mean equal values.
 #[inline]
@@ -251,9 +261,16 @@ impl FieldDef {
     #[inline(always)]
     pub fn has_value(&self, v: &[u8]) -> bool {
         match &self.bytes {
-            Some(bytes) => matches!(v, [b] if bytes[usize::from(b >> 6)] & (1 << (b & 63)) != 0),
+            Some(bytes) => matches!(v, [b] if in_byte_set(bytes, *b)),
             None => self.has_long_value(v),
         }
+    }
+
+    /// When every enumerated value is one byte: the values as a 256-bit set
+    /// (bit `b % 64` of word `b / 64`).
+    #[inline]
+    pub(crate) fn one_byte_values(&self) -> Option<&[u64; 4]> {
+        self.bytes.as_ref()
     }
 
     /// [`FieldDef::has_value`] for enumerations with longer values.
@@ -574,6 +591,7 @@ impl Dictionary {
                 class: self.section_of(t),
                 field_type: self.field(t).map(|d| d.field_type),
                 has_values: self.field(t).is_some_and(FieldDef::has_values),
+                kind: value_kind(self.field(t)),
             })
             .collect();
         let counts = [&self.header, &self.trailer]
@@ -1184,6 +1202,7 @@ mod tests {
                     info.has_values,
                     d.field(tag).is_some_and(|f| f.has_values())
                 );
+                assert_eq!(info.kind, value_kind(d.field(tag)));
             }
             let counts_a_group = d.messages().iter().any(|m| m.layout.group(tag).is_some())
                 || d.header.group(tag).is_some()

@@ -20,7 +20,12 @@ pub struct FieldSpan {
 }
 
 /// A parsed FIX message backed by its frame bytes.
+///
+/// `repr(C)`: the frame first, in declaration order, so that building and
+/// returning a message copies it in whole 16-byte pieces (reordered, the
+/// copies straddled earlier stores and waited for them).
 #[derive(Clone)]
+#[repr(C)]
 pub struct Message {
     raw: Bytes,
     fields: Vec<FieldSpan>,
@@ -40,13 +45,12 @@ impl Message {
         if fields.capacity() == 0 {
             fields.reserve(24);
         }
-        match parse_message(&raw, &mut fields) {
-            Ok(()) => Ok(Message { raw, fields }),
-            Err(e) => {
-                recycle(fields);
-                Err(e)
-            }
-        }
+        // Built before parsing, so that the frame is not moved (and copied
+        // through the stack) after it; an error drops it, which recycles
+        // the field list.
+        let mut msg = Message { raw, fields };
+        parse_message(&msg.raw, &mut msg.fields)?;
+        Ok(msg)
     }
 
     /// The frame bytes, exactly as received.

@@ -82,6 +82,11 @@ pub fn field(input: &[u8]) -> IResult<&[u8], (i32, &[u8])> {
 /// SOH of the word, however many values end there), and each SOH closes the
 /// field that started after the previous one: the field's tag is read from
 /// its first word. Values are never scanned byte by byte.
+///
+/// The common message (tags of one to four digits, fewer fields than the
+/// limit can reach) is split by a loop that knows nothing else; the first
+/// field it cannot split, and everything after it, goes through the general
+/// loop.
 pub fn parse_fields(buf: &[u8], out: &mut Vec<FieldSpan>) -> Result<(), ParseError> {
     out.clear();
     // Offsets are u32; a longer buffer cannot be a message (the codec caps
@@ -89,9 +94,138 @@ pub fn parse_fields(buf: &[u8], out: &mut Vec<FieldSpan>) -> Result<(), ParseErr
     if buf.len() > u32::MAX as usize {
         return Err(ParseError::TooManyFields);
     }
-    // First byte of the field the next SOH ends.
+    // A field takes three bytes at least (`0=<SOH>`): a buffer of up to
+    // 3 * MAX_FIELDS bytes cannot hold more fields than the limit.
+    let resume = if buf.len() <= 3 * MAX_FIELDS {
+        match split_common(buf, out) {
+            None => return Ok(()),
+            Some(field_start) => field_start,
+        }
+    } else {
+        0
+    };
+    split_any(buf, out, resume)
+}
+
+/// The fields of `buf` while their tags have one to four digits; returns
+/// the offset of the first field it does not split (a longer or malformed
+/// tag, a last field without SOH), None when every field is in `out`.
+///
+/// The SOHs are found 64 bytes at a time, one bit per byte
+/// ([`soh_bits`]); each closes the field that started after the previous
+/// one, whose tag is read from its first word.
+#[inline(always)]
+fn split_common(buf: &[u8], out: &mut Vec<FieldSpan>) -> Option<usize> {
+    let (blocks, rest) = buf.as_chunks::<64>();
     let mut field_start = 0;
-    let mut word_start = 0;
+    // Splits the fields whose SOHs are the set bits of `sohs` (bit k: byte
+    // `base + k`); false at a field it does not split (at `field_start`).
+    let mut fields_ending = |mut sohs: u64, base: usize| {
+        while sohs != 0 {
+            let soh = base + sohs.trailing_zeros() as usize;
+            sohs &= sohs - 1;
+            let Some((tag, digits)) = word_at(buf, field_start).and_then(short_tag) else {
+                return false;
+            };
+            // The SOH is neither a digit nor `=`, so the value starts at
+            // or before it.
+            out.push(FieldSpan {
+                tag,
+                start: (field_start + digits + 1) as u32,
+                end: soh as u32,
+            });
+            field_start = soh + 1;
+        }
+        true
+    };
+    let mut base = 0;
+    for block in blocks {
+        if !fields_ending(soh_bits(block), base) {
+            return Some(field_start);
+        }
+        base += 64;
+    }
+    if !rest.is_empty() {
+        let sohs = match buf.last_chunk::<64>() {
+            // The buffer's last 64 bytes, those already split shifted out.
+            Some(last) => soh_bits(last) >> (64 - rest.len()),
+            None => {
+                // A short buffer, followed by zeros (not SOH).
+                let mut block = [0; 64];
+                block[..rest.len()].copy_from_slice(rest);
+                soh_bits(&block)
+            }
+        };
+        if !fields_ending(sohs, base) {
+            return Some(field_start);
+        }
+    }
+    (field_start < buf.len()).then_some(field_start)
+}
+
+/// The SOHs of a 64-byte block, one bit per byte (bit k for byte k): SSE2
+/// compares and byte masks, 16 bytes at a time (`safe_arch` wraps the
+/// intrinsics, so this crate has no `unsafe`).
+#[cfg(all(
+    any(target_arch = "x86", target_arch = "x86_64"),
+    target_feature = "sse2"
+))]
+#[inline(always)]
+fn soh_bits(block: &[u8; 64]) -> u64 {
+    use safe_arch::{
+        cmp_eq_mask_i8_m128i, load_unaligned_m128i, move_mask_i8_m128i, set_splat_i8_m128i,
+    };
+    let soh = set_splat_i8_m128i(SOH as i8);
+    let (chunks, _) = block.as_chunks::<16>();
+    chunks.iter().enumerate().fold(0, |bits, (k, chunk)| {
+        let mask = move_mask_i8_m128i(cmp_eq_mask_i8_m128i(load_unaligned_m128i(chunk), soh));
+        bits | u64::from(mask as u16) << (16 * k)
+    })
+}
+
+/// [`soh_bits`] eight bytes at a time with integer operations, for targets
+/// without SSE2 (and to check the SSE2 version against).
+#[cfg_attr(
+    all(
+        any(target_arch = "x86", target_arch = "x86_64"),
+        target_feature = "sse2"
+    ),
+    allow(dead_code)
+)]
+#[cfg_attr(
+    not(all(
+        any(target_arch = "x86", target_arch = "x86_64"),
+        target_feature = "sse2"
+    )),
+    inline(always)
+)]
+fn soh_bits_swar(block: &[u8; 64]) -> u64 {
+    let (words, _) = block.as_chunks::<8>();
+    words.iter().enumerate().fold(0, |bits, (k, word)| {
+        let marks = zero_bytes(u64::from_le_bytes(*word) ^ ONES);
+        // The marks (bit 7 of each byte) gathered into the top byte: every
+        // partial product lands on its own bit, so nothing carries.
+        let byte = (marks >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+        bits | byte << (8 * k)
+    })
+}
+
+#[cfg(not(all(
+    any(target_arch = "x86", target_arch = "x86_64"),
+    target_feature = "sse2"
+)))]
+use soh_bits_swar as soh_bits;
+
+/// The fields of `buf` from the one at `field_start` on (those before it
+/// are in `out`), whatever the input: tags of any length, the field limit,
+/// and the error of the first field that is not one.
+#[inline(never)]
+fn split_any(
+    buf: &[u8],
+    out: &mut Vec<FieldSpan>,
+    mut field_start: usize,
+) -> Result<(), ParseError> {
+    let mut word_start = field_start;
     while word_start < buf.len() {
         let mut marks = soh_marks(buf, word_start);
         while marks != 0 {
@@ -131,7 +265,6 @@ pub fn parse_fields(buf: &[u8], out: &mut Vec<FieldSpan>) -> Result<(), ParseErr
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const LOWS: u64 = 0x7F7F_7F7F_7F7F_7F7F;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
 
 /// The high bit of every byte of `x` that is zero, and nothing else (no
 /// borrow crosses bytes, so, unlike the classic has-zero test, every mark is
@@ -174,35 +307,56 @@ fn le_word(bytes: &[u8]) -> u64 {
     u64::from_le_bytes(word)
 }
 
-/// Reads `-?[0-9]{1,9}=` at `i`; returns the tag and the index of the `=`.
+/// The eight bytes at `i` as a little-endian word; when fewer than eight
+/// are left, those followed by zero bytes (neither digits nor `=`). None
+/// when the buffer is shorter than a word.
+#[inline(always)]
+fn word_at(buf: &[u8], i: usize) -> Option<u64> {
+    // Compared with the last word's start (not `i + 8` with the buffer's
+    // length), the bounds of the slice below are known to hold.
+    let last = buf.len().checked_sub(8)?;
+    if i <= last {
+        Some(le_word(&buf[i..i + 8]))
+    } else {
+        le_word(&buf[last..]).checked_shr(u32::try_from(8 * (i - last)).ok()?)
+    }
+}
+
+/// A tag of one to four digits followed by `=` at the start of `word`:
+/// the tag and its number of digits.
 ///
-/// The common tag (one to seven digits, read with its `=` from the eight
-/// bytes at `i`) is converted without a branch per digit: tag lengths vary
-/// from field to field, so a digit loop mispredicts its exit. A sign, a
-/// longer tag, a malformed field or fewer than eight bytes left take the
-/// digit loop, which decides.
+/// The digits are converted without a branch per digit (tag lengths vary
+/// from field to field, so a digit loop mispredicts its exit), in 32-bit
+/// arithmetic (immediate constants): the digits are moved to the top of the
+/// low four bytes (leading zeros below), then combined pairwise: 4 x 1 digit
+/// -> 2 x 2 -> 1 x 4.
+#[inline(always)]
+fn short_tag(word: u64) -> Option<(i32, usize)> {
+    // Digits become 0..=9. A byte is not a digit when it is above 9 after
+    // that (adding 0x76 sets its high bit) or has the high bit already.
+    // Carries only leave non-digits, so the lowest mark is exact.
+    let d = word as u32 ^ 0x3030_3030;
+    let non_digits = (d.wrapping_add(0x7676_7676) | d) & 0x8080_8080;
+    // Four digits (no mark: 32 trailing zeros): `=` must be the fifth byte.
+    let digits = (non_digits.trailing_zeros() / 8) as usize;
+    if digits == 0 || (word >> (8 * digits)) as u8 != b'=' {
+        return None;
+    }
+    let d = d << (32 - 8 * digits);
+    let d = (d.wrapping_mul(10) + (d >> 8)) & 0x00FF_00FF;
+    let tag = (d.wrapping_mul(100) + (d >> 16)) & 0xFFFF;
+    Some((tag as i32, digits))
+}
+
+/// Reads `-?[0-9]{1,9}=` at `i`; returns the tag and the index of the `=`.
+/// A tag of up to four digits is read with [`short_tag`]; a sign, a longer
+/// tag or a malformed field take the digit loop, which decides.
 #[inline(always)]
 fn tag_and_equals(buf: &[u8], i: usize) -> Option<(i32, usize)> {
-    if let Some(word) = buf.get(i..i + 8) {
-        let word = le_word(word);
-        // Digits become 0..=9. A byte is not a digit when it is above 9
-        // after that (adding 0x76 sets its high bit) or has the high bit
-        // already. Carries only leave non-digits, so the lowest mark is exact.
-        let d = word ^ 0x3030_3030_3030_3030;
-        let non_digits = (d.wrapping_add(0x7676_7676_7676_7676) | d) & HIGHS;
-        let n = (non_digits.trailing_zeros() / 8) as usize;
-        if n != 0 && n != 8 && (word >> (8 * n)) as u8 == b'=' {
-            // The n digits moved to the top of the word (leading zeros
-            // below), then combined pairwise: 8 x 1 digit -> 4 x 2 -> 2 x 4
-            // -> 1 x 8.
-            let d = d << (64 - 8 * n);
-            let d = (d.wrapping_mul(10) + (d >> 8)) & 0x00FF_00FF_00FF_00FF;
-            let d = (d.wrapping_mul(100) + (d >> 16)) & 0x0000_FFFF_0000_FFFF;
-            let tag = (d.wrapping_mul(10_000) + (d >> 32)) as u32 as i32;
-            return Some((tag, i + n));
-        }
+    match word_at(buf, i).and_then(short_tag) {
+        Some((tag, digits)) => Some((tag, i + digits)),
+        None => tag_digit_loop(buf, i),
     }
-    tag_digit_loop(buf, i)
 }
 
 /// [`tag_and_equals`] one byte at a time.
@@ -376,6 +530,19 @@ mod tests {
             "1=abcdefg|2=x||",
             "|",
             "1=|",
+            // Tags of four digits (the longest of the common loop), five
+            // to nine (the general loop after it), and fields in the last
+            // word of the buffer.
+            "1234=x|",
+            "0000=x|00001=y|",
+            "9999=|12345=x|1=y|",
+            "5000=a|10000=b|123456=c|1234567=d|",
+            "1=abcdefgh|1234=",
+            "1=abcdefgh|1234",
+            "1=abcdefgh|12=x|",
+            "1=abcdefgh|12=|",
+            "1=abcdefgh|-1=x|",
+            "1=x|2=y|3=z|45=",
         ] {
             let b = fix(s);
             assert_eq!(fast(&b), parse_fields_nom(&b), "{s:?}");
@@ -396,10 +563,26 @@ mod tests {
     }
 
     #[test]
+    fn soh_bits_mark_every_soh_and_nothing_else() {
+        use proptest::prelude::*;
+        let byte = prop_oneof![3 => Just(SOH), 1 => Just(0u8), 1 => Just(0x81u8), 4 => any::<u8>()];
+        proptest!(|(data in proptest::collection::vec(byte, 64))| {
+            let block: [u8; 64] = data[..].try_into().unwrap();
+            let want = (0..64).filter(|&k| block[k] == SOH).fold(0u64, |bits, k| bits | 1 << k);
+            prop_assert_eq!(soh_bits(&block), want);
+            prop_assert_eq!(soh_bits_swar(&block), want);
+        });
+    }
+
+    #[test]
     fn too_many_fields() {
         let b = "1=x|".repeat(MAX_FIELDS + 1);
         assert_eq!(fast(&fix(&b)), Err(ParseError::TooManyFields));
         assert_eq!(fast(&fix(&b[4..])).map(|v| v.len()), Ok(MAX_FIELDS));
+        // The shortest fields at the length where the common loop hands over.
+        let b = "1=|".repeat(MAX_FIELDS + 1);
+        assert_eq!(fast(&fix(&b[3..])).map(|v| v.len()), Ok(MAX_FIELDS));
+        assert_eq!(fast(&fix(&b)), Err(ParseError::TooManyFields));
     }
 
     #[test]

@@ -236,33 +236,55 @@ fn is_date8(w: u64) -> bool {
         return false;
     }
     let p = digit_pairs(w);
+    // Byte 4: the month, byte 6: the day. Adding 0x80 - limit - 1 sets a
+    // lane's high bit when it is above the limit (12, 28), adding 0x7F when
+    // it is not zero: every month has 28 days, the rest is the calendar's.
+    let month_day = p & 0x00FF_00FF_0000_0000;
+    const HIGH: u64 = 0x0080_0080_0000_0000;
+    if (month_day + 0x0063_0073_0000_0000) & HIGH == 0
+        && (month_day + 0x007F_007F_0000_0000) & HIGH == HIGH
+    {
+        return true;
+    }
     let (month, day) = ((p >> 32 & 0xFF) as u32, (p >> 48 & 0xFF) as u32);
-    // Every month has 28 days: the year only matters past them.
     let in_month =
         || day <= days_in_month((p & 0xFF) as u32 * 100 + (p >> 16 & 0xFF) as u32, month);
-    (1..=12).contains(&month) && day != 0 && (day <= 28 || in_month())
+    (1..=12).contains(&month) && day != 0 && in_month()
 }
 
 /// True when `v` is an `HH:MM:SS[.f{1,9}]` time that [`parse_time_of_day`]
 /// accepts.
 #[inline]
 pub fn is_time_of_day(v: &[u8]) -> bool {
-    if v.len() < 8 {
-        return false;
+    match v.split_first_chunk::<8>() {
+        Some((clock, fraction)) => is_clock8(u64::from_le_bytes(*clock)) && is_fraction(fraction),
+        None => false,
     }
+}
+
+/// True when `w` is `HH:MM:SS` (hours to 23, minutes to 59, seconds to 60).
+#[inline]
+fn is_clock8(w: u64) -> bool {
     const COLONS: u64 = 0x0000_FF00_00FF_0000;
-    let w = word8(v);
-    if w & COLONS != 0x0000_3A00_003A_0000 || !all_digits8(w & !COLONS | 0x0000_3000_0030_0000) {
+    // The colons become `0` digits; then every byte must be a digit.
+    let digits = w ^ 0x0000_0A00_000A_0000;
+    if w & COLONS != 0x0000_3A00_003A_0000 || !all_digits8(digits) {
         return false;
     }
-    let p = digit_pairs(w & !COLONS | 0x0000_3000_0030_0000);
-    let (h, mi, s) = (p & 0xFF, p >> 24 & 0xFF, p >> 48 & 0xFF);
-    if h > 23 || mi > 59 || s > 60 {
-        return false;
-    }
-    match &v[8..] {
+    // Byte 0: hours, byte 3: minutes, byte 6: seconds. Adding 0x80 - limit
+    // - 1 sets a lane's high bit when it is above the limit.
+    let p = digit_pairs(digits) & 0x00FF_0000_FF00_00FF;
+    (p + 0x0043_0000_4400_0068) & 0x0080_0000_8000_0080 == 0
+}
+
+/// Nothing, or `.` and one to nine digits.
+#[inline]
+fn is_fraction(v: &[u8]) -> bool {
+    match v {
         [] => true,
-        [b'.', frac @ ..] => (1..=9).contains(&frac.len()) && frac.iter().all(u8::is_ascii_digit),
+        [b'.', digits @ ..] => {
+            (1..=9).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit)
+        }
         _ => false,
     }
 }
@@ -270,7 +292,10 @@ pub fn is_time_of_day(v: &[u8]) -> bool {
 /// True when `v` is a UTCTimestamp that [`parse_utc`] accepts.
 #[inline]
 pub fn is_utc_timestamp(v: &[u8]) -> bool {
-    v.len() >= 17 && v[8] == b'-' && is_date8(word8(v)) && is_time_of_day(&v[9..])
+    match v.split_first_chunk::<9>() {
+        Some((date, time)) => date[8] == b'-' && is_date8(word8(date)) && is_time_of_day(time),
+        None => false,
+    }
 }
 
 #[cfg(test)]

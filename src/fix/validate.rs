@@ -27,7 +27,7 @@
 use std::cell::{Cell, RefCell};
 
 use super::dictionary::{
-    Dictionary, FieldDef, FieldType, GroupDef, Layout, TagInfo, BODY, GROUP_COUNT, HEADER,
+    in_byte_set, Dictionary, FieldDef, FieldType, GroupDef, Layout, BODY, GROUP_COUNT, HEADER,
     MAX_GROUP_MEMBERS, SECTION, TRAILER,
 };
 use super::message::{FieldSpan, Message};
@@ -146,18 +146,66 @@ struct ShapeKey {
     msg: usize,
 }
 
-/// One field of a [`Shape`].
-#[derive(Debug, Clone)]
-struct ShapeField {
-    tag: i32,
-    info: TagInfo,
-    /// Any non-empty value passes the value checks (free text, or a field
-    /// the dictionary does not define).
-    any_value: bool,
-    /// For a group count field: the number of entries that follow it;
-    /// `NOT_GROUP` otherwise. Filled in by [`Validator::check_count`] while
-    /// the shape is recorded.
-    entries: Cell<u32>,
+/// What [`Validator::value_error`] comes down to for a non-empty value of
+/// a tag, decided once per dictionary from its type and enumeration
+/// ([`TagInfo::kind`]), so that a remembered [`Shape`] checks values
+/// without the type dispatch or a definition lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ValueKind {
+    /// Free text, or a tag the dictionary does not define: any value.
+    Any,
+    /// An integer type without enumeration: [`is_int`].
+    Int,
+    /// A decimal type without enumeration: [`is_decimal`].
+    Decimal,
+    /// A CHAR without enumeration: one byte.
+    Char,
+    /// A UTCTimestamp without enumeration.
+    UtcTimestamp,
+    /// A single-value type whose enumeration holds one-byte values only,
+    /// each of the type's format: one byte of the set.
+    OneByte,
+    /// Anything else: [`Validator::value_error`] itself.
+    General,
+}
+
+/// A test of a value's format.
+type FormatCheck = fn(&[u8]) -> bool;
+
+/// The kinds whose check is a format test, with that test (of a non-empty
+/// value): what [`format_ok`] does for their types.
+const FORMAT_KINDS: [(ValueKind, FormatCheck); 4] = [
+    (ValueKind::Int, is_int),
+    (ValueKind::Decimal, is_decimal),
+    (ValueKind::Char, |v| v.len() == 1),
+    (ValueKind::UtcTimestamp, time::is_utc_timestamp),
+];
+
+/// The [`ValueKind`] of a field defined as `def` (`None`: not defined).
+pub(crate) fn value_kind(def: Option<&FieldDef>) -> ValueKind {
+    use FieldType::*;
+    let Some(def) = def else {
+        return ValueKind::Any;
+    };
+    let t = def.field_type;
+    if def.has_values() {
+        let one_byte = def
+            .one_byte_values()
+            .is_some_and(|set| (0..=255u8).all(|b| !in_byte_set(set, b) || format_ok(t, &[b])));
+        return if one_byte && !t.is_multiple_value() {
+            ValueKind::OneByte
+        } else {
+            ValueKind::General
+        };
+    }
+    match t {
+        Int | Length | SeqNum | NumInGroup | TagNum | DayOfMonth => ValueKind::Int,
+        Float | Qty | Price | PriceOffset | Amt | Percentage => ValueKind::Decimal,
+        Char => ValueKind::Char,
+        UtcTimestamp => ValueKind::UtcTimestamp,
+        t if any_value_ok(t) => ValueKind::Any,
+        _ => ValueKind::General,
+    }
 }
 
 /// The tag sequence of a message that passed [`Validator::fast_ok`]. Every
@@ -168,10 +216,94 @@ struct ShapeField {
 /// depend on values are repeated (on every field, which covers those the
 /// fast path makes). Anything that fails there goes through the whole
 /// validation again, so results never depend on what was remembered.
+///
+/// The value checks are sorted by kind when the shape is recorded (field
+/// indexes per [`ValueKind`]), so that repeating them is one loop per kind
+/// and free-text fields cost nothing past the tag compare.
 #[derive(Debug)]
 struct Shape {
     key: Option<ShapeKey>,
-    fields: Vec<ShapeField>,
+    /// The tags, in wire order.
+    tags: Vec<i32>,
+    /// Indexes of the fields of each kind of [`FORMAT_KINDS`], in that order.
+    formats: [Vec<u16>; FORMAT_KINDS.len()],
+    /// Indexes of the fields of kind `General`.
+    general: Vec<u16>,
+    /// `kinds`, `one_byte` and `counts` are those of `tags`.
+    compiled: bool,
+    /// Fields of kind `OneByte`, with their enumeration as a 256-bit set.
+    one_byte: Vec<OneByteField>,
+    /// Group count fields, with the number of entries that followed them.
+    counts: Vec<(u16, u32)>,
+    /// The entries found after each field when the tags were recorded, or
+    /// `NOT_GROUP` (see [`Validator::check_count`]).
+    entries: Vec<Cell<u32>>,
+}
+
+/// A field of kind `OneByte` in a [`Shape`].
+#[derive(Debug, Clone, Copy)]
+struct OneByteField {
+    /// The enumeration: bit `b % 64` of word `b / 64` for value `b`.
+    set: [u64; 4],
+    /// Index of the field in the message.
+    idx: u16,
+}
+
+impl Shape {
+    const EMPTY: Shape = Shape {
+        key: None,
+        tags: Vec::new(),
+        compiled: false,
+        formats: [const { Vec::new() }; FORMAT_KINDS.len()],
+        general: Vec::new(),
+        one_byte: Vec::new(),
+        counts: Vec::new(),
+        entries: Vec::new(),
+    };
+
+    /// Sorts the value checks of the recorded tags (`tags`, `entries`) by
+    /// kind, and marks the shape compiled. Done when a second message with
+    /// these tags comes, so that a stream of ever new tag sequences only
+    /// pays for copying the tags. False when a tag has no [`TagInfo`]
+    /// (beyond the dense range: only possible for group members), whose
+    /// checks go through its definition and so are not remembered.
+    fn compile(&mut self, dict: &Dictionary) -> bool {
+        self.formats.iter_mut().for_each(Vec::clear);
+        self.general.clear();
+        self.one_byte.clear();
+        self.counts.clear();
+        for (idx, (&tag, entries)) in self.tags.iter().zip(&self.entries).enumerate() {
+            let Some(info) = dict.tag_info(tag) else {
+                return false;
+            };
+            let idx = idx as u16;
+            let kind = match (entries.get(), info.kind) {
+                (NOT_GROUP, kind) => kind,
+                (n, _) => {
+                    self.counts.push((idx, n));
+                    continue;
+                }
+            };
+            match kind {
+                ValueKind::Any => {}
+                ValueKind::OneByte => {
+                    let Some(&set) = dict.field(tag).and_then(FieldDef::one_byte_values) else {
+                        return false;
+                    };
+                    self.one_byte.push(OneByteField { set, idx });
+                }
+                ValueKind::General => self.general.push(idx),
+                kind => {
+                    let Some(k) = FORMAT_KINDS.iter().position(|&(f, _)| f == kind) else {
+                        return false;
+                    };
+                    self.formats[k].push(idx);
+                }
+            }
+        }
+        self.compiled = true;
+        true
+    }
 }
 
 /// Shapes remembered per thread: one per message type (modulo the slots).
@@ -182,7 +314,7 @@ const SHAPE_MAX_FIELDS: usize = 256;
 thread_local! {
     /// The last shape that passed the fast path, per message type slot.
     static SHAPES: RefCell<[Shape; SHAPE_SLOTS]> = const {
-        RefCell::new([const { Shape { key: None, fields: Vec::new() } }; SHAPE_SLOTS])
+        RefCell::new([Shape::EMPTY; SHAPE_SLOTS])
     };
 }
 
@@ -407,8 +539,8 @@ struct Validator<'a> {
     msg: &'a Message,
     fields: &'a [FieldSpan],
     opts: &'a ValidationOptions,
-    /// The shape being recorded (one entry per field), or empty.
-    shape: &'a [ShapeField],
+    /// The entries after each field of the shape being recorded, or empty.
+    shape: &'a [Cell<u32>],
 }
 
 impl Validator<'_> {
@@ -417,76 +549,94 @@ impl Validator<'_> {
     /// the fast path runs and, if the message passes, `shape` is replaced
     /// by this message's.
     fn fast_ok_remembering(&self, shape: &mut Shape, key: ShapeKey, body: &Layout) -> bool {
-        if shape.key == Some(key) && self.same_tags(&shape.fields) {
-            if self.values_ok(&shape.fields) {
+        if shape.key == Some(key) {
+            if !shape.compiled && self.same_tags(&shape.tags) && !shape.compile(self.dict) {
+                shape.key = None;
+                return self.fast_ok(body);
+            }
+            if shape.compiled && self.values_ok(shape) {
                 return true;
             }
-            // The shape stays: a message with these tags passed before.
-            return self.fast_ok(body);
+            if self.same_tags(&shape.tags) {
+                // The shape stays: a message with these tags passed before.
+                return self.fast_ok(body);
+            }
         }
         shape.key = None;
-        shape.fields.clear();
-        // Tags without a `TagInfo` (beyond the dense range: only possible
-        // for group members here) are checked through their definition by
-        // the fast path: such a message is not remembered.
-        let mut complete = self.fields.len() <= SHAPE_MAX_FIELDS;
-        if complete {
-            shape.fields.extend(self.fields.iter().map(|f| {
-                let info = self.dict.tag_info(f.tag);
-                complete &= info.is_some();
-                let info = info.unwrap_or(TagInfo {
-                    class: 0,
-                    field_type: None,
-                    has_values: false,
-                });
-                ShapeField {
-                    tag: f.tag,
-                    info,
-                    any_value: !info.has_values && info.field_type.is_none_or(any_value_ok),
-                    entries: Cell::new(NOT_GROUP),
-                }
-            }));
+        shape.compiled = false;
+        shape.entries.clear();
+        shape.tags.clear();
+        let remember = self.fields.len() <= SHAPE_MAX_FIELDS;
+        if remember {
+            let entries = self.fields.iter().map(|_| Cell::new(NOT_GROUP));
+            shape.entries.extend(entries);
         }
         let recording = Validator {
-            shape: &shape.fields,
+            shape: &shape.entries,
             ..*self
         };
         let ok = recording.fast_ok(body);
-        if ok && complete {
+        if ok && remember {
+            shape.tags.extend(self.fields.iter().map(|f| f.tag));
             shape.key = Some(key);
         }
         ok
     }
 
-    /// True when the message's tags are those of `shape`, in that order.
-    fn same_tags(&self, shape: &[ShapeField]) -> bool {
-        shape.len() == self.fields.len()
-            && self
-                .fields
-                .iter()
-                .zip(shape)
-                .all(|(f, known)| f.tag == known.tag)
+    /// True when the message's tags are `tags`, in that order.
+    fn same_tags(&self, tags: &[i32]) -> bool {
+        tags.len() == self.fields.len() && self.fields.iter().zip(tags).all(|(f, &t)| f.tag == t)
     }
 
-    /// True when the values of the message (whose tags are those of
-    /// `shape`) pass the value checks and the group counts recorded there.
-    fn values_ok(&self, shape: &[ShapeField]) -> bool {
-        let raw: &[u8] = self.msg.raw();
-        self.fields.iter().zip(shape).all(|(field, known)| {
-            let tag = field.tag;
-            let Some(value) = raw.get(field.start as usize..field.end as usize) else {
+    /// True when the message's tags are those of `shape` and its values
+    /// pass the value checks and the group counts recorded there (false
+    /// says neither which nor where).
+    fn values_ok(&self, shape: &Shape) -> bool {
+        let fields = self.fields;
+        if shape.tags.len() != fields.len() {
+            return false;
+        }
+        let mut empty = false;
+        for (f, &tag) in fields.iter().zip(&shape.tags) {
+            if f.tag != tag {
                 return false;
-            };
-            let entries = known.entries.get();
-            if known.any_value && entries == NOT_GROUP {
-                // What `value_error` decides for such a field.
-                return !(value.is_empty() && self.opts.check_fields_have_values);
             }
-            self.value_error(tag, known.info.field_type, known.info.has_values, value)
-                .is_none()
-                && (entries == NOT_GROUP
-                    || self.check_count(usize::MAX, tag, value, entries).is_ok())
-        })
+            empty |= f.start == f.end;
+        }
+        if empty && self.opts.check_fields_have_values {
+            return false;
+        }
+        // Past here an empty value passes every check but a count's (what
+        // `value_error` decides when empty values are allowed).
+        let raw: &[u8] = self.msg.raw();
+        let value = |idx: u16| {
+            let f = fields.get(usize::from(idx))?;
+            raw.get(f.start as usize..f.end as usize)
+        };
+        FORMAT_KINDS
+            .iter()
+            .zip(&shape.formats)
+            .all(|(&(_, ok), indexes)| {
+                indexes
+                    .iter()
+                    .all(|&i| value(i).is_some_and(|v| v.is_empty() || ok(v)))
+            })
+            && shape.one_byte.iter().all(|f| match value(f.idx) {
+                Some([]) => true,
+                Some([b]) => in_byte_set(&f.set, *b),
+                _ => false,
+            })
+            && shape.general.iter().all(|&i| {
+                let tag = fields[usize::from(i)].tag;
+                value(i).is_some_and(|v| self.check_value(tag, v).is_ok())
+            })
+            && shape.counts.iter().all(|&(i, entries)| {
+                let tag = fields[usize::from(i)].tag;
+                value(i).is_some_and(|v| {
+                    self.check_value(tag, v).is_ok()
+                        && self.check_count(usize::MAX, tag, v, entries).is_ok()
+                })
+            })
     }
 
     /// One pass in wire order, no sorting: true when the message is valid.
@@ -732,7 +882,7 @@ impl Validator<'_> {
         entries: u32,
     ) -> Result<(), Rejection> {
         if let Some(known) = self.shape.get(idx) {
-            known.entries.set(entries);
+            known.set(entries);
         }
         let declared = if value.is_empty() {
             Some(0)
@@ -1211,6 +1361,77 @@ mod tests {
         assert_eq!(validate(&other, &side_z, &opts), Ok(()));
         assert_eq!(check(&side_z), rej(Reason::ValueIsIncorrect, 54));
         assert_eq!(validate(&other, &side_z, &opts), Ok(()));
+    }
+
+    #[test]
+    fn value_kinds_agree_with_the_value_checks() {
+        // For every tag whose kind is not `General`, the kind's check of a
+        // non-empty value decides what `value_error` decides.
+        let d = dict();
+        let msg = m("8=FIX.4.4|9=0|35=0|10=000|");
+        let opts = ValidationOptions::default();
+        let v = Validator {
+            dict: d,
+            msg: &msg,
+            fields: msg.fields(),
+            opts: &opts,
+            shape: &[],
+        };
+        let mut values: Vec<Vec<u8>> = [
+            "-1",
+            "12",
+            "007",
+            "1.5",
+            "-.5",
+            ".",
+            "1.",
+            "1..2",
+            "--1",
+            "1-",
+            "+1",
+            "1e3",
+            "AB",
+            "1 2",
+            "Y N",
+            T,
+            "20240102-03:04:05",
+            "20240230-00:00:00",
+            "20240102-24:00:00",
+            "20240102",
+            "20240102-03:04:05.",
+            "202401",
+            "12:30:00",
+            "12:30:00Z",
+            "abc",
+        ]
+        .iter()
+        .map(|v| v.as_bytes().to_vec())
+        .collect();
+        values.extend((0..=255u8).map(|b| vec![b]));
+        let mut kinds = std::collections::HashSet::new();
+        for tag in -1..2000 {
+            let Some(info) = d.tag_info(tag) else {
+                continue;
+            };
+            kinds.insert(format!("{:?}", info.kind));
+            for value in &values {
+                let want = v
+                    .value_error(tag, info.field_type, info.has_values, value)
+                    .is_none();
+                let got = match info.kind {
+                    ValueKind::Any => true,
+                    ValueKind::General => continue,
+                    ValueKind::OneByte => {
+                        let set = d.field(tag).and_then(FieldDef::one_byte_values).unwrap();
+                        matches!(&value[..], [b] if in_byte_set(set, *b))
+                    }
+                    kind => FORMAT_KINDS.iter().find(|&&(k, _)| k == kind).unwrap().1(value),
+                };
+                assert_eq!(got, want, "{tag}={}", String::from_utf8_lossy(value));
+            }
+        }
+        // Every kind occurs in FIX 4.4.
+        assert_eq!(kinds.len(), 7, "{kinds:?}");
     }
 
     // --- one test per reason ---------------------------------------------------------

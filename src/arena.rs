@@ -20,14 +20,27 @@ thread_local! {
 }
 
 /// What `write` writes, as [`Bytes`] in the thread's current block (written
-/// into a reused buffer first).
+/// into the thread's reused buffer first).
 pub fn build(write: impl FnOnce(&mut Vec<u8>)) -> Bytes {
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        s.clear();
-        write(&mut s);
-        copy(&s)
-    })
+    let mut buf = scratch();
+    write(&mut buf);
+    freeze(buf)
+}
+
+/// The thread's reused buffer, empty (a new one if it is out already), for
+/// a frame built over several calls; hand it back with [`freeze`].
+pub fn scratch() -> Vec<u8> {
+    let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    buf.clear();
+    buf
+}
+
+/// `buf` as [`Bytes`] in the thread's current block; `buf` becomes the
+/// thread's reused buffer again.
+pub fn freeze(buf: Vec<u8>) -> Bytes {
+    let frame = copy(&buf);
+    SCRATCH.with(|s| *s.borrow_mut() = buf);
+    frame
 }
 
 /// `data` as [`Bytes`], copied into the thread's current block.

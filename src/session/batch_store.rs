@@ -423,7 +423,7 @@ impl BatchLog {
         inputs: &[Bytes],
         stores: impl Iterator<Item = &'a mut BatchSessionStore>,
     ) -> Result<bool, StoreError> {
-        self.commit_reserving(inputs, stores, SEQ_RESERVE)
+        self.commit_inner(inputs, stores, SEQ_RESERVE, true)
     }
 
     /// The last commit of a clean stop (or an operator's exact change):
@@ -434,16 +434,7 @@ impl BatchLog {
         inputs: &[Bytes],
         stores: impl Iterator<Item = &'a mut BatchSessionStore>,
     ) -> Result<bool, StoreError> {
-        self.commit_reserving(inputs, stores, 0)
-    }
-
-    fn commit_reserving<'a>(
-        &mut self,
-        inputs: &[Bytes],
-        stores: impl Iterator<Item = &'a mut BatchSessionStore>,
-        reserve: u64,
-    ) -> Result<bool, StoreError> {
-        self.commit_inner(inputs, stores, reserve, true)
+        self.commit_inner(inputs, stores, 0, true)
     }
 
     /// [`BatchLog::commit`], but when pipelined it does not flush unless

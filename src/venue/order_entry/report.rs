@@ -55,11 +55,6 @@ fn push_u128(buf: &mut Vec<u8>, v: u128) {
     }
 }
 
-thread_local! {
-    /// The buffer of the last message built, reused by the next.
-    static SPARE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 /// A body under construction; tags must be written in ascending order.
 pub(super) struct Fields {
     buf: Vec<u8>,
@@ -68,13 +63,8 @@ pub(super) struct Fields {
 
 impl Fields {
     pub(super) fn new() -> Fields {
-        let buf = SPARE.with(|s| std::mem::take(&mut *s.borrow_mut()));
         Fields {
-            buf: if buf.capacity() == 0 {
-                Vec::with_capacity(256)
-            } else {
-                buf
-            },
+            buf: crate::arena::scratch(),
             last_tag: 0,
         }
     }
@@ -135,14 +125,11 @@ impl Fields {
 
     /// The message; its body goes into the thread's frame arena and the
     /// buffer is kept for the next message (no allocation either way).
-    pub(super) fn into_message(mut self, msg_type: &'static [u8]) -> OutboundMessage {
-        let body = crate::arena::copy(&self.buf);
-        self.buf.clear();
-        SPARE.with(|s| *s.borrow_mut() = self.buf);
+    pub(super) fn into_message(self, msg_type: &'static [u8]) -> OutboundMessage {
         OutboundMessage {
             msg_type: Bytes::from_static(msg_type),
             header: Vec::new(),
-            body,
+            body: crate::arena::freeze(self.buf),
         }
     }
 }

@@ -373,6 +373,7 @@ impl Core {
             }
             self.metrics.queue_depth = rx.len();
             self.step(&mut batch, &mut calls, now_utc());
+            self.start_flush(rx.is_empty());
         }
     }
 
@@ -796,17 +797,37 @@ impl Core {
         self.release_all(now, false);
     }
 
-    /// Starts a flush of what was written, if none runs, and tells the
-    /// writers what is durable.
-    fn flush_written(&mut self) {
+    /// Tells the writers what is durable.
+    fn flush_written(&self) {
+        if let Some(f) = &self.flusher {
+            f.publish(self.log.durable());
+        }
+    }
+
+    /// Makes what was written durable, unless a flush runs (its end calls
+    /// this again) or the store is down (its retry flushes). With nothing
+    /// waiting (`idle`), the flush runs here: the core has nothing to do
+    /// meanwhile, and two thread wake-ups per flush (the flusher's, the
+    /// core's at its end) are saved, which is most of a flush's CPU at
+    /// moderate rates. With input waiting, the flusher thread takes it and
+    /// the core goes on with that input.
+    fn start_flush(&mut self, idle: bool) {
+        if self.store_down.is_some() {
+            return;
+        }
         let Some(f) = self.flusher.as_mut() else {
             return;
         };
         let written = self.log.last_written();
-        if self.log.durable() < written && !f.busy() {
+        if self.log.durable() >= written || f.busy() {
+            return;
+        }
+        if idle {
+            let done = f.flush_here(written);
+            self.on_flushed(done, now_utc());
+        } else {
             f.request(written);
         }
-        f.publish(self.log.durable());
     }
 
     /// A flush of the flusher thread ended.

@@ -30,6 +30,7 @@ pub struct Flushed {
 
 /// The core's handle on the flusher thread.
 pub struct Flusher {
+    backend: Arc<dyn LogBackend>,
     requests: Option<std_mpsc::Sender<u64>>,
     done: mpsc::UnboundedReceiver<Flushed>,
     busy: bool,
@@ -48,24 +49,21 @@ impl Flusher {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let durable = Arc::new(durable);
         let published = durable.clone();
+        let flushed = backend.clone();
         let thread = std::thread::Builder::new()
             .name("fixgw-flush".into())
             .spawn(move || {
                 while let Ok(upto) = req_rx.recv() {
-                    let started = Instant::now();
-                    let result = backend.flush();
-                    let took = started.elapsed();
                     // The writers learn it from here, without waiting for
                     // the core thread to wake up.
-                    if result.is_ok() {
-                        publish(&published, upto);
-                    }
-                    if done_tx.send(Flushed { upto, result, took }).is_err() {
+                    let done = flush(flushed.as_ref(), &published, upto);
+                    if done_tx.send(done).is_err() {
                         return;
                     }
                 }
             })?;
         Ok(Flusher {
+            backend,
             requests: Some(req_tx),
             done: done_rx,
             busy: false,
@@ -87,6 +85,15 @@ impl Flusher {
         }
     }
 
+    /// Flushes everything written up to batch `upto` on the calling thread
+    /// (none may run on the flusher's), and publishes it when it succeeds.
+    /// For a core with nothing else to do: this saves waking the flusher
+    /// thread, and then the core again, for every flush.
+    pub fn flush_here(&self, upto: u64) -> Flushed {
+        debug_assert!(!self.busy, "one flush at a time");
+        flush(self.backend.as_ref(), &self.durable, upto)
+    }
+
     /// The next finished flush (never returns when none runs).
     pub async fn next(&mut self) -> Flushed {
         if !self.busy {
@@ -105,6 +112,18 @@ impl Flusher {
     pub fn publish(&self, batch: u64) {
         publish(&self.durable, batch);
     }
+}
+
+/// One flush of `backend` covering batches up to `upto`, published to the
+/// writers when it succeeds.
+fn flush(backend: &dyn LogBackend, durable: &watch::Sender<u64>, upto: u64) -> Flushed {
+    let started = Instant::now();
+    let result = backend.flush();
+    let took = started.elapsed();
+    if result.is_ok() {
+        publish(durable, upto);
+    }
+    Flushed { upto, result, took }
 }
 
 /// Raises the published durable batch to `batch` (never lowers it).

@@ -13,4 +13,5 @@ pub mod gateway;
 pub mod load;
 pub mod logging;
 pub mod session;
+pub mod sled_open;
 pub mod venue;

@@ -237,9 +237,13 @@ fn key_seq(key: &[u8]) -> Result<u64, JournalError> {
 }
 
 impl SledJournal {
-    /// Opens (or creates) a journal database at `path`.
+    /// Opens (or creates) a journal database at `path`, waiting for a
+    /// previous owner's lock (see [`crate::sled_open::open_waiting`]).
     pub fn open(path: impl AsRef<Path>) -> Result<SledJournal, JournalError> {
-        Self::from_db(sled::open(path)?)
+        let path = path.as_ref();
+        Self::from_db(crate::sled_open::open_waiting(|| {
+            sled::Config::new().path(path)
+        })?)
     }
 
     /// Uses trees of an already open database.

@@ -69,12 +69,11 @@ fn segment_size(dir: &Path) -> usize {
         .unwrap_or(SEGMENT_SIZE)
 }
 
-/// Opens sled, waiting up to 5 s for a lock still held by a previous owner
-/// that is shutting down (sled releases it from a background thread).
+/// Opens sled (waiting for a previous owner's lock, see
+/// [`crate::sled_open::open_waiting`]).
 fn open_db(dir: &Path, mode: FlushMode) -> Result<sled::Db, StoreError> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        let r = sled::Config::new()
+    crate::sled_open::open_waiting(|| {
+        sled::Config::new()
             .segment_size(segment_size(dir))
             .path(dir)
             .flush_every_ms(if mode == FlushMode::Os {
@@ -82,23 +81,8 @@ fn open_db(dir: &Path, mode: FlushMode) -> Result<sled::Db, StoreError> {
             } else {
                 None
             })
-            .open();
-        match r {
-            Ok(db) => return Ok(db),
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(e) => {
-                return Err(StoreError::Io(format!(
-                    "{e} (is another fixgw using {}?)",
-                    dir.display()
-                )))
-            }
-        }
-    }
+    })
+    .map_err(|e| StoreError::Io(format!("{e} (is another fixgw using {}?)", dir.display())))
 }
 
 /// The batch records in a sled tree (`batches`), keyed by big-endian batch

@@ -226,6 +226,9 @@ pub struct Core {
     /// The batch that must be durable before what `release` hands over now
     /// is written (set by `release_all`).
     release_after: u64,
+    /// No input was waiting when this batch began: its flush runs on the
+    /// core thread, before the release (see [`Core::start_flush`]).
+    idle: bool,
 }
 
 /// The store stopped writing.
@@ -301,6 +304,7 @@ impl Core {
             msg_log: None,
             flusher: None,
             release_after: 0,
+            idle: false,
         }
     }
 
@@ -372,8 +376,8 @@ impl Core {
                 }
             }
             self.metrics.queue_depth = rx.len();
+            self.idle = rx.is_empty();
             self.step(&mut batch, &mut calls, now_utc());
-            self.start_flush(rx.is_empty());
         }
     }
 
@@ -776,6 +780,7 @@ impl Core {
                 }
                 self.journal.clear();
                 self.flush_written();
+                self.start_flush(self.idle);
                 if let Some(down) = self.store_down.take() {
                     tracing::warn!(
                         down_for_ms = (now - down.since) / 1_000_000,
@@ -804,13 +809,15 @@ impl Core {
         }
     }
 
-    /// Makes what was written durable, unless a flush runs (its end calls
-    /// this again) or the store is down (its retry flushes). With nothing
-    /// waiting (`idle`), the flush runs here: the core has nothing to do
-    /// meanwhile, and two thread wake-ups per flush (the flusher's, the
-    /// core's at its end) are saved, which is most of a flush's CPU at
-    /// moderate rates. With input waiting, the flusher thread takes it and
-    /// the core goes on with that input.
+    /// Makes what was written durable, unless a flush runs (the next batch
+    /// after its end calls this again) or the store is down (its retry
+    /// flushes). With nothing waiting (`idle`), the flush runs here, before
+    /// the batch's release: the core has nothing to do meanwhile, two
+    /// thread wake-ups per flush are saved (the flusher's, the core's at
+    /// its end), and the release can then write to the sockets itself
+    /// (`OutSender::send_durable`) instead of waking each writer. With
+    /// input waiting, the flusher thread takes it and the core goes on
+    /// with that input.
     fn start_flush(&mut self, idle: bool) {
         if self.store_down.is_some() {
             return;
@@ -998,8 +1005,12 @@ impl Core {
             }
         }
         if !frames.is_empty() {
-            // Written once the batch it depends on is durable.
-            out.try_send_after(Outgoing::Data(frames), self.release_after);
+            if self.release_after <= self.log.durable() {
+                out.send_durable(frames);
+            } else {
+                // Written once the batch it depends on is durable.
+                out.try_send_after(Outgoing::Data(frames), self.release_after);
+            }
         }
         disconnect
     }

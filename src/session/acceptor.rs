@@ -247,13 +247,16 @@ impl Acceptor {
         }
         let deadline = Instant::now() + self.options.logon_timeout;
         let Some(tls) = tls else {
+            // A second descriptor of the socket lets the core write durable
+            // output itself when the writer is idle (`OutSender::send_durable`).
+            let direct = second_descriptor(&stream);
             let (read, write) = stream.into_split();
-            return self.connection(read, write, peer, deadline).await;
+            return self.connection(read, write, direct, peer, deadline).await;
         };
         match tokio::time::timeout_at(deadline, tls.accept(stream)).await {
             Ok(Ok(stream)) => {
                 let (read, write) = tokio::io::split(stream);
-                self.connection(read, write, peer, deadline).await;
+                self.connection(read, write, None, peer, deadline).await;
             }
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 // A port probe, or a client that gave up before saying anything.
@@ -269,6 +272,7 @@ impl Acceptor {
         self: Arc<Self>,
         read: R,
         write: W,
+        direct: Option<std::net::TcpStream>,
         peer: SocketAddr,
         deadline: Instant,
     ) where
@@ -292,7 +296,10 @@ impl Acceptor {
             )
         });
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
-        let (out_tx, out_rx) = out_queue(route.queue, self.options.durable.clone());
+        let (mut out_tx, out_rx) = out_queue(route.queue, self.options.durable.clone());
+        if let Some(socket) = direct {
+            out_tx = out_tx.with_direct(socket);
+        }
         let (closed_tx, mut closed_rx) = oneshot::channel();
         tokio::spawn(writer(write, out_rx, closed_tx));
         let connect = CoreMsg::Connect {
@@ -463,7 +470,10 @@ async fn writer<W: AsyncWrite + Unpin>(
             },
             r = write_or_flush(&mut write, &buf), if !flushed => match r {
                 Ok(Some(0)) | Err(_) => break,
-                Ok(Some(n)) => buf.advance(n),
+                Ok(Some(n)) => {
+                    buf.advance(n);
+                    rx.written(n);
+                }
                 Ok(None) => flushed = true,
             },
             _ = check.tick(), if give_up.is_none() && buf.len() >= COALESCE_BYTES => {
@@ -492,6 +502,19 @@ async fn write_or_flush<W: AsyncWrite + Unpin>(
     } else {
         write.write(buf).await.map(Some)
     }
+}
+
+/// A second descriptor of `stream` (same socket, non-blocking too).
+#[cfg(unix)]
+fn second_descriptor(stream: &TcpStream) -> Option<std::net::TcpStream> {
+    use std::os::fd::AsFd;
+    let fd = stream.as_fd().try_clone_to_owned().ok()?;
+    Some(std::net::TcpStream::from(fd))
+}
+
+#[cfg(not(unix))]
+fn second_descriptor(_: &TcpStream) -> Option<std::net::TcpStream> {
+    None
 }
 
 async fn drain<R: AsyncRead + Unpin>(mut read: R) {

@@ -228,7 +228,7 @@ pub struct Core {
     release_after: u64,
     /// No input was waiting when this batch began: its flush runs on the
     /// core thread, before the release (see [`Core::start_flush`]).
-    idle: bool,
+    pub(crate) idle: bool,
 }
 
 /// The store stopped writing.
@@ -780,7 +780,6 @@ impl Core {
                 }
                 self.journal.clear();
                 self.flush_written();
-                self.start_flush(self.idle);
                 if let Some(down) = self.store_down.take() {
                     tracing::warn!(
                         down_for_ms = (now - down.since) / 1_000_000,
@@ -791,6 +790,13 @@ impl Core {
                 for e in &mut self.entries {
                     e.held = false;
                     e.venue_output = false;
+                }
+                self.start_flush(self.idle, now);
+                if self.store_down.is_some() {
+                    // The flush (on this thread) failed: the batch is
+                    // written, not durable, and waits like an unwritten one.
+                    self.release_all(now, true);
+                    return;
                 }
             }
             Err(err) => {
@@ -818,7 +824,7 @@ impl Core {
     /// (`OutSender::send_durable`) instead of waking each writer. With
     /// input waiting, the flusher thread takes it and the core goes on
     /// with that input.
-    fn start_flush(&mut self, idle: bool) {
+    fn start_flush(&mut self, idle: bool, now: UtcNanos) {
         if self.store_down.is_some() {
             return;
         }
@@ -831,7 +837,7 @@ impl Core {
         }
         if idle {
             let done = f.flush_here(written);
-            self.on_flushed(done, now_utc());
+            self.on_flushed(done, now);
         } else {
             f.request(written);
         }

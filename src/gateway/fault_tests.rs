@@ -253,14 +253,7 @@ fn orders_are_refused_while_the_store_cannot_write_and_everything_resumes() {
     // lock, which sled releases from a background thread; on a loaded
     // machine that can take longer, and the next retry succeeds.)
     failing.store(false, Ordering::Release);
-    for _ in 0..20 {
-        now += SEC;
-        h.step(now);
-        if !h.core().store_is_down() {
-            break;
-        }
-    }
-    assert!(!h.core().store_is_down());
+    now = step_until_the_store_writes(&mut h, now);
     let got1 = c1.recv();
     let t1 = types(&got1);
     assert_eq!(t1[0], "8/F", "{t1:?}");
@@ -392,6 +385,19 @@ fn sessions_without_held_output_stay_alive_and_a_crash_never_reuses_a_number() {
     assert_eq!(bids[0].qty, 10);
 }
 
+/// Steps a second at a time (up to 20) until a retry gets the store
+/// writing again; returns the time reached.
+fn step_until_the_store_writes(h: &mut Harness, mut now: i64) -> i64 {
+    for _ in 0..20 {
+        now += SEC;
+        h.step(now);
+        if !h.core().store_is_down() {
+            return now;
+        }
+    }
+    panic!("the store still cannot write after 20 s");
+}
+
 /// MsgSeqNums of the messages stored durably for `key` on `disk`.
 fn durable_seqs(disk: &MemDisk, key: &str) -> std::collections::BTreeSet<u64> {
     let mut seqs = std::collections::BTreeSet::new();
@@ -449,4 +455,42 @@ fn output_of_a_close_during_release_waits_for_the_next_commit() {
     check(&second, &disk);
     let all: Vec<Message> = first.into_iter().chain(second).collect();
     assert_eq!(types(&all), ["8/4"], "the copy of the cancel, once durable");
+}
+
+#[test]
+fn a_failed_flush_on_the_core_thread_holds_the_batch_until_a_retry_makes_it_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(dir.path());
+    let disk = MemDisk::new();
+    let mut h = Harness::open(&s.settings, Some(&s.venue), Arc::new(disk.backend()), T0).unwrap();
+    h.pipeline().unwrap();
+    let mut c1 = Party::logon(&mut h, "CLIENT1", T0);
+    let mut now = T0 + SEC;
+    c1.order(&mut h, "b1", "1", "10", "150", now);
+    h.step(now);
+    assert_eq!(types(&c1.recv()), ["8/0"]);
+    let durable_before = disk.durable().len();
+
+    // The disk takes the batch's write but fails its flush (full at fsync).
+    disk.set_failing_flushes(true);
+    now += SEC;
+    c1.order(&mut h, "b2", "1", "10", "149", now);
+    h.step(now);
+    assert!(
+        h.core().store_is_down(),
+        "a failed flush puts the store down"
+    );
+    assert!(
+        c1.recv().is_empty(),
+        "written, not durable: nothing is sent"
+    );
+    assert_eq!(disk.durable().len(), durable_before);
+
+    // Flushes work again: a retry makes the batch durable and releases it.
+    disk.set_failing_flushes(false);
+    step_until_the_store_writes(&mut h, now);
+    let got = c1.recv();
+    assert_eq!(types(&got), ["8/0"], "{got:?}");
+    assert_eq!(got[0].get_str(11), Some("b2"));
+    assert!(disk.durable().len() > durable_before);
 }

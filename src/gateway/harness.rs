@@ -91,6 +91,16 @@ impl Harness {
         })
     }
 
+    /// Pipelines the store as `fixgw run` does under `fsync`, with the core
+    /// always idle between steps: each step's batch is flushed on the core
+    /// thread before its release (deterministic; see `Core::start_flush`).
+    pub fn pipeline(&mut self) -> anyhow::Result<()> {
+        let (durable, _) = tokio::sync::watch::channel(0);
+        self.core.pipeline(durable)?;
+        self.core.idle = true;
+        Ok(())
+    }
+
     /// The core (read-only views: sessions, stores, venue).
     pub fn core(&self) -> &Core {
         &self.core

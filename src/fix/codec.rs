@@ -81,9 +81,15 @@ impl FixCodec {
         }
     }
 
-    /// Tries to cut one frame (valid or not) from the front of `src`.
-    /// `Ok(None)` means more bytes are needed.
-    fn cut(&mut self, src: &mut BytesMut) -> Result<Option<Result<Bytes, Garbled>>, FrameError> {
+    /// Looks for one frame (valid or not) at the front of `src`. A valid
+    /// frame is left in place (its length is returned); junk before it and
+    /// garbled frames are dropped from `src`.
+    ///
+    /// Not inlined, and its answer fits in two registers: the caller splits
+    /// the frame off itself, so that the `Bytes` is built where it is used
+    /// rather than returned through memory (see [`Decoder::decode`]).
+    #[inline(never)]
+    fn cut(&mut self, src: &mut BytesMut) -> Cut {
         // Nearly every frame starts right at the front of the buffer.
         let begin = if src.starts_with(b"8=") {
             Some(0)
@@ -94,32 +100,32 @@ impl FixCodec {
             // Keep a trailing '8' that may start the next frame.
             let keep = usize::from(src.last() == Some(&b'8'));
             src.advance(src.len() - keep);
-            return Ok(None);
+            return Cut::More;
         };
         src.advance(begin);
         let Some(nine) = find_from(src, 0, b"\x019=") else {
-            return self.need_more(src.len()).map(|_| None);
+            return self.need_more(src.len());
         };
         let len_start = nine + 3;
         let Some(len_end) = find_soh(src, len_start) else {
-            return self.need_more(src.len()).map(|_| None);
+            return self.need_more(src.len());
         };
         let Some(body_len) = parse_u64(&src[len_start..len_end]) else {
             src.advance(len_end + 1);
-            return Ok(Some(Err(Garbled::BadLengthField)));
+            return Cut::Garbled(Garbled::BadLengthField);
         };
         let body_len = body_len as usize;
         if body_len > self.max_message_size {
-            return Err(self.too_large(body_len));
+            return Cut::TooLarge(body_len);
         }
         let body_start = len_end + 1;
         let body_end = body_start + body_len;
         if src.len() < body_end {
             src.reserve(body_end - src.len());
-            return Ok(None);
+            return Cut::More;
         }
         let Some(ten) = find_from(src, body_end - 1, b"\x0110=") else {
-            return self.need_more(src.len()).map(|_| None);
+            return self.need_more(src.len());
         };
         // The CheckSum value is normally 3 bytes: look at those first.
         let value = ten + 4;
@@ -131,30 +137,50 @@ impl FixCodec {
             None => None,
         };
         let Some(end_soh) = end_soh else {
-            return self.need_more(src.len()).map(|_| None);
+            return self.need_more(src.len());
         };
         let end = end_soh + 1;
-        let frame = src.split_to(end).freeze();
         if !self.validate_length_and_checksum {
-            return Ok(Some(Ok(frame)));
+            return Cut::Frame(end);
         }
-        if ten + 1 - body_start != body_len {
-            return Ok(Some(Err(Garbled::BodyLength)));
-        }
-        let declared = parse_u64(&frame[ten + 4..end - 1]);
-        if declared != Some(u64::from(checksum(&frame[..ten + 1]))) {
-            return Ok(Some(Err(Garbled::CheckSum)));
-        }
-        Ok(Some(Ok(frame)))
+        let garbled = if ten + 1 - body_start != body_len {
+            Garbled::BodyLength
+        } else if parse_u64(&src[ten + 4..end - 1]) != Some(u64::from(checksum(&src[..ten + 1]))) {
+            Garbled::CheckSum
+        } else {
+            return Cut::Frame(end);
+        };
+        src.advance(end);
+        Cut::Garbled(garbled)
     }
 
-    fn need_more(&self, buffered: usize) -> Result<(), FrameError> {
+    fn need_more(&self, buffered: usize) -> Cut {
         if buffered > self.max_message_size + 64 {
-            Err(self.too_large(buffered))
+            Cut::TooLarge(buffered)
         } else {
-            Ok(())
+            Cut::More
         }
     }
+
+    /// Counts and logs a dropped frame.
+    #[cold]
+    fn discard(&mut self, why: Garbled) {
+        self.garbled += 1;
+        self.last_garbled = Some(why);
+        tracing::debug!(?why, "discarded garbled frame");
+    }
+}
+
+/// What [`FixCodec::cut`] found at the front of the buffer.
+enum Cut {
+    /// More bytes are needed.
+    More,
+    /// A valid frame of this many bytes.
+    Frame(usize),
+    /// A garbled frame, already dropped.
+    Garbled(Garbled),
+    /// A frame (declared or buffered) of this many bytes, over the limit.
+    TooLarge(usize),
 }
 
 /// First occurrence of `needle` in `hay` at or after `from`. In a
@@ -201,16 +227,17 @@ impl Decoder for FixCodec {
     type Item = Bytes;
     type Error = FrameError;
 
+    /// Inlined (the search is not, see [`FixCodec::cut`]): the frame's
+    /// `Bytes` is then built in the caller, which otherwise read it back
+    /// with wider loads than the stores that wrote it, and waited for them.
+    #[inline]
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Bytes>, FrameError> {
         loop {
-            match self.cut(src)? {
-                None => return Ok(None),
-                Some(Ok(frame)) => return Ok(Some(frame)),
-                Some(Err(why)) => {
-                    self.garbled += 1;
-                    self.last_garbled = Some(why);
-                    tracing::debug!(?why, "discarded garbled frame");
-                }
+            match self.cut(src) {
+                Cut::More => return Ok(None),
+                Cut::Frame(len) => return Ok(Some(src.split_to(len).freeze())),
+                Cut::Garbled(why) => self.discard(why),
+                Cut::TooLarge(size) => return Err(self.too_large(size)),
             }
         }
     }

@@ -45,12 +45,15 @@ impl Message {
         if fields.capacity() == 0 {
             fields.reserve(24);
         }
-        // Built before parsing, so that the frame is not moved (and copied
-        // through the stack) after it; an error drops it, which recycles
-        // the field list.
-        let mut msg = Message { raw, fields };
-        parse_message(&msg.raw, &mut msg.fields)?;
-        Ok(msg)
+        // The frame is moved into the message after parsing: the caller
+        // has just written it (8 bytes at a time), and the move reads it
+        // 16 bytes at a time, which waits for those stores to complete;
+        // by the end of the split they have.
+        if let Err(e) = parse_message(&raw, &mut fields) {
+            recycle(fields);
+            return Err(e);
+        }
+        Ok(Message { raw, fields })
     }
 
     /// The frame bytes, exactly as received.

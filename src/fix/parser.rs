@@ -270,7 +270,7 @@ const LOWS: u64 = 0x7F7F_7F7F_7F7F_7F7F;
 /// borrow crosses bytes, so, unlike the classic has-zero test, every mark is
 /// exact, not only the first).
 #[inline(always)]
-fn zero_bytes(x: u64) -> u64 {
+pub(super) fn zero_bytes(x: u64) -> u64 {
     !(((x & LOWS) + LOWS) | x | LOWS)
 }
 

@@ -206,9 +206,24 @@ fn word8(v: &[u8]) -> u64 {
     u64::from_le_bytes(w)
 }
 
+/// The last eight bytes of `buf` as a little-endian word, with the bytes
+/// before its last `len` (one to eight) made `0` digits: a value of up to
+/// eight bytes read in place (the bytes before it in the frame fill the
+/// word), ready for [`all_digits8`]. None when `buf` is shorter than a word
+/// or `len` is not in 1..=8.
+#[inline(always)]
+pub(super) fn last_word_padded(buf: &[u8], len: usize) -> Option<u64> {
+    let (_, last) = buf.split_last_chunk::<8>()?;
+    if !(1..=8).contains(&len) {
+        return None;
+    }
+    let keep = u64::MAX << (8 * (8 - len));
+    Some(u64::from_le_bytes(*last) & keep | 0x3030_3030_3030_3030 & !keep)
+}
+
 /// True when all eight bytes of `w` are ASCII digits.
 #[inline]
-fn all_digits8(w: u64) -> bool {
+pub(super) fn all_digits8(w: u64) -> bool {
     const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
     const ZEROS: u64 = 0x3030_3030_3030_3030;
     // High nibble 3 and low nibble at most 9 (adding 6 keeps it in 0x3_);
@@ -257,7 +272,7 @@ fn is_date8(w: u64) -> bool {
 #[inline]
 pub fn is_time_of_day(v: &[u8]) -> bool {
     match v.split_first_chunk::<8>() {
-        Some((clock, fraction)) => is_clock8(u64::from_le_bytes(*clock)) && is_fraction(fraction),
+        Some((clock, _)) => is_clock8(u64::from_le_bytes(*clock)) && is_fraction(v),
         None => false,
     }
 }
@@ -277,14 +292,16 @@ fn is_clock8(w: u64) -> bool {
     (p + 0x0043_0000_4400_0068) & 0x0080_0000_8000_0080 == 0
 }
 
-/// Nothing, or `.` and one to nine digits.
+/// After the eight bytes of `HH:MM:SS` in `v`: nothing, or `.` and one to
+/// nine digits. Up to eight digits are tested in one word, read in place.
 #[inline]
 fn is_fraction(v: &[u8]) -> bool {
-    match v {
-        [] => true,
-        [b'.', digits @ ..] => {
-            (1..=9).contains(&digits.len()) && digits.iter().all(u8::is_ascii_digit)
-        }
+    match v.get(8..) {
+        Some([]) => true,
+        Some([b'.', digits @ ..]) => match last_word_padded(v, digits.len()) {
+            Some(w) => all_digits8(w),
+            None => digits.len() == 9 && digits.iter().all(u8::is_ascii_digit),
+        },
         _ => false,
     }
 }

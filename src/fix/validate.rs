@@ -31,6 +31,7 @@ use super::dictionary::{
     MAX_GROUP_MEMBERS, SECTION, TRAILER,
 };
 use super::message::{FieldSpan, Message};
+use super::parser::zero_bytes;
 use super::reject::{Rejection, SessionRejectReason as Reason};
 use super::time;
 
@@ -169,16 +170,19 @@ pub(crate) enum ValueKind {
     General,
 }
 
-/// A test of a value's format.
-type FormatCheck = fn(&[u8]) -> bool;
+/// A test of a value's format. The value is the last `len` bytes (at least
+/// one) of the slice, which runs from the frame's start: short values are
+/// then read in place, a word at a time, the bytes before them filling the
+/// word.
+type FormatCheck = fn(&[u8], usize) -> bool;
 
 /// The kinds whose check is a format test, with that test (of a non-empty
 /// value): what [`format_ok`] does for their types.
 const FORMAT_KINDS: [(ValueKind, FormatCheck); 4] = [
-    (ValueKind::Int, is_int),
-    (ValueKind::Decimal, is_decimal),
-    (ValueKind::Char, |v| v.len() == 1),
-    (ValueKind::UtcTimestamp, time::is_utc_timestamp),
+    (ValueKind::Int, int_at_end),
+    (ValueKind::Decimal, decimal_at_end),
+    (ValueKind::Char, |_, len| len == 1),
+    (ValueKind::UtcTimestamp, utc_timestamp_at_end),
 ];
 
 /// The [`ValueKind`] of a field defined as `def` (`None`: not defined).
@@ -613,13 +617,19 @@ impl Validator<'_> {
             let f = fields.get(usize::from(idx))?;
             raw.get(f.start as usize..f.end as usize)
         };
+        // The frame up to the value's end, and the value's length.
+        let value_end = |idx: u16| {
+            let f = fields.get(usize::from(idx))?;
+            let len = f.end.checked_sub(f.start)?;
+            Some((raw.get(..f.end as usize)?, len as usize))
+        };
         FORMAT_KINDS
             .iter()
             .zip(&shape.formats)
             .all(|(&(_, ok), indexes)| {
                 indexes
                     .iter()
-                    .all(|&i| value(i).is_some_and(|v| v.is_empty() || ok(v)))
+                    .all(|&i| value_end(i).is_some_and(|(buf, len)| len == 0 || ok(buf, len)))
             })
             && shape.one_byte.iter().all(|f| match value(f.idx) {
                 Some([]) => true,
@@ -981,6 +991,40 @@ fn is_decimal(v: &[u8]) -> bool {
         }
     }
     digits > 0 && dots <= 1
+}
+
+/// [`is_int`] of the last `len` bytes of `buf`: one word test when they
+/// are up to eight digits (no sign), the byte loop otherwise.
+#[inline(always)]
+fn int_at_end(buf: &[u8], len: usize) -> bool {
+    match time::last_word_padded(buf, len) {
+        Some(w) if time::all_digits8(w) => true,
+        _ => is_int(&buf[buf.len() - len..]),
+    }
+}
+
+/// [`is_decimal`] of the last `len` bytes of `buf`: one word test when they
+/// are up to eight digits and dots (no sign), the byte loop otherwise.
+#[inline(always)]
+fn decimal_at_end(buf: &[u8], len: usize) -> bool {
+    if let Some(w) = time::last_word_padded(buf, len) {
+        // The dots become `0` digits ('.' ^ 0x1E == '0'); then every byte
+        // must be a digit, with at most one dot and not only a dot.
+        let dots = zero_bytes(w ^ 0x2E2E_2E2E_2E2E_2E2E);
+        if dots & dots.wrapping_sub(1) == 0
+            && (len > 1 || dots == 0)
+            && time::all_digits8(w ^ ((dots >> 7) * 0x1E))
+        {
+            return true;
+        }
+    }
+    is_decimal(&buf[buf.len() - len..])
+}
+
+/// [`time::is_utc_timestamp`] of the last `len` bytes of `buf`.
+#[inline(always)]
+fn utc_timestamp_at_end(buf: &[u8], len: usize) -> bool {
+    time::is_utc_timestamp(&buf[buf.len() - len..])
 }
 
 fn two_digits(v: &[u8]) -> Option<u32> {
@@ -1425,13 +1469,39 @@ mod tests {
                         let set = d.field(tag).and_then(FieldDef::one_byte_values).unwrap();
                         matches!(&value[..], [b] if in_byte_set(set, *b))
                     }
-                    kind => FORMAT_KINDS.iter().find(|&&(k, _)| k == kind).unwrap().1(value),
+                    kind => {
+                        let check = FORMAT_KINDS.iter().find(|&&(k, _)| k == kind).unwrap().1;
+                        // In place, after nothing, a few bytes and more
+                        // than a word (digits, which must not count).
+                        let got: Vec<bool> = [&b""[..], b"1=", b"0123456789\x0144="]
+                            .iter()
+                            .map(|before| check(&[before, &value[..]].concat(), value.len()))
+                            .collect();
+                        assert!(got.iter().all(|&g| g == got[0]), "{tag}={value:?}");
+                        got[0]
+                    }
                 };
                 assert_eq!(got, want, "{tag}={}", String::from_utf8_lossy(value));
             }
         }
         // Every kind occurs in FIX 4.4.
         assert_eq!(kinds.len(), 7, "{kinds:?}");
+    }
+
+    #[test]
+    fn in_place_format_checks_agree_with_the_byte_loops() {
+        use proptest::prelude::*;
+        let byte = prop_oneof![
+            8 => prop::sample::select(b"0123456789".to_vec()),
+            3 => prop::sample::select(b".-+/:\x01 \x00\x7f\xff".to_vec()),
+            1 => any::<u8>(),
+        ];
+        let bytes = |n| proptest::collection::vec(byte.clone(), n);
+        proptest!(ProptestConfig::with_cases(20_000), |(before in bytes(0..12), value in bytes(1..12))| {
+            let buf = [&before[..], &value[..]].concat();
+            prop_assert_eq!(int_at_end(&buf, value.len()), is_int(&value));
+            prop_assert_eq!(decimal_at_end(&buf, value.len()), is_decimal(&value));
+        });
     }
 
     // --- one test per reason ---------------------------------------------------------

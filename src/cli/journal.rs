@@ -13,7 +13,8 @@ use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
 use crate::engine::{
-    Event, InstrumentId, InstrumentSpec, Lots, OrderInfo, Owner, Ticks, VenueConfig,
+    Event, FillInfo, InstrumentId, InstrumentSpec, Lots, OrderInfo, OrderStates, Owner, Ticks,
+    VenueConfig,
 };
 use crate::fix::Message;
 use crate::gateway::{build_venue, data_dir, load_settings};
@@ -286,7 +287,23 @@ impl<'a> Render<'a> {
         })
     }
 
-    fn event(&mut self, e: &Event) -> Value {
+    /// One side of a trade: the order in full when it was reported before (always, in a dump
+    /// from the journal's start), else what the trade says about it.
+    fn fill(&mut self, f: &FillInfo, instrument: InstrumentId, states: &OrderStates) -> Value {
+        if let Some(o) = states.expand(f) {
+            return self.order(&o);
+        }
+        json!({
+            "engine_order_id": f.order_id,
+            "session": self.session(f.owner),
+            "account": self.account(f.account),
+            "cum_qty": self.qty(instrument, f.cum_qty),
+            "leaves_qty": self.qty(instrument, f.leaves_qty),
+        })
+    }
+
+    /// An event; `states` holds the orders as reported by the events before it.
+    fn event(&mut self, e: &Event, states: &OrderStates) -> Value {
         match *e {
             Event::Accepted { order } => json!({"event": "accepted", "order": self.order(&order)}),
             Event::Rejected {
@@ -315,8 +332,8 @@ impl<'a> Render<'a> {
                 "price": self.price(instrument, price),
                 "qty": self.qty(instrument, qty),
                 "aggressor": snake(aggressor),
-                "maker": self.order(&maker),
-                "taker": self.order(&taker),
+                "maker": self.fill(&maker, instrument, states),
+                "taker": self.fill(&taker, instrument, states),
             }),
             Event::Cancelled { order, reason, .. } => json!({
                 "event": "cancelled",
@@ -450,6 +467,8 @@ pub fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let names = Names::new(&journal.settings, &journal.venue);
     let mut venue = journal.fresh_venue()?;
     let mut produced = Vec::new();
+    // Every order's last full state, for the trades (updated by every input's events).
+    let mut states = OrderStates::default();
     let want_session = args.session.as_deref().map(comp_id_of);
     journal.for_each_batch("journal dump", |batch, _, inputs| {
         for (i, input) in inputs.iter().enumerate() {
@@ -465,6 +484,7 @@ pub fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                     && venue.last_events().is_empty()
                     && produced.is_empty())
             {
+                venue.last_events().iter().for_each(|e| states.update(e));
                 continue;
             }
             let mut render = Render::new(&names);
@@ -497,7 +517,11 @@ pub fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             let events: Vec<Value> = venue
                 .last_events()
                 .iter()
-                .map(|e| render.event(e))
+                .map(|e| {
+                    let v = render.event(e, &states);
+                    states.update(e);
+                    v
+                })
                 .collect();
             line.insert("events".into(), events.into());
             let messages: Vec<Value> = produced

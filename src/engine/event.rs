@@ -1,6 +1,10 @@
 //! Events: everything the engine reports. Each order event carries an
-//! `OrderInfo` with what a FIX ExecutionReport needs. Events are plain data
+//! `OrderInfo` with what a FIX ExecutionReport needs; a Trade carries, per side, only
+//! what the fill changed (`FillInfo`): the order's other fields are in the event that
+//! last reported it in full (Accepted, Replaced, Triggered). Events are plain data
 //! (no heap), so pushing them into the caller's Vec does not allocate.
+
+use std::collections::HashMap;
 
 use crate::engine::types::{
     AccountId, InstrumentId, Lots, OrdType, OrderId, Owner, Side, Ticks, Tif, TradeId,
@@ -46,6 +50,101 @@ impl OrderInfo {
             0.0
         } else {
             self.cum_notional as f64 / self.cum_qty as f64
+        }
+    }
+}
+
+/// One side of a trade: the order and its quantities after the fill. Side, type, time in
+/// force, prices and order quantity did not change since the order's last full report
+/// (Accepted, Replaced or Triggered); `qty = cum_qty + leaves_qty`, and the maker's side is
+/// the opposite of the trade's aggressor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FillInfo {
+    /// Engine order id.
+    pub order_id: OrderId,
+    /// Caller reference of the order's latest accepted request.
+    pub client_ref: u64,
+    /// Owner (session) id.
+    pub owner: Owner,
+    /// Account.
+    pub account: AccountId,
+    /// Filled so far, lots.
+    pub cum_qty: Lots,
+    /// Still working, lots (0 once done).
+    pub leaves_qty: Lots,
+    /// Sum of fill price x qty, ticks x lots.
+    pub cum_notional: i64,
+}
+
+impl FillInfo {
+    /// The order's full state after the fill, given its last full report `last`
+    /// (which must be the same order).
+    pub fn apply_to(&self, last: &OrderInfo) -> OrderInfo {
+        debug_assert_eq!(self.order_id, last.order_id);
+        OrderInfo {
+            client_ref: self.client_ref,
+            cum_qty: self.cum_qty,
+            leaves_qty: self.leaves_qty,
+            cum_notional: self.cum_notional,
+            ..*last
+        }
+    }
+}
+
+/// The last full state of every working order, kept from the events, for consumers that
+/// want a Trade's orders in full (a journal dump, tests). Orders are forgotten once done.
+/// Not used by the engine (it allocates).
+#[derive(Debug, Clone, Default)]
+pub struct OrderStates {
+    orders: HashMap<OrderId, OrderInfo>,
+}
+
+impl OrderStates {
+    /// A trade side in full, if its order was reported in full before.
+    pub fn expand(&self, fill: &FillInfo) -> Option<OrderInfo> {
+        self.orders.get(&fill.order_id).map(|o| fill.apply_to(o))
+    }
+
+    /// A working order's last known state.
+    pub fn get(&self, order_id: OrderId) -> Option<&OrderInfo> {
+        self.orders.get(&order_id)
+    }
+
+    /// Working orders known.
+    pub fn len(&self) -> usize {
+        self.orders.len()
+    }
+
+    /// True when no working order is known.
+    pub fn is_empty(&self) -> bool {
+        self.orders.is_empty()
+    }
+
+    /// Takes one event into account (call it after reading the event, in event order).
+    pub fn update(&mut self, ev: &Event) {
+        match *ev {
+            Event::Accepted { order }
+            | Event::Replaced { order, .. }
+            | Event::Triggered { order } => {
+                if order.leaves_qty > 0 {
+                    self.orders.insert(order.order_id, order);
+                } else {
+                    self.orders.remove(&order.order_id);
+                }
+            }
+            Event::Trade { maker, taker, .. } => {
+                for f in [maker, taker] {
+                    if f.leaves_qty == 0 {
+                        self.orders.remove(&f.order_id);
+                    } else if let Some(o) = self.orders.get_mut(&f.order_id) {
+                        *o = f.apply_to(o);
+                    }
+                }
+            }
+            Event::Cancelled { order, .. } | Event::Expired { order } => {
+                self.orders.remove(&order.order_id);
+            }
+            _ => {}
         }
     }
 }
@@ -178,10 +277,10 @@ pub enum Event {
         qty: Lots,
         /// Side of the taker.
         aggressor: Side,
-        /// Maker after the fill (liquidity provider).
-        maker: OrderInfo,
+        /// Maker after the fill (liquidity provider); its side is the opposite of `aggressor`.
+        maker: FillInfo,
         /// Taker after the fill (liquidity remover).
-        taker: OrderInfo,
+        taker: FillInfo,
     },
     /// An order left the book unfilled (remainder).
     Cancelled {

@@ -466,7 +466,7 @@ impl Engine {
         ins.last_trade = Some(price);
         let book = &mut ins.book;
         let taker = self.slab.get(t);
-        let mut t_info = taker.info(false);
+        let mut t_info = taker.fill_info();
         let (t_side, t_account, t_risk_price) = (taker.side, taker.account, taker.risk_price);
         let t_ai = t_account as usize * n_inst + inst as usize;
         let t_acct = &self.accounts[t_account as usize];
@@ -500,7 +500,7 @@ impl Engine {
                 price,
                 qty: q,
                 aggressor: t_side,
-                maker: mo.info(false),
+                maker: mo.fill_info(),
                 taker: t_info,
             });
             // Reservation release and position, maker first, then taker. A maker of the

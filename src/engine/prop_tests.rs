@@ -698,6 +698,7 @@ fn canonical(mut v: Vec<N>) -> Vec<N> {
 fn run_flow(flow: &[G]) -> Result<(Vec<Command>, Vec<Event>), TestCaseError> {
     let cfg = VenueConfig::from_toml_str(VENUE).unwrap();
     let mut engine = Engine::new(&cfg).unwrap();
+    let mut states = OrderStates::default();
     let mut reference = Reference::default();
     // handle -> (engine order id, account)
     let mut handles: Vec<(OrderId, u32)> = Vec::new();
@@ -923,7 +924,7 @@ fn run_flow(flow: &[G]) -> Result<(Vec<Command>, Vec<Event>), TestCaseError> {
         cmds.push(cmd);
         out.clear();
         engine.apply(&cmd, &mut out);
-        check_after_prop(&engine, &out)?;
+        check_after_prop(&engine, &out, &mut states)?;
         if let (Command::NewOrder(_), Some(Event::Accepted { order })) = (
             &cmd,
             out.iter().find(|e| matches!(e, Event::Accepted { .. })),
@@ -978,8 +979,12 @@ fn engine_levels(e: &Engine) -> BTreeMap<(u32, Side, Ticks), (u64, u32)> {
     m
 }
 
-fn check_after_prop(e: &Engine, ev: &[Event]) -> Result<(), TestCaseError> {
-    check_after(e, ev).map_err(|m| TestCaseError::fail(format!("invariant: {m}")))
+fn check_after_prop(
+    e: &Engine,
+    ev: &[Event],
+    states: &mut OrderStates,
+) -> Result<(), TestCaseError> {
+    check_after(e, ev, states).map_err(|m| TestCaseError::fail(format!("invariant: {m}")))
 }
 
 /// Cases per property; the defaults add up to 10,000 flows checked against the reference.

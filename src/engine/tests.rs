@@ -91,8 +91,14 @@ pub(crate) fn limit(
     }
 }
 
-/// Checks the engine-wide invariants and the per-command event invariants.
-pub(crate) fn check_after(engine: &Engine, events: &[Event]) -> Result<(), String> {
+/// Checks the engine-wide invariants and the per-command event invariants. `states` holds
+/// every order as the events reported it so far (updated here): a Trade's sides are checked
+/// in full against it.
+pub(crate) fn check_after(
+    engine: &Engine,
+    events: &[Event],
+    states: &mut OrderStates,
+) -> Result<(), String> {
     engine.check_invariants()?;
     for inst in 0.. {
         if engine.book(inst).is_none() {
@@ -135,32 +141,40 @@ pub(crate) fn check_after(engine: &Engine, events: &[Event]) -> Result<(), Strin
             ..
         } = ev
         {
+            let (Some(m), Some(t)) = (states.expand(maker), states.expand(taker)) else {
+                return Err(format!("trade of an order never reported in full: {ev:?}"));
+            };
+            let (m0, t0) = (states.get(m.order_id), states.get(t.order_id));
             if *qty == 0
-                || maker.side == taker.side
-                || *aggressor != taker.side
-                || *price != maker.price
+                || m.side == t.side
+                || *aggressor != t.side
+                || *price != m.price
+                || m0
+                    .is_none_or(|m0| (m0.cum_qty + qty, m0.client_ref) != (m.cum_qty, m.client_ref))
+                || t0
+                    .is_none_or(|t0| (t0.cum_qty + qty, t0.client_ref) != (t.cum_qty, t.client_ref))
+                || (maker.owner, maker.account) != (m.owner, m.account)
+                || (taker.owner, taker.account) != (t.owner, t.account)
             {
                 return Err(format!("malformed trade {ev:?}"));
             }
-            for o in [maker, taker] {
+            for o in [m, t] {
                 if o.cum_qty > o.qty || o.cum_qty + o.leaves_qty != o.qty {
                     return Err(format!("order {} overfilled or leaves wrong", o.order_id));
                 }
             }
-            let crossing = match taker.ord_type {
-                OrdType::Limit | OrdType::StopLimit => match taker.side {
-                    Side::Buy => *price <= taker.price,
-                    Side::Sell => *price >= taker.price,
+            let crossing = match t.ord_type {
+                OrdType::Limit | OrdType::StopLimit => match t.side {
+                    Side::Buy => *price <= t.price,
+                    Side::Sell => *price >= t.price,
                 },
                 _ => true,
             };
             if !crossing {
-                return Err(format!(
-                    "trade at {price} outside taker limit {}",
-                    taker.price
-                ));
+                return Err(format!("trade at {price} outside taker limit {}", t.price));
             }
         }
+        states.update(ev);
     }
     Ok(())
 }
@@ -168,6 +182,8 @@ pub(crate) fn check_after(engine: &Engine, events: &[Event]) -> Result<(), Strin
 pub(crate) struct Harness {
     pub e: Engine,
     pub t: u64,
+    /// Orders as the events reported them (for `check_after`).
+    pub states: OrderStates,
 }
 
 impl Harness {
@@ -175,13 +191,14 @@ impl Harness {
         Harness {
             e: Engine::new(&test_config()).unwrap(),
             t: 1,
+            states: OrderStates::default(),
         }
     }
 
     pub fn run(&mut self, cmd: Command) -> Vec<Event> {
         let mut out = Vec::new();
         self.e.apply(&cmd, &mut out);
-        if let Err(e) = check_after(&self.e, &out) {
+        if let Err(e) = check_after(&self.e, &out, &mut self.states) {
             panic!("invariant: {e}\nevents: {out:#?}");
         }
         out

@@ -23,8 +23,8 @@ use rust_decimal::Decimal;
 
 use crate::engine::config::{ConfigError, ConvertError, InstrumentSpec, VenueConfig};
 use crate::engine::{
-    AccountId, CancelReason, CancelRejectReason, Command, Engine, Event, InstrumentId, Lots,
-    NewOrder, OrdType, OrderId, OrderInfo, Owner, RejectReason, Side, Ticks, Tif,
+    AccountId, CancelReason, CancelRejectReason, Command, Engine, Event, FillInfo, InstrumentId,
+    Lots, NewOrder, OrdType, OrderId, OrderInfo, Owner, RejectReason, Side, Ticks, Tif,
 };
 use crate::fix::time::{parse_utc, UtcNanos};
 use crate::fix::{tags, Message};
@@ -1302,7 +1302,11 @@ impl Venue {
                 taker,
                 ..
             } => {
-                for (o, liquidity) in [(maker, 1), (taker, 2)] {
+                for (f, liquidity) in [(maker, 1), (taker, 2)] {
+                    let Some(o) = self.filled_order(&f) else {
+                        debug_assert!(false, "trade for an order the venue does not know");
+                        continue;
+                    };
                     let fill = (qty, price, trade_id, liquidity);
                     self.report(&o, exec_type::TRADE, Some(fill), None, ts, out);
                 }
@@ -1594,6 +1598,27 @@ impl Venue {
         if done_status.is_some() {
             self.finish(no);
         }
+    }
+
+    /// A trade side in full: the remembered order with the trade's quantities.
+    fn filled_order(&self, f: &FillInfo) -> Option<OrderInfo> {
+        let rec = self.orders.get(self.by_engine_id.get(&f.order_id)?)?;
+        Some(OrderInfo {
+            order_id: f.order_id,
+            client_ref: f.client_ref,
+            owner: f.owner,
+            account: f.account,
+            instrument: rec.instrument,
+            side: rec.side,
+            ord_type: rec.ord_type,
+            tif: rec.tif,
+            price: rec.price,
+            stop_price: rec.stop_price,
+            qty: rec.qty,
+            cum_qty: f.cum_qty,
+            leaves_qty: f.leaves_qty,
+            cum_notional: f.cum_notional,
+        })
     }
 
     /// An ExecutionReport describing a remembered order as it is now.

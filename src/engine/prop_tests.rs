@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use crate::engine::codec::{decode_command, encode_command};
-use crate::engine::tests::check_after;
+use crate::engine::tests::{check_after, Seen};
 use crate::engine::*;
 
 const VENUE: &str = r#"
@@ -698,7 +698,7 @@ fn canonical(mut v: Vec<N>) -> Vec<N> {
 fn run_flow(flow: &[G]) -> Result<(Vec<Command>, Vec<Event>), TestCaseError> {
     let cfg = VenueConfig::from_toml_str(VENUE).unwrap();
     let mut engine = Engine::new(&cfg).unwrap();
-    let mut states = OrderStates::default();
+    let mut seen = Seen::default();
     let mut reference = Reference::default();
     // handle -> (engine order id, account)
     let mut handles: Vec<(OrderId, u32)> = Vec::new();
@@ -924,7 +924,7 @@ fn run_flow(flow: &[G]) -> Result<(Vec<Command>, Vec<Event>), TestCaseError> {
         cmds.push(cmd);
         out.clear();
         engine.apply(&cmd, &mut out);
-        check_after_prop(&engine, &out, &mut states)?;
+        check_after_prop(&engine, &out, &mut seen)?;
         if let (Command::NewOrder(_), Some(Event::Accepted { order })) = (
             &cmd,
             out.iter().find(|e| matches!(e, Event::Accepted { .. })),
@@ -979,12 +979,8 @@ fn engine_levels(e: &Engine) -> BTreeMap<(u32, Side, Ticks), (u64, u32)> {
     m
 }
 
-fn check_after_prop(
-    e: &Engine,
-    ev: &[Event],
-    states: &mut OrderStates,
-) -> Result<(), TestCaseError> {
-    check_after(e, ev, states).map_err(|m| TestCaseError::fail(format!("invariant: {m}")))
+fn check_after_prop(e: &Engine, ev: &[Event], seen: &mut Seen) -> Result<(), TestCaseError> {
+    check_after(e, ev, seen).map_err(|m| TestCaseError::fail(format!("invariant: {m}")))
 }
 
 /// Cases per property; the defaults add up to 10,000 flows checked against the reference.

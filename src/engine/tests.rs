@@ -2,6 +2,8 @@
 //! instruction, risk limit and STP mode, with the edge cases. Every
 //! command goes through `Harness::run`, which asserts the invariants after it.
 
+use std::collections::BTreeMap;
+
 use crate::engine::*;
 
 /// Instrument 0 `TST`: tick 0.01, reference 100.00 (10_000 ticks), band 20% → [8_000, 12_000].
@@ -91,14 +93,24 @@ pub(crate) fn limit(
     }
 }
 
-/// Checks the engine-wide invariants and the per-command event invariants. `states` holds
-/// every order as the events reported it so far (updated here): a Trade's sides are checked
-/// in full against it.
+/// What the events reported so far, kept by `check_after`: every working order's last full
+/// state (a Trade's sides are checked in full against it) and every position, booked from
+/// the Trade events fill by fill, maker then taker (the engine's batched booking must give
+/// exactly the same).
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    pub orders: OrderStates,
+    pub positions: BTreeMap<(AccountId, InstrumentId), Position>,
+}
+
+/// Checks the engine-wide invariants and the per-command event invariants against what
+/// the events reported before (`seen`, updated here).
 pub(crate) fn check_after(
     engine: &Engine,
     events: &[Event],
-    states: &mut OrderStates,
+    seen: &mut Seen,
 ) -> Result<(), String> {
+    let states = &mut seen.orders;
     engine.check_invariants()?;
     for inst in 0.. {
         if engine.book(inst).is_none() {
@@ -173,8 +185,20 @@ pub(crate) fn check_after(
             if !crossing {
                 return Err(format!("trade at {price} outside taker limit {}", t.price));
             }
+            for o in [m, t] {
+                let pos = seen.positions.entry((o.account, o.instrument)).or_default();
+                pos.apply_fill(o.side, *qty, *price);
+            }
         }
         states.update(ev);
+    }
+    for (&(a, i), want) in &seen.positions {
+        let got = engine.position(a, i).map(|p| p.position);
+        if got != Some(*want) {
+            return Err(format!(
+                "account {a} instrument {i}: position {got:?}, fill by fill {want:?}"
+            ));
+        }
     }
     Ok(())
 }
@@ -182,8 +206,8 @@ pub(crate) fn check_after(
 pub(crate) struct Harness {
     pub e: Engine,
     pub t: u64,
-    /// Orders as the events reported them (for `check_after`).
-    pub states: OrderStates,
+    /// What the events reported (for `check_after`).
+    pub seen: Seen,
 }
 
 impl Harness {
@@ -191,14 +215,14 @@ impl Harness {
         Harness {
             e: Engine::new(&test_config()).unwrap(),
             t: 1,
-            states: OrderStates::default(),
+            seen: Seen::default(),
         }
     }
 
     pub fn run(&mut self, cmd: Command) -> Vec<Event> {
         let mut out = Vec::new();
         self.e.apply(&cmd, &mut out);
-        if let Err(e) = check_after(&self.e, &out, &mut self.states) {
+        if let Err(e) = check_after(&self.e, &out, &mut self.seen) {
             panic!("invariant: {e}\nevents: {out:#?}");
         }
         out

@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
 use crate::engine::{
-    Event, FillInfo, InstrumentId, InstrumentSpec, Lots, OrderInfo, OrderStates, Owner, Ticks,
+    Event, InstrumentId, InstrumentSpec, Lots, OrderId, OrderInfo, OrderStates, Owner, Ticks,
     VenueConfig,
 };
 use crate::fix::Message;
@@ -287,19 +287,13 @@ impl<'a> Render<'a> {
         })
     }
 
-    /// One side of a trade: the order in full when it was reported before (always, in a dump
-    /// from the journal's start), else what the trade says about it.
-    fn fill(&mut self, f: &FillInfo, instrument: InstrumentId, states: &OrderStates) -> Value {
-        if let Some(o) = states.expand(f) {
-            return self.order(&o);
+    /// One side of a trade, the order in full after the fill when it was reported before
+    /// (always, in a dump from the journal's start), else its id.
+    fn fill(&mut self, id: OrderId, (qty, price): (Lots, Ticks), states: &OrderStates) -> Value {
+        match states.after_fill(id, qty, price) {
+            Some(o) => self.order(&o),
+            None => json!({ "engine_order_id": id }),
         }
-        json!({
-            "engine_order_id": f.order_id,
-            "session": self.session(f.owner),
-            "account": self.account(f.account),
-            "cum_qty": self.qty(instrument, f.cum_qty),
-            "leaves_qty": self.qty(instrument, f.leaves_qty),
-        })
     }
 
     /// An event; `states` holds the orders as reported by the events before it.
@@ -323,8 +317,8 @@ impl<'a> Render<'a> {
                 price,
                 qty,
                 aggressor,
-                maker,
-                taker,
+                maker_order_id,
+                taker_order_id,
             } => json!({
                 "event": "trade",
                 "trade_id": trade_id,
@@ -332,8 +326,8 @@ impl<'a> Render<'a> {
                 "price": self.price(instrument, price),
                 "qty": self.qty(instrument, qty),
                 "aggressor": snake(aggressor),
-                "maker": self.fill(&maker, instrument, states),
-                "taker": self.fill(&taker, instrument, states),
+                "maker": self.fill(maker_order_id, (qty, price), states),
+                "taker": self.fill(taker_order_id, (qty, price), states),
             }),
             Event::Cancelled { order, reason, .. } => json!({
                 "event": "cancelled",

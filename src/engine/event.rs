@@ -1,8 +1,8 @@
 //! Events: everything the engine reports. Each order event carries an
-//! `OrderInfo` with what a FIX ExecutionReport needs; a Trade carries, per side, only
-//! what the fill changed (`FillInfo`): the order's other fields are in the event that
-//! last reported it in full (Accepted, Replaced, Triggered). Events are plain data
-//! (no heap), so pushing them into the caller's Vec does not allocate.
+//! `OrderInfo` with what a FIX ExecutionReport needs, except Trade, which names its two
+//! orders by id: their state after the fill is their last full report (Accepted,
+//! Replaced, Triggered) plus the trades since (`OrderStates` keeps that for a consumer).
+//! Events are plain data (no heap), so pushing them into the caller's Vec does not allocate.
 
 use std::collections::HashMap;
 
@@ -44,49 +44,22 @@ pub struct OrderInfo {
 }
 
 impl OrderInfo {
+    /// The order after a fill of `qty` lots at `price` (as the engine books it).
+    pub fn after_fill(&self, qty: Lots, price: Ticks) -> OrderInfo {
+        OrderInfo {
+            cum_qty: self.cum_qty + qty,
+            leaves_qty: self.qty - (self.cum_qty + qty),
+            cum_notional: self.cum_notional + qty as i64 * price,
+            ..*self
+        }
+    }
+
     /// Average fill price in ticks (0.0 if nothing filled).
     pub fn avg_price_ticks(&self) -> f64 {
         if self.cum_qty == 0 {
             0.0
         } else {
             self.cum_notional as f64 / self.cum_qty as f64
-        }
-    }
-}
-
-/// One side of a trade: the order and its quantities after the fill. Side, type, time in
-/// force, prices and order quantity did not change since the order's last full report
-/// (Accepted, Replaced or Triggered); `qty = cum_qty + leaves_qty`, and the maker's side is
-/// the opposite of the trade's aggressor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FillInfo {
-    /// Engine order id.
-    pub order_id: OrderId,
-    /// Caller reference of the order's latest accepted request.
-    pub client_ref: u64,
-    /// Owner (session) id.
-    pub owner: Owner,
-    /// Account.
-    pub account: AccountId,
-    /// Filled so far, lots.
-    pub cum_qty: Lots,
-    /// Still working, lots (0 once done).
-    pub leaves_qty: Lots,
-    /// Sum of fill price x qty, ticks x lots.
-    pub cum_notional: i64,
-}
-
-impl FillInfo {
-    /// The order's full state after the fill, given its last full report `last`
-    /// (which must be the same order).
-    pub fn apply_to(&self, last: &OrderInfo) -> OrderInfo {
-        debug_assert_eq!(self.order_id, last.order_id);
-        OrderInfo {
-            client_ref: self.client_ref,
-            cum_qty: self.cum_qty,
-            leaves_qty: self.leaves_qty,
-            cum_notional: self.cum_notional,
-            ..*last
         }
     }
 }
@@ -100,14 +73,15 @@ pub struct OrderStates {
 }
 
 impl OrderStates {
-    /// A trade side in full, if its order was reported in full before.
-    pub fn expand(&self, fill: &FillInfo) -> Option<OrderInfo> {
-        self.orders.get(&fill.order_id).map(|o| fill.apply_to(o))
-    }
-
     /// A working order's last known state.
     pub fn get(&self, order_id: OrderId) -> Option<&OrderInfo> {
         self.orders.get(&order_id)
+    }
+
+    /// A known order's state after a fill of `qty` lots at `price` (not recorded: `update`
+    /// does that).
+    pub fn after_fill(&self, order_id: OrderId, qty: Lots, price: Ticks) -> Option<OrderInfo> {
+        self.orders.get(&order_id).map(|o| o.after_fill(qty, price))
     }
 
     /// Working orders known.
@@ -132,12 +106,19 @@ impl OrderStates {
                     self.orders.remove(&order.order_id);
                 }
             }
-            Event::Trade { maker, taker, .. } => {
-                for f in [maker, taker] {
-                    if f.leaves_qty == 0 {
-                        self.orders.remove(&f.order_id);
-                    } else if let Some(o) = self.orders.get_mut(&f.order_id) {
-                        *o = f.apply_to(o);
+            Event::Trade {
+                price,
+                qty,
+                maker_order_id,
+                taker_order_id,
+                ..
+            } => {
+                for id in [maker_order_id, taker_order_id] {
+                    if let Some(o) = self.orders.get_mut(&id) {
+                        *o = o.after_fill(qty, price);
+                        if o.leaves_qty == 0 {
+                            self.orders.remove(&id);
+                        }
                     }
                 }
             }
@@ -277,10 +258,10 @@ pub enum Event {
         qty: Lots,
         /// Side of the taker.
         aggressor: Side,
-        /// Maker after the fill (liquidity provider); its side is the opposite of `aggressor`.
-        maker: FillInfo,
-        /// Taker after the fill (liquidity remover).
-        taker: FillInfo,
+        /// The maker (liquidity provider); its side is the opposite of `aggressor`.
+        maker_order_id: OrderId,
+        /// The taker (liquidity remover).
+        taker_order_id: OrderId,
     },
     /// An order left the book unfilled (remainder).
     Cancelled {

@@ -468,7 +468,13 @@ impl Engine {
         ins.last_trade = Some(price);
         let book = &mut ins.book;
         let taker = self.slab.get(t);
-        let mut t_info = taker.fill_info();
+        // The taker's quantities, booked into its order after the level.
+        let mut t_info = Taker {
+            order_id: taker.id,
+            cum_qty: taker.cum_qty,
+            leaves_qty: taker.leaves(),
+            cum_notional: taker.cum_notional,
+        };
         let (t_side, t_account, t_risk_price) = (taker.side, taker.account, taker.risk_price);
         let m_side = t_side.opposite();
         let t_ai = t_account as usize * n_inst + inst as usize;
@@ -524,8 +530,8 @@ impl Engine {
                 price,
                 qty: q,
                 aggressor: t_side,
-                maker: mo.fill_info(),
-                taker: t_info,
+                maker_order_id: mo.id,
+                taker_order_id: t_info.order_id,
             });
             debug_assert_eq!(
                 mo.risk_price, price,
@@ -1317,6 +1323,15 @@ fn touch(
         qty_before: qty,
         count_before: count,
     });
+}
+
+/// The taker's figures during `Engine::fill_level`.
+#[derive(Debug, Clone, Copy)]
+struct Taker {
+    order_id: OrderId,
+    cum_qty: Lots,
+    leaves_qty: Lots,
+    cum_notional: i64,
 }
 
 /// What every fill of one `Engine::fill_level` call shares.

@@ -2,7 +2,7 @@
 //! order id, so ids are unique, deterministic and resolve to a slot in O(1)
 //! without a hash map. The slab never shrinks; freed slots are reused LIFO.
 
-use crate::engine::event::{FillInfo, OrderInfo};
+use crate::engine::event::OrderInfo;
 use crate::engine::types::{
     AccountId, InstrumentId, Lots, OrdType, OrderId, Owner, Side, Ticks, Tif,
 };
@@ -100,20 +100,6 @@ impl Order {
             self.leaves()
         } else {
             self.max_floor.min(self.leaves())
-        }
-    }
-
-    /// Trade view (the order's id and quantities).
-    #[inline(always)]
-    pub(crate) fn fill_info(&self) -> FillInfo {
-        FillInfo {
-            order_id: self.id,
-            client_ref: self.client_ref,
-            owner: self.owner,
-            account: self.account,
-            cum_qty: self.cum_qty,
-            leaves_qty: self.leaves(),
-            cum_notional: self.cum_notional,
         }
     }
 

@@ -608,28 +608,27 @@ fn gen_cmd() -> impl Strategy<Value = G> {
     ]
 }
 
-/// Normalises engine events, resolving nothing: client refs are the identity.
-fn normalise(ev: &[Event]) -> Vec<N> {
+/// Normalises engine events, resolving nothing: client refs are the identity. `trades` are
+/// the command's trades in full (maker and taker after each fill, from `check_after`).
+fn normalise(ev: &[Event], trades: &[(OrderInfo, OrderInfo)]) -> Vec<N> {
+    let mut trades = trades.iter();
     ev.iter()
         .map(|e| match *e {
             Event::Accepted { order } => N::Accepted(order.client_ref, order.leaves_qty),
             Event::Rejected { order, reason, .. } => {
                 N::Rejected(order.client_ref, format!("{reason:?}"))
             }
-            Event::Trade {
-                maker,
-                taker,
-                price,
-                qty,
-                ..
-            } => N::Trade(
-                maker.client_ref,
-                taker.client_ref,
-                price,
-                qty,
-                maker.leaves_qty,
-                taker.leaves_qty,
-            ),
+            Event::Trade { price, qty, .. } => {
+                let (maker, taker) = trades.next().expect("every trade checked in full");
+                N::Trade(
+                    maker.client_ref,
+                    taker.client_ref,
+                    price,
+                    qty,
+                    maker.leaves_qty,
+                    taker.leaves_qty,
+                )
+            }
             Event::Cancelled { order, reason, .. } => {
                 N::Cancelled(order.client_ref, format!("{reason:?}"), order.cum_qty)
             }
@@ -944,7 +943,7 @@ fn run_flow(flow: &[G]) -> Result<(Vec<Command>, Vec<Event>), TestCaseError> {
                 want.push(N::Level(k.0, k.1, k.2, a.0, a.1));
             }
         }
-        let got = canonical(normalise(&out));
+        let got = canonical(normalise(&out, &seen.trades));
         let want = canonical(want);
         prop_assert_eq!(&got, &want, "step {} command {:?}", step, cmd);
         prop_assert_eq!(

@@ -23,8 +23,8 @@ use rust_decimal::Decimal;
 
 use crate::engine::config::{ConfigError, ConvertError, InstrumentSpec, VenueConfig};
 use crate::engine::{
-    AccountId, CancelReason, CancelRejectReason, Command, Engine, Event, FillInfo, InstrumentId,
-    Lots, NewOrder, OrdType, OrderId, OrderInfo, Owner, RejectReason, Side, Ticks, Tif,
+    AccountId, CancelReason, CancelRejectReason, Command, Engine, Event, InstrumentId, Lots,
+    NewOrder, OrdType, OrderId, OrderInfo, Owner, RejectReason, Side, Ticks, Tif,
 };
 use crate::fix::time::{parse_utc, UtcNanos};
 use crate::fix::{tags, Message};
@@ -274,6 +274,14 @@ impl OrderRec {
         self.leaves_qty = o.leaves_qty;
         self.cum_notional = o.cum_notional;
         self.status = working_status(o.cum_qty);
+    }
+
+    /// A fill of `qty` lots at `price` (as the engine books it).
+    fn fill(&mut self, qty: Lots, price: Ticks) {
+        self.cum_qty += qty;
+        self.leaves_qty = self.qty - self.cum_qty;
+        self.cum_notional += qty as i64 * price;
+        self.status = working_status(self.cum_qty);
     }
 }
 
@@ -1298,17 +1306,12 @@ impl Venue {
                 trade_id,
                 price,
                 qty,
-                maker,
-                taker,
+                maker_order_id,
+                taker_order_id,
                 ..
             } => {
-                for (f, liquidity) in [(maker, 1), (taker, 2)] {
-                    let Some(o) = self.filled_order(&f) else {
-                        debug_assert!(false, "trade for an order the venue does not know");
-                        continue;
-                    };
-                    let fill = (qty, price, trade_id, liquidity);
-                    self.report(&o, exec_type::TRADE, Some(fill), None, ts, out);
+                for (id, liquidity) in [(maker_order_id, 1), (taker_order_id, 2)] {
+                    self.report_fill(id, (qty, price, trade_id, liquidity), ts, out);
                 }
             }
             Event::Cancelled {
@@ -1550,7 +1553,52 @@ impl Venue {
         ts: u64,
         out: &mut Vec<(Arc<str>, OutboundMessage)>,
     ) {
-        let Some(&no) = self.by_engine_id.get(&o.order_id) else {
+        self.report_with(
+            o.order_id,
+            |rec| rec.update(o),
+            exec_type,
+            fill,
+            text,
+            ts,
+            out,
+        );
+    }
+
+    /// A Trade's ExecutionReport for one of its orders (`fill`: qty, price, trade id,
+    /// liquidity indicator); the venue's record is the order before the fill.
+    fn report_fill(
+        &mut self,
+        order_id: OrderId,
+        fill: (Lots, Ticks, u64, u8),
+        ts: u64,
+        out: &mut Vec<(Arc<str>, OutboundMessage)>,
+    ) {
+        let (qty, price, ..) = fill;
+        let update = |rec: &mut OrderRec| rec.fill(qty, price);
+        self.report_with(
+            order_id,
+            update,
+            exec_type::TRADE,
+            Some(fill),
+            None,
+            ts,
+            out,
+        );
+    }
+
+    /// Updates the record of an order with `update`, then reports it.
+    #[allow(clippy::too_many_arguments)]
+    fn report_with(
+        &mut self,
+        order_id: OrderId,
+        update: impl FnOnce(&mut OrderRec),
+        exec_type: u8,
+        fill: Option<(Lots, Ticks, u64, u8)>,
+        text: Option<&str>,
+        ts: u64,
+        out: &mut Vec<(Arc<str>, OutboundMessage)>,
+    ) {
+        let Some(&no) = self.by_engine_id.get(&order_id) else {
             debug_assert!(false, "event for an order the venue does not know");
             return;
         };
@@ -1558,11 +1606,11 @@ impl Venue {
         let Some(rec) = self.orders.get_mut(&no) else {
             return;
         };
-        rec.update(o);
+        update(rec);
         let done_status = match exec_type {
             exec_type::CANCELED => Some(status::CANCELED),
             exec_type::EXPIRED => Some(status::EXPIRED),
-            _ if o.leaves_qty == 0 => Some(status::FILLED),
+            _ if rec.leaves_qty == 0 => Some(status::FILLED),
             _ => None,
         };
         if let Some(s) = done_status {
@@ -1598,27 +1646,6 @@ impl Venue {
         if done_status.is_some() {
             self.finish(no);
         }
-    }
-
-    /// A trade side in full: the remembered order with the trade's quantities.
-    fn filled_order(&self, f: &FillInfo) -> Option<OrderInfo> {
-        let rec = self.orders.get(self.by_engine_id.get(&f.order_id)?)?;
-        Some(OrderInfo {
-            order_id: f.order_id,
-            client_ref: f.client_ref,
-            owner: f.owner,
-            account: f.account,
-            instrument: rec.instrument,
-            side: rec.side,
-            ord_type: rec.ord_type,
-            tif: rec.tif,
-            price: rec.price,
-            stop_price: rec.stop_price,
-            qty: rec.qty,
-            cum_qty: f.cum_qty,
-            leaves_qty: f.leaves_qty,
-            cum_notional: f.cum_notional,
-        })
     }
 
     /// An ExecutionReport describing a remembered order as it is now.

@@ -4,6 +4,10 @@
 //! crates `lobster`, `matchcore` and `orderbook-rs` driven by the same stream,
 //! allocations per operation (counting global allocator), and journal replay rate.
 //!
+//! The fills scenarios run twice: makers and taker on one account (self-trades allowed), and
+//! makers on one account with the taker on another; only fixgw has accounts, the crates get
+//! exactly the same operations both times.
+//!
 //! `cargo bench --bench engine` runs criterion and then prints a summary table.
 //! `cargo bench --bench engine -- --summary-only` prints only the summary.
 
@@ -144,6 +148,9 @@ trait Book {
     fn place(&mut self, h: u32, side: Side, price: i64, qty: u64);
     fn market(&mut self, h: u32, side: Side, qty: u64);
     fn cancel(&mut self, h: u32);
+    /// The account of the orders placed from now on (fixgw only: the crates have no
+    /// accounts, so they run exactly the same operations either way).
+    fn set_account(&mut self, _account: u32) {}
     fn run(&mut self, ops: &[Op]) {
         for op in ops {
             match *op {
@@ -169,6 +176,10 @@ symbol = "BENCH"
 tick_size = "0.01"
 [[accounts]]
 name = "ACC"
+self_trade = "allow"
+limits = { max_order_qty = "1000000000", max_order_notional = "1000000000000", max_open_orders = 100000000, credit_limit = "9000000000000", max_position = "1000000000" }
+[[accounts]]
+name = "ACC2"
 self_trade = "allow"
 limits = { max_order_qty = "1000000000", max_order_notional = "1000000000000", max_open_orders = 100000000, credit_limit = "9000000000000", max_position = "1000000000" }
 "#;
@@ -204,12 +215,22 @@ fn new_order(
     })
 }
 
+/// A new order command for another account (owner 1 + account).
+fn on_account(mut cmd: Command, account: u32) -> Command {
+    if let Command::NewOrder(ref mut n) = cmd {
+        n.account = account;
+        n.owner = 1 + account;
+    }
+    cmd
+}
+
 /// fixgw's engine, with risk checks, positions and full events (as the gateway runs it).
 struct Fixgw {
     e: Engine,
     out: Vec<Event>,
     ids: Vec<OrderId>,
     ts: u64,
+    account: u32,
 }
 
 impl Fixgw {
@@ -232,7 +253,11 @@ impl Book for Fixgw {
             out: Vec::with_capacity(1024),
             ids: vec![0; handles],
             ts: 0,
+            account: 0,
         }
+    }
+    fn set_account(&mut self, account: u32) {
+        self.account = account;
     }
     fn place(&mut self, h: u32, side: Side, price: i64, qty: u64) {
         let cmd = new_order(
@@ -244,27 +269,21 @@ impl Book for Fixgw {
             Tif::Gtc,
             h as u64,
         );
+        let cmd = on_account(cmd, self.account);
         if let Some(id) = self.apply(cmd) {
             self.ids[h as usize] = id;
         }
     }
     fn market(&mut self, h: u32, side: Side, qty: u64) {
-        self.apply(new_order(
-            self.ts,
-            side,
-            OrdType::Market,
-            0,
-            qty,
-            Tif::Ioc,
-            h as u64,
-        ));
+        let cmd = new_order(self.ts, side, OrdType::Market, 0, qty, Tif::Ioc, h as u64);
+        self.apply(on_account(cmd, self.account));
     }
     fn cancel(&mut self, h: u32) {
         let order_id = self.ids[h as usize];
         self.apply(Command::Cancel {
             ts_ns: self.ts,
-            owner: 1,
-            account: 0,
+            owner: 1 + self.account,
+            account: self.account,
             order_id,
             client_ref: 0,
         });
@@ -477,9 +496,20 @@ fn cancel_scattered<B: Book>(b: &mut B, n: usize) {
     }
 }
 
-/// `levels` price levels of `k` resting asks each; one aggressive buy per level fills exactly k orders.
+/// `levels` price levels of `k` resting asks each; one aggressive buy per level fills exactly k
+/// orders. Makers and taker on one account (self-trades, `self_trade = "allow"`).
 fn fill_k<B: Book>(k: usize, levels: usize) -> (Duration, u64) {
+    fill_k_accounts::<B>(k, levels, 0)
+}
+
+/// `fill_k` with the makers on a second account (fixgw; the crates run the same operations).
+fn fill_k_two_accounts<B: Book>(k: usize, levels: usize) -> (Duration, u64) {
+    fill_k_accounts::<B>(k, levels, 1)
+}
+
+fn fill_k_accounts<B: Book>(k: usize, levels: usize, maker_account: u32) -> (Duration, u64) {
     let mut b = B::new(levels * k + levels + 1);
+    b.set_account(maker_account);
     let mut h = 0u32;
     for l in 0..levels {
         for _ in 0..k {
@@ -487,6 +517,7 @@ fn fill_k<B: Book>(k: usize, levels: usize) -> (Duration, u64) {
             h += 1;
         }
     }
+    b.set_account(0);
     let a0 = allocs();
     let t0 = Instant::now();
     sweep(&mut b, h, k, levels);
@@ -594,6 +625,21 @@ fn criterion_benches(c: &mut Criterion) {
         g.finish();
     }
 
+    let mut g = c.benchmark_group("aggressive_fills_50_two_accounts");
+    g.bench_function("fixgw", |bch| {
+        bch.iter_custom(|n| per_levels(n, 50, fill_k_two_accounts::<Fixgw>))
+    });
+    g.bench_function("lobster", |bch| {
+        bch.iter_custom(|n| per_levels(n, 50, fill_k_two_accounts::<Lobster>))
+    });
+    g.bench_function("matchcore", |bch| {
+        bch.iter_custom(|n| per_levels(n, 50, fill_k_two_accounts::<Matchcore>))
+    });
+    g.bench_function("orderbook-rs", |bch| {
+        bch.iter_custom(|n| per_levels(n, 50, fill_k_two_accounts::<OrderbookRs>))
+    });
+    g.finish();
+
     let ops = mixed_stream(200_000, 42);
     let mut g = c.benchmark_group("mixed_stream_180k_timed_ops");
     g.sample_size(10);
@@ -673,6 +719,23 @@ fn row<B: Book>(ops: &[Op]) -> String {
     format!("| {} | {} |", B::NAME, cells.join(" | "))
 }
 
+/// The fills scenarios with makers and taker on two accounts.
+fn row_two_accounts<B: Book>() -> String {
+    let cells: Vec<String> = [1, 5, 50]
+        .iter()
+        .map(|&k| {
+            let levels = 5_000 / k;
+            let (d, a) = best(5, || fill_k_two_accounts::<B>(k, levels));
+            format!(
+                "{:.0} ({:.2})",
+                d.as_nanos() as f64 / levels as f64,
+                a as f64 / levels as f64
+            )
+        })
+        .collect();
+    format!("| {} | {} |", B::NAME, cells.join(" | "))
+}
+
 fn replay_rates(ops: &[Op]) {
     let cmds = engine_commands(ops);
     let cfg = venue();
@@ -749,6 +812,15 @@ fn summary() {
     println!("{}", row::<Matchcore>(&ops));
     println!("{}", row::<OrderbookRs>(&ops));
     println!();
+    println!("Aggressive fills with the makers on one account and the taker on another (fixgw;");
+    println!("the crates have no accounts and run exactly the same operations as above):\n");
+    println!("| implementation | fills 1 | fills 5 | fills 50 |");
+    println!("|---|---|---|---|");
+    println!("{}", row_two_accounts::<Fixgw>());
+    println!("{}", row_two_accounts::<Lobster>());
+    println!("{}", row_two_accounts::<Matchcore>());
+    println!("{}", row_two_accounts::<OrderbookRs>());
+    println!();
     replay_rates(&ops);
 }
 
@@ -770,9 +842,26 @@ fn main() {
             if what == "fill1" {
                 black_box(fill_k::<Fixgw>(1, 5000));
             }
+            if what == "fill2" {
+                black_box(fill_k_two_accounts::<Fixgw>(50, 100));
+            }
             if what.is_empty() || what == "mixed" {
                 black_box(mixed::<Fixgw>(&ops));
             }
+        }
+        return;
+    }
+    if std::env::args().any(|a| a == "--fills-only") {
+        // Quick A/B of the fills 50 scenarios: fixgw and lobster only.
+        for _ in 0..3 {
+            let ns = |(d, _): (Duration, u64)| d.as_nanos() as f64 / 100.0;
+            println!(
+                "fills 50: fixgw {:.0} / two accounts {:.0}; lobster {:.0} / {:.0}",
+                ns(best(15, || fill_k::<Fixgw>(50, 100))),
+                ns(best(15, || fill_k_two_accounts::<Fixgw>(50, 100))),
+                ns(best(15, || fill_k::<Lobster>(50, 100))),
+                ns(best(15, || fill_k_two_accounts::<Lobster>(50, 100))),
+            );
         }
         return;
     }

@@ -13,7 +13,8 @@ use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
 use crate::engine::{
-    Event, InstrumentId, InstrumentSpec, Lots, OrderInfo, Owner, Ticks, VenueConfig,
+    Event, InstrumentId, InstrumentSpec, Lots, OrderId, OrderInfo, OrderStates, Owner, Ticks,
+    VenueConfig,
 };
 use crate::fix::Message;
 use crate::gateway::{build_venue, data_dir, load_settings};
@@ -286,7 +287,17 @@ impl<'a> Render<'a> {
         })
     }
 
-    fn event(&mut self, e: &Event) -> Value {
+    /// One side of a trade, the order in full after the fill when it was reported before
+    /// (always, in a dump from the journal's start), else its id.
+    fn fill(&mut self, id: OrderId, (qty, price): (Lots, Ticks), states: &OrderStates) -> Value {
+        match states.after_fill(id, qty, price) {
+            Some(o) => self.order(&o),
+            None => json!({ "engine_order_id": id }),
+        }
+    }
+
+    /// An event; `states` holds the orders as reported by the events before it.
+    fn event(&mut self, e: &Event, states: &OrderStates) -> Value {
         match *e {
             Event::Accepted { order } => json!({"event": "accepted", "order": self.order(&order)}),
             Event::Rejected {
@@ -306,8 +317,8 @@ impl<'a> Render<'a> {
                 price,
                 qty,
                 aggressor,
-                maker,
-                taker,
+                maker_order_id,
+                taker_order_id,
             } => json!({
                 "event": "trade",
                 "trade_id": trade_id,
@@ -315,8 +326,8 @@ impl<'a> Render<'a> {
                 "price": self.price(instrument, price),
                 "qty": self.qty(instrument, qty),
                 "aggressor": snake(aggressor),
-                "maker": self.order(&maker),
-                "taker": self.order(&taker),
+                "maker": self.fill(maker_order_id, (qty, price), states),
+                "taker": self.fill(taker_order_id, (qty, price), states),
             }),
             Event::Cancelled { order, reason, .. } => json!({
                 "event": "cancelled",
@@ -450,6 +461,8 @@ pub fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let names = Names::new(&journal.settings, &journal.venue);
     let mut venue = journal.fresh_venue()?;
     let mut produced = Vec::new();
+    // Every order's last full state, for the trades (updated by every input's events).
+    let mut states = OrderStates::default();
     let want_session = args.session.as_deref().map(comp_id_of);
     journal.for_each_batch("journal dump", |batch, _, inputs| {
         for (i, input) in inputs.iter().enumerate() {
@@ -465,6 +478,7 @@ pub fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                     && venue.last_events().is_empty()
                     && produced.is_empty())
             {
+                venue.last_events().iter().for_each(|e| states.update(e));
                 continue;
             }
             let mut render = Render::new(&names);
@@ -497,7 +511,11 @@ pub fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             let events: Vec<Value> = venue
                 .last_events()
                 .iter()
-                .map(|e| render.event(e))
+                .map(|e| {
+                    let v = render.event(e, &states);
+                    states.update(e);
+                    v
+                })
                 .collect();
             line.insert("events".into(), events.into());
             let messages: Vec<Value> = produced

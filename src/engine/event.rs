@@ -1,6 +1,10 @@
 //! Events: everything the engine reports. Each order event carries an
-//! `OrderInfo` with what a FIX ExecutionReport needs. Events are plain data
-//! (no heap), so pushing them into the caller's Vec does not allocate.
+//! `OrderInfo` with what a FIX ExecutionReport needs, except Trade, which names its two
+//! orders by id: their state after the fill is their last full report (Accepted,
+//! Replaced, Triggered) plus the trades since (`OrderStates` keeps that for a consumer).
+//! Events are plain data (no heap), so pushing them into the caller's Vec does not allocate.
+
+use std::collections::HashMap;
 
 use crate::engine::types::{
     AccountId, InstrumentId, Lots, OrdType, OrderId, Owner, Side, Ticks, Tif, TradeId,
@@ -40,12 +44,88 @@ pub struct OrderInfo {
 }
 
 impl OrderInfo {
+    /// The order after a fill of `qty` lots at `price` (as the engine books it).
+    pub fn after_fill(&self, qty: Lots, price: Ticks) -> OrderInfo {
+        OrderInfo {
+            cum_qty: self.cum_qty + qty,
+            leaves_qty: self.qty - (self.cum_qty + qty),
+            cum_notional: self.cum_notional + qty as i64 * price,
+            ..*self
+        }
+    }
+
     /// Average fill price in ticks (0.0 if nothing filled).
     pub fn avg_price_ticks(&self) -> f64 {
         if self.cum_qty == 0 {
             0.0
         } else {
             self.cum_notional as f64 / self.cum_qty as f64
+        }
+    }
+}
+
+/// The last full state of every working order, kept from the events, for consumers that
+/// want a Trade's orders in full (a journal dump, tests). Orders are forgotten once done.
+/// Not used by the engine (it allocates).
+#[derive(Debug, Clone, Default)]
+pub struct OrderStates {
+    orders: HashMap<OrderId, OrderInfo>,
+}
+
+impl OrderStates {
+    /// A working order's last known state.
+    pub fn get(&self, order_id: OrderId) -> Option<&OrderInfo> {
+        self.orders.get(&order_id)
+    }
+
+    /// A known order's state after a fill of `qty` lots at `price` (not recorded: `update`
+    /// does that).
+    pub fn after_fill(&self, order_id: OrderId, qty: Lots, price: Ticks) -> Option<OrderInfo> {
+        self.orders.get(&order_id).map(|o| o.after_fill(qty, price))
+    }
+
+    /// Working orders known.
+    pub fn len(&self) -> usize {
+        self.orders.len()
+    }
+
+    /// True when no working order is known.
+    pub fn is_empty(&self) -> bool {
+        self.orders.is_empty()
+    }
+
+    /// Takes one event into account (call it after reading the event, in event order).
+    pub fn update(&mut self, ev: &Event) {
+        match *ev {
+            Event::Accepted { order }
+            | Event::Replaced { order, .. }
+            | Event::Triggered { order } => {
+                if order.leaves_qty > 0 {
+                    self.orders.insert(order.order_id, order);
+                } else {
+                    self.orders.remove(&order.order_id);
+                }
+            }
+            Event::Trade {
+                price,
+                qty,
+                maker_order_id,
+                taker_order_id,
+                ..
+            } => {
+                for id in [maker_order_id, taker_order_id] {
+                    if let Some(o) = self.orders.get_mut(&id) {
+                        *o = o.after_fill(qty, price);
+                        if o.leaves_qty == 0 {
+                            self.orders.remove(&id);
+                        }
+                    }
+                }
+            }
+            Event::Cancelled { order, .. } | Event::Expired { order } => {
+                self.orders.remove(&order.order_id);
+            }
+            _ => {}
         }
     }
 }
@@ -178,10 +258,10 @@ pub enum Event {
         qty: Lots,
         /// Side of the taker.
         aggressor: Side,
-        /// Maker after the fill (liquidity provider).
-        maker: OrderInfo,
-        /// Taker after the fill (liquidity remover).
-        taker: OrderInfo,
+        /// The maker (liquidity provider); its side is the opposite of `aggressor`.
+        maker_order_id: OrderId,
+        /// The taker (liquidity remover).
+        taker_order_id: OrderId,
     },
     /// An order left the book unfilled (remainder).
     Cancelled {

@@ -486,7 +486,7 @@ impl<J: Journal> JournaledEngine<J> {
 mod tests {
     use super::*;
     use crate::engine::command::NewOrder;
-    use crate::engine::tests::{check_after, test_config};
+    use crate::engine::tests::{check_after, test_config, Seen};
     use crate::engine::types::{OrdType, Side, Tif};
 
     /// A deterministic mixed flow (place, cancel, replace, market, stops, expiry) from an LCG.
@@ -587,10 +587,11 @@ mod tests {
     fn run_all(cmds: &[Command]) -> (Engine, Vec<Vec<Event>>) {
         let mut e = Engine::new(&test_config()).unwrap();
         let mut all = Vec::new();
+        let mut seen = Seen::default();
         for c in cmds {
             let mut out = Vec::new();
             e.apply(c, &mut out);
-            check_after(&e, &out).unwrap();
+            check_after(&e, &out, &mut seen).unwrap();
             all.push(out);
         }
         (e, all)

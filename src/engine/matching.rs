@@ -447,10 +447,12 @@ impl Engine {
     /// own order under STP) until the taker is done, the level is gone, an iceberg refills,
     /// or the next head is an own order (`own`); the caller's loop takes it from there.
     ///
-    /// Per fill: the Trade event, the maker's state, reservation and position, the taker's
-    /// position, the maker's slot freed. Once per call: the level's aggregates and queue head,
-    /// the taker's quantities and (when exactly equal, see `taker_release_batched`) its
-    /// reservation release.
+    /// Per fill: the Trade event, the maker's quantities, the maker's slot freed, and the
+    /// positions only where fills of one position interleave (a maker of the taker's account)
+    /// or reduce it (see `MakerRun`, `Position::grows_with`). Once per call: the level's aggregates and
+    /// queue head, the taker's quantities and (when exactly equal, see
+    /// `taker_release_batched`) its reservation release, the taker's position while its fills
+    /// only add to it. Once per run of makers of one account: see `MakerRun`.
     fn fill_level(
         &mut self,
         inst: InstrumentId,
@@ -466,8 +468,15 @@ impl Engine {
         ins.last_trade = Some(price);
         let book = &mut ins.book;
         let taker = self.slab.get(t);
-        let mut t_info = taker.info(false);
+        // The taker's quantities, booked into its order after the level.
+        let mut t_info = Taker {
+            order_id: taker.id,
+            cum_qty: taker.cum_qty,
+            leaves_qty: taker.leaves(),
+            cum_notional: taker.cum_notional,
+        };
         let (t_side, t_account, t_risk_price) = (taker.side, taker.account, taker.risk_price);
+        let m_side = t_side.opposite();
         let t_ai = t_account as usize * n_inst + inst as usize;
         let t_acct = &self.accounts[t_account as usize];
         let batched = taker_release_batched(t_acct, t_side, t_info.leaves_qty, t_risk_price, cash);
@@ -476,9 +485,30 @@ impl Engine {
         let mut t_pos = self.acct_inst[t_ai].pos;
         let t_cost0 = t_pos.open_cost.saturating_abs();
         let deferred = cost_deferred(t_acct, t_cost0, t_info.leaves_qty, price, cash);
+        // Taker lots traded but not yet in `t_pos`: while its fills only add to the position
+        // they are booked as one (exact), before the next fill of a maker of its account.
+        let mut t_adds = deferred && t_pos.grows_with(t_side);
+        let mut t_unbooked: Lots = 0;
         let mut m = book.level(l).head;
+        let lf = LevelFill {
+            n_inst,
+            side: m_side,
+            price,
+            cash,
+            taker_account: t_account,
+        };
+        let first = self.slab.get(m).account;
+        let mut makers = MakerRun::start(
+            &lf,
+            &self.accounts,
+            &self.acct_inst,
+            first,
+            inst,
+            t_info.leaves_qty,
+        );
         // Level aggregates to book once: lots traded, hidden lots leaving, orders leaving.
         let mut run: (Lots, Lots, u32) = (0, 0, 0);
+        let mut freed = 0u32;
         let mut refill = false;
         let next = loop {
             let mo = &mut self.slab.orders[m as usize];
@@ -500,36 +530,47 @@ impl Engine {
                 price,
                 qty: q,
                 aggressor: t_side,
-                maker: mo.info(false),
-                taker: t_info,
+                maker_order_id: mo.id,
+                taker_order_id: t_info.order_id,
             });
-            // Reservation release and position, maker first, then taker. A maker of the
-            // taker's account trades into the same position, kept in `t_pos` for the level.
-            let same = mo.account == t_account;
-            let m_ai = if same {
-                t_ai
+            debug_assert_eq!(
+                mo.risk_price, price,
+                "a resting order's risk price is its price"
+            );
+            if mo.account != makers.account {
+                makers.settle(&lf, &mut self.accounts, &mut self.acct_inst);
+                let left = t_info.leaves_qty + q;
+                makers =
+                    MakerRun::start(&lf, &self.accounts, &self.acct_inst, mo.account, inst, left);
+            }
+            makers.fill(&lf, &mut self.accounts, &mut self.acct_inst, q);
+            if makers.account == t_account {
+                // One position for both sides of the fill: maker first, then taker, in order.
+                let t_acct = &mut self.accounts[t_account as usize];
+                if t_unbooked > 0 {
+                    t_pos.apply_fill(t_side, t_unbooked, price);
+                    t_unbooked = 0;
+                }
+                if deferred {
+                    t_pos.apply_fill(m_side, q, price);
+                    t_pos.apply_fill(t_side, q, price);
+                } else {
+                    book_fill(t_acct, &mut t_pos, m_side, q, price, cash);
+                    book_fill(t_acct, &mut t_pos, t_side, q, price, cash);
+                }
+                t_adds = deferred && t_pos.grows_with(t_side);
+            } else if t_adds {
+                t_unbooked += q;
+            } else if deferred {
+                t_pos.apply_fill(t_side, q, price);
             } else {
-                mo.account as usize * n_inst + inst as usize
-            };
-            let m_acct = &mut self.accounts[mo.account as usize];
-            let m_state = &mut self.acct_inst[m_ai];
-            risk::reserve(m_acct, m_state, mo.side, q, mo.risk_price, cash, -1);
-            if same && deferred {
-                t_pos.apply_fill(mo.side, q, price);
-            } else {
-                let m_pos = if same { &mut t_pos } else { &mut m_state.pos };
-                book_fill(m_acct, m_pos, mo.side, q, price, cash);
+                let t_acct = &mut self.accounts[t_account as usize];
+                book_fill(t_acct, &mut t_pos, t_side, q, price, cash);
             }
             if !batched {
                 let t_state = &mut self.acct_inst[t_ai];
                 let t_acct = &mut self.accounts[t_account as usize];
                 risk::reserve(t_acct, t_state, t_side, q, t_risk_price, cash, -1);
-            }
-            if deferred {
-                t_pos.apply_fill(t_side, q, price);
-            } else {
-                let t_acct = &mut self.accounts[t_account as usize];
-                book_fill(t_acct, &mut t_pos, t_side, q, price, cash);
             }
             if mo.visible > 0 {
                 break m; // the maker still shows quantity: the taker is done
@@ -543,16 +584,27 @@ impl Engine {
                 refill = true;
                 break next;
             }
-            finish_order(&mut self.slab, &mut self.accounts, &mut self.expiries, m);
+            if mo.tif == Tif::Gtd {
+                self.expiries.remove(&(mo.expire_ts_ns, mo.id));
+            }
+            makers.done += 1;
+            freed += 1;
+            self.slab.free_slot(m);
             if next == NIL || t_info.leaves_qty == 0 || own == Some(self.slab.get(next).account) {
                 break next;
             }
             m = next;
         };
+        makers.settle(&lf, &mut self.accounts, &mut self.acct_inst);
+        self.slab.live -= freed;
+        let book = &mut self.instruments[inst as usize].book;
         let kept = book.traded_run(&mut self.slab, l, run, next);
         let to = self.slab.get_mut(t);
         to.cum_qty = t_info.cum_qty;
         to.cum_notional = t_info.cum_notional;
+        if t_unbooked > 0 {
+            t_pos.apply_fill(t_side, t_unbooked, price);
+        }
         let t_acct = &mut self.accounts[t_account as usize];
         let t_state = &mut self.acct_inst[t_ai];
         t_state.pos = t_pos;
@@ -1271,6 +1323,147 @@ fn touch(
         qty_before: qty,
         count_before: count,
     });
+}
+
+/// The taker's figures during `Engine::fill_level`.
+#[derive(Debug, Clone, Copy)]
+struct Taker {
+    order_id: OrderId,
+    cum_qty: Lots,
+    leaves_qty: Lots,
+    cum_notional: i64,
+}
+
+/// What every fill of one `Engine::fill_level` call shares.
+#[derive(Debug, Clone, Copy)]
+struct LevelFill {
+    /// Instruments in the engine (for `acct_inst` indexes).
+    n_inst: usize,
+    /// The makers' side.
+    side: Side,
+    price: Ticks,
+    cash: i64,
+    taker_account: AccountId,
+}
+
+/// Consecutive makers of one account in a level's queue (all on one side at one price),
+/// settled once when the run ends, where that gives exactly what settling each fill gives:
+/// the open-order count; the reservation release (lots always; buy notional when no product or
+/// running total can saturate, as for the taker); and, for an account other than the taker's,
+/// the position when every fill adds to it (flat or on the makers' side: the fills then add
+/// up exactly) and the position cost (as the change of |open cost|, when `cost_deferred`).
+/// Makers of the taker's account book into the taker's position copy, fill by fill.
+#[derive(Debug, Clone, Copy)]
+struct MakerRun {
+    account: AccountId,
+    ai: usize,
+    /// Lots traded in the run.
+    lots: Lots,
+    /// Makers of the run that are done (their slots freed).
+    done: u32,
+    release_batched: bool,
+    /// The account's position (a copy, written back by `settle`; unused for the taker's account).
+    pos: Position,
+    cost0: i64,
+    pos_batched: bool,
+    cost_batched: bool,
+    /// Something is booked fill by fill (`fill_each`).
+    per_fill: bool,
+}
+
+impl MakerRun {
+    /// A run of `account`'s makers; the taker has `left` lots to fill.
+    #[inline]
+    fn start(
+        lf: &LevelFill,
+        accounts: &[AccountState],
+        acct_inst: &[AcctInst],
+        account: AccountId,
+        inst: InstrumentId,
+        left: Lots,
+    ) -> MakerRun {
+        let ai = account as usize * lf.n_inst + inst as usize;
+        let acct = &accounts[account as usize];
+        let release_batched = taker_release_batched(acct, lf.side, left, lf.price, lf.cash);
+        let own = account != lf.taker_account;
+        let pos = acct_inst[ai].pos;
+        let cost0 = pos.open_cost.saturating_abs();
+        let cost_batched = own && cost_deferred(acct, cost0, left, lf.price, lf.cash);
+        let pos_batched = cost_batched && pos.grows_with(lf.side);
+        MakerRun {
+            account,
+            ai,
+            lots: 0,
+            done: 0,
+            release_batched,
+            pos,
+            cost0,
+            pos_batched,
+            cost_batched,
+            per_fill: !release_batched || (own && !pos_batched),
+        }
+    }
+
+    /// One fill of `q` lots: what cannot wait for `settle`.
+    #[inline(always)]
+    fn fill(
+        &mut self,
+        lf: &LevelFill,
+        accounts: &mut [AccountState],
+        acct_inst: &mut [AcctInst],
+        q: Lots,
+    ) {
+        self.lots += q;
+        if self.per_fill {
+            self.fill_each(lf, accounts, acct_inst, q);
+        }
+    }
+
+    /// The part of a fill that a run which cannot be settled at once books fill by fill.
+    #[inline(never)]
+    fn fill_each(
+        &mut self,
+        lf: &LevelFill,
+        accounts: &mut [AccountState],
+        acct_inst: &mut [AcctInst],
+        q: Lots,
+    ) {
+        let acct = &mut accounts[self.account as usize];
+        if !self.release_batched {
+            let state = &mut acct_inst[self.ai];
+            risk::reserve(acct, state, lf.side, q, lf.price, lf.cash, -1);
+        }
+        if self.account == lf.taker_account || self.pos_batched {
+            return;
+        }
+        if self.cost_batched {
+            self.pos.apply_fill(lf.side, q, lf.price);
+        } else {
+            book_fill(acct, &mut self.pos, lf.side, q, lf.price, lf.cash);
+        }
+    }
+
+    /// Books what the run's fills left for the end.
+    #[inline]
+    fn settle(mut self, lf: &LevelFill, accounts: &mut [AccountState], acct_inst: &mut [AcctInst]) {
+        let acct = &mut accounts[self.account as usize];
+        let state = &mut acct_inst[self.ai];
+        acct.open_orders -= self.done;
+        if self.release_batched {
+            risk::reserve(acct, state, lf.side, self.lots, lf.price, lf.cash, -1);
+        }
+        if self.account == lf.taker_account {
+            return;
+        }
+        if self.pos_batched {
+            self.pos.apply_fill(lf.side, self.lots, lf.price);
+        }
+        if self.cost_batched {
+            let delta = self.pos.open_cost.saturating_abs() - self.cost0;
+            add_position_cost(acct, delta, lf.cash);
+        }
+        state.pos = self.pos;
+    }
 }
 
 /// Frees a done order's slot (it must be off the book already).

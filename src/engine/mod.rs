@@ -24,7 +24,7 @@ mod tests;
 pub use book::{Book, LevelView};
 pub use command::{Command, NewOrder};
 pub use config::{ConfigError, ConvertError, InstrumentSpec, VenueConfig};
-pub use event::{CancelReason, CancelRejectReason, Event, OrderInfo, RejectReason};
+pub use event::{CancelReason, CancelRejectReason, Event, OrderInfo, OrderStates, RejectReason};
 pub use matching::Engine;
 pub use positions::{AccountTotals, Position, PositionView};
 pub use types::{

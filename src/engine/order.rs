@@ -23,38 +23,42 @@ pub(crate) enum OrderState {
     Active,
 }
 
-/// One order; links make the per-level FIFO.
+/// One order; links make the per-level FIFO. Laid out in two cache lines: the first holds
+/// everything a fill of a resting order reads or writes (quantities, the ids a Trade reports,
+/// the queue link to the next order, time in force and state), the second the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(64))]
 pub(crate) struct Order {
     pub id: OrderId,
     pub client_ref: u64,
+    pub qty: Lots,
+    pub cum_qty: Lots,
+    pub cum_notional: i64,
+    /// Displayed part currently in the level.
+    pub visible: Lots,
     pub owner: Owner,
     pub account: AccountId,
-    pub instrument: InstrumentId,
+    pub next: u32,
     pub side: Side,
     pub ord_type: OrdType,
     pub tif: Tif,
     pub state: OrderState,
-    pub post_only: bool,
-    pub triggered: bool,
+    // Second cache line.
     pub price: Ticks,
     pub stop_price: Ticks,
-    pub qty: Lots,
-    pub cum_qty: Lots,
-    pub cum_notional: i64,
     /// Iceberg display size (0 = all displayed).
     pub max_floor: Lots,
-    /// Displayed part currently in the level.
-    pub visible: Lots,
     pub expire_ts_ns: u64,
     /// Time priority: engine sequence of arrival or last priority loss.
     pub seq: u64,
     /// Price used to reserve notional for risk (limit price or band edge).
     pub risk_price: Ticks,
+    pub instrument: InstrumentId,
     pub prev: u32,
-    pub next: u32,
     /// Slot of the level in the book's level slab.
     pub level: u32,
+    pub post_only: bool,
+    pub triggered: bool,
 }
 
 impl Order {
@@ -164,9 +168,15 @@ impl OrderSlab {
     /// Frees a slot.
     #[inline]
     pub(crate) fn remove(&mut self, slot: u32) {
+        self.free_slot(slot);
+        self.live -= 1;
+    }
+
+    /// Frees a slot without counting it out of `live` (the caller does, for several at once).
+    #[inline]
+    pub(crate) fn free_slot(&mut self, slot: u32) {
         self.orders[slot as usize].state = OrderState::Free;
         self.free.push(slot);
-        self.live -= 1;
     }
 
     #[inline]
@@ -177,5 +187,25 @@ impl OrderSlab {
     #[inline]
     pub(crate) fn get_mut(&mut self, slot: u32) -> &mut Order {
         &mut self.orders[slot as usize]
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_order_is_two_cache_lines_with_the_fill_fields_in_the_first() {
+        assert_eq!(
+            (std::mem::size_of::<Order>(), std::mem::align_of::<Order>()),
+            (128, 64)
+        );
+        let o = Order::EMPTY;
+        let base = &o as *const Order as usize;
+        for end in [
+            &o.state as *const OrderState as usize,
+            &o.next as *const u32 as usize,
+        ] {
+            assert!(end - base < 64);
+        }
     }
 }

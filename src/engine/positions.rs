@@ -74,6 +74,13 @@ impl Position {
         pnl
     }
 
+    /// True when a fill on `side` adds to the position (flat, or already on that side): such
+    /// fills at one price book as one, exactly (`apply_fill` of their sum).
+    #[inline]
+    pub(crate) fn grows_with(&self, side: Side) -> bool {
+        self.net_qty == 0 || (self.net_qty ^ side.sign()) >= 0
+    }
+
     /// Unrealised P&L against a mark price, ticks x lots.
     pub fn unrealized(&self, mark: Ticks) -> i64 {
         self.net_qty * mark - self.open_cost

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 
 use crate::engine::codec::{decode_command, encode_command};
-use crate::engine::tests::check_after;
+use crate::engine::tests::{check_after, Seen};
 use crate::engine::*;
 
 const VENUE: &str = r#"
@@ -608,28 +608,27 @@ fn gen_cmd() -> impl Strategy<Value = G> {
     ]
 }
 
-/// Normalises engine events, resolving nothing: client refs are the identity.
-fn normalise(ev: &[Event]) -> Vec<N> {
+/// Normalises engine events, resolving nothing: client refs are the identity. `trades` are
+/// the command's trades in full (maker and taker after each fill, from `check_after`).
+fn normalise(ev: &[Event], trades: &[(OrderInfo, OrderInfo)]) -> Vec<N> {
+    let mut trades = trades.iter();
     ev.iter()
         .map(|e| match *e {
             Event::Accepted { order } => N::Accepted(order.client_ref, order.leaves_qty),
             Event::Rejected { order, reason, .. } => {
                 N::Rejected(order.client_ref, format!("{reason:?}"))
             }
-            Event::Trade {
-                maker,
-                taker,
-                price,
-                qty,
-                ..
-            } => N::Trade(
-                maker.client_ref,
-                taker.client_ref,
-                price,
-                qty,
-                maker.leaves_qty,
-                taker.leaves_qty,
-            ),
+            Event::Trade { price, qty, .. } => {
+                let (maker, taker) = trades.next().expect("every trade checked in full");
+                N::Trade(
+                    maker.client_ref,
+                    taker.client_ref,
+                    price,
+                    qty,
+                    maker.leaves_qty,
+                    taker.leaves_qty,
+                )
+            }
             Event::Cancelled { order, reason, .. } => {
                 N::Cancelled(order.client_ref, format!("{reason:?}"), order.cum_qty)
             }
@@ -698,6 +697,7 @@ fn canonical(mut v: Vec<N>) -> Vec<N> {
 fn run_flow(flow: &[G]) -> Result<(Vec<Command>, Vec<Event>), TestCaseError> {
     let cfg = VenueConfig::from_toml_str(VENUE).unwrap();
     let mut engine = Engine::new(&cfg).unwrap();
+    let mut seen = Seen::default();
     let mut reference = Reference::default();
     // handle -> (engine order id, account)
     let mut handles: Vec<(OrderId, u32)> = Vec::new();
@@ -923,7 +923,7 @@ fn run_flow(flow: &[G]) -> Result<(Vec<Command>, Vec<Event>), TestCaseError> {
         cmds.push(cmd);
         out.clear();
         engine.apply(&cmd, &mut out);
-        check_after_prop(&engine, &out)?;
+        check_after_prop(&engine, &out, &mut seen)?;
         if let (Command::NewOrder(_), Some(Event::Accepted { order })) = (
             &cmd,
             out.iter().find(|e| matches!(e, Event::Accepted { .. })),
@@ -943,7 +943,7 @@ fn run_flow(flow: &[G]) -> Result<(Vec<Command>, Vec<Event>), TestCaseError> {
                 want.push(N::Level(k.0, k.1, k.2, a.0, a.1));
             }
         }
-        let got = canonical(normalise(&out));
+        let got = canonical(normalise(&out, &seen.trades));
         let want = canonical(want);
         prop_assert_eq!(&got, &want, "step {} command {:?}", step, cmd);
         prop_assert_eq!(
@@ -978,8 +978,8 @@ fn engine_levels(e: &Engine) -> BTreeMap<(u32, Side, Ticks), (u64, u32)> {
     m
 }
 
-fn check_after_prop(e: &Engine, ev: &[Event]) -> Result<(), TestCaseError> {
-    check_after(e, ev).map_err(|m| TestCaseError::fail(format!("invariant: {m}")))
+fn check_after_prop(e: &Engine, ev: &[Event], seen: &mut Seen) -> Result<(), TestCaseError> {
+    check_after(e, ev, seen).map_err(|m| TestCaseError::fail(format!("invariant: {m}")))
 }
 
 /// Cases per property; the defaults add up to 10,000 flows checked against the reference.

@@ -2,6 +2,8 @@
 //! instruction, risk limit and STP mode, with the edge cases. Every
 //! command goes through `Harness::run`, which asserts the invariants after it.
 
+use std::collections::BTreeMap;
+
 use crate::engine::*;
 
 /// Instrument 0 `TST`: tick 0.01, reference 100.00 (10_000 ticks), band 20% → [8_000, 12_000].
@@ -91,8 +93,26 @@ pub(crate) fn limit(
     }
 }
 
-/// Checks the engine-wide invariants and the per-command event invariants.
-pub(crate) fn check_after(engine: &Engine, events: &[Event]) -> Result<(), String> {
+/// What the events reported so far, kept by `check_after`: every working order's last full
+/// state (a Trade's two orders are checked in full against it) and every position, booked from
+/// the Trade events fill by fill, maker then taker (the engine's batched booking must give
+/// exactly the same).
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    pub orders: OrderStates,
+    pub positions: BTreeMap<(AccountId, InstrumentId), Position>,
+    /// The last command's trades: maker and taker after each fill.
+    pub trades: Vec<(OrderInfo, OrderInfo)>,
+}
+
+/// Checks the engine-wide invariants and the per-command event invariants against what
+/// the events reported before (`seen`, updated here).
+pub(crate) fn check_after(
+    engine: &Engine,
+    events: &[Event],
+    seen: &mut Seen,
+) -> Result<(), String> {
+    let states = &mut seen.orders;
     engine.check_invariants()?;
     for inst in 0.. {
         if engine.book(inst).is_none() {
@@ -125,41 +145,55 @@ pub(crate) fn check_after(engine: &Engine, events: &[Event]) -> Result<(), Strin
             ));
         }
     }
+    seen.trades.clear();
     for ev in events {
         if let Event::Trade {
-            maker,
-            taker,
+            maker_order_id,
+            taker_order_id,
             qty,
             price,
             aggressor,
             ..
         } = ev
         {
-            if *qty == 0
-                || maker.side == taker.side
-                || *aggressor != taker.side
-                || *price != maker.price
-            {
+            let (Some(m), Some(t)) = (
+                states.after_fill(*maker_order_id, *qty, *price),
+                states.after_fill(*taker_order_id, *qty, *price),
+            ) else {
+                return Err(format!("trade of an order never reported in full: {ev:?}"));
+            };
+            if *qty == 0 || m.side == t.side || *aggressor != t.side || *price != m.price {
                 return Err(format!("malformed trade {ev:?}"));
             }
-            for o in [maker, taker] {
+            for o in [m, t] {
                 if o.cum_qty > o.qty || o.cum_qty + o.leaves_qty != o.qty {
                     return Err(format!("order {} overfilled or leaves wrong", o.order_id));
                 }
             }
-            let crossing = match taker.ord_type {
-                OrdType::Limit | OrdType::StopLimit => match taker.side {
-                    Side::Buy => *price <= taker.price,
-                    Side::Sell => *price >= taker.price,
+            let crossing = match t.ord_type {
+                OrdType::Limit | OrdType::StopLimit => match t.side {
+                    Side::Buy => *price <= t.price,
+                    Side::Sell => *price >= t.price,
                 },
                 _ => true,
             };
             if !crossing {
-                return Err(format!(
-                    "trade at {price} outside taker limit {}",
-                    taker.price
-                ));
+                return Err(format!("trade at {price} outside taker limit {}", t.price));
             }
+            for o in [m, t] {
+                let pos = seen.positions.entry((o.account, o.instrument)).or_default();
+                pos.apply_fill(o.side, *qty, *price);
+            }
+            seen.trades.push((m, t));
+        }
+        states.update(ev);
+    }
+    for (&(a, i), want) in &seen.positions {
+        let got = engine.position(a, i).map(|p| p.position);
+        if got != Some(*want) {
+            return Err(format!(
+                "account {a} instrument {i}: position {got:?}, fill by fill {want:?}"
+            ));
         }
     }
     Ok(())
@@ -168,6 +202,10 @@ pub(crate) fn check_after(engine: &Engine, events: &[Event]) -> Result<(), Strin
 pub(crate) struct Harness {
     pub e: Engine,
     pub t: u64,
+    /// What the events reported (for `check_after`).
+    pub seen: Seen,
+    /// Every order's latest client ref, as the events reported it.
+    pub client_refs: std::collections::HashMap<OrderId, u64>,
 }
 
 impl Harness {
@@ -175,14 +213,24 @@ impl Harness {
         Harness {
             e: Engine::new(&test_config()).unwrap(),
             t: 1,
+            seen: Seen::default(),
+            client_refs: Default::default(),
         }
     }
 
     pub fn run(&mut self, cmd: Command) -> Vec<Event> {
         let mut out = Vec::new();
         self.e.apply(&cmd, &mut out);
-        if let Err(e) = check_after(&self.e, &out) {
+        if let Err(e) = check_after(&self.e, &out, &mut self.seen) {
             panic!("invariant: {e}\nevents: {out:#?}");
+        }
+        for ev in &out {
+            if let Event::Accepted { order }
+            | Event::Replaced { order, .. }
+            | Event::Triggered { order } = ev
+            {
+                self.client_refs.insert(order.order_id, order.client_ref);
+            }
         }
         out
     }
@@ -244,19 +292,24 @@ impl Harness {
     }
 }
 
-pub(crate) fn trades(ev: &[Event]) -> Vec<(u64, u64, Ticks, Lots)> {
-    ev.iter()
-        .filter_map(|e| match e {
-            Event::Trade {
-                maker,
-                taker,
-                price,
-                qty,
-                ..
-            } => Some((maker.client_ref, taker.client_ref, *price, *qty)),
-            _ => None,
-        })
-        .collect()
+impl Harness {
+    /// The trades among `ev` (events of the last command) as (maker client ref, taker client
+    /// ref, price, qty).
+    pub fn trades(&self, ev: &[Event]) -> Vec<(u64, u64, Ticks, Lots)> {
+        let refs = |id| self.client_refs.get(&id).copied().unwrap_or(0);
+        ev.iter()
+            .filter_map(|e| match *e {
+                Event::Trade {
+                    maker_order_id,
+                    taker_order_id,
+                    price,
+                    qty,
+                    ..
+                } => Some((refs(maker_order_id), refs(taker_order_id), price, qty)),
+                _ => None,
+            })
+            .collect()
+    }
 }
 
 fn cancels(ev: &[Event]) -> Vec<(u64, CancelReason)> {
@@ -294,7 +347,7 @@ fn price_then_time_priority_and_maker_price() {
     h.place(limit(A, Sell, 10_000, 5, 3));
     let (ev, _) = h.place(limit(B, Buy, 10_020, 12, 4));
     assert_eq!(
-        trades(&ev),
+        h.trades(&ev),
         vec![(2, 4, 10_000, 5), (3, 4, 10_000, 5), (1, 4, 10_010, 2)]
     );
     assert_eq!(h.depth(Sell), vec![(10_010, 3, 1)]);
@@ -347,7 +400,7 @@ fn market_order_sweeps_then_cancels_remainder() {
         tif: Tif::Ioc,
         ..limit(B, Buy, 0, 20, 3)
     });
-    assert_eq!(trades(&ev), vec![(1, 3, 10_000, 5), (2, 3, 10_100, 5)]);
+    assert_eq!(h.trades(&ev), vec![(1, 3, 10_000, 5), (2, 3, 10_100, 5)]);
     assert_eq!(cancels(&ev), vec![(3, CancelReason::MarketNoLiquidity)]);
     assert_eq!(h.e.order_count(), 0);
 }
@@ -368,7 +421,7 @@ fn market_order_never_trades_outside_band() {
         tif: Tif::Day,
         ..limit(B, Buy, 0, 20, 3)
     });
-    assert_eq!(trades(&ev), vec![(1, 3, 10_000, 5)]);
+    assert_eq!(h.trades(&ev), vec![(1, 3, 10_000, 5)]);
     assert_eq!(cancels(&ev), vec![(3, CancelReason::PriceBand)]);
     assert_eq!(h.depth(Sell), vec![(11_500, 5, 1)]);
 }
@@ -394,7 +447,7 @@ fn ioc_trades_what_it_can_and_cancels_the_rest() {
         tif: Tif::Ioc,
         ..limit(B, Buy, 10_000, 5, 2)
     });
-    assert_eq!(trades(&ev), vec![(1, 2, 10_000, 3)]);
+    assert_eq!(h.trades(&ev), vec![(1, 2, 10_000, 3)]);
     assert_eq!(cancels(&ev), vec![(2, CancelReason::IocRemainder)]);
     assert!(h.depth(Buy).is_empty());
 }
@@ -409,7 +462,7 @@ fn fok_with_exactly_enough_liquidity_fills() {
         tif: Tif::Fok,
         ..limit(B, Buy, 10_001, 7, 4)
     });
-    assert_eq!(trades(&ev), vec![(1, 4, 10_000, 3), (2, 4, 10_001, 4)]);
+    assert_eq!(h.trades(&ev), vec![(1, 4, 10_000, 3), (2, 4, 10_001, 4)]);
     assert!(cancels(&ev).is_empty());
 }
 
@@ -423,7 +476,7 @@ fn fok_one_lot_short_does_not_trade() {
         tif: Tif::Fok,
         ..limit(B, Buy, 10_001, 8, 4)
     });
-    assert!(trades(&ev).is_empty());
+    assert!(h.trades(&ev).is_empty());
     assert_eq!(cancels(&ev), vec![(4, CancelReason::FokUnfilled)]);
     assert_eq!(h.depth(Sell), before);
 }
@@ -466,7 +519,7 @@ fn gtd_expires_at_its_time_and_day_at_end_of_day() {
     h.t = 7_000;
     let (ev, _) = h.place(limit(B, Buy, 11_000, 1, 5));
     assert!(matches!(ev[0], Event::Expired { order } if order.order_id == g2));
-    assert!(trades(&ev).is_empty());
+    assert!(h.trades(&ev).is_empty());
 }
 
 #[test]
@@ -541,14 +594,14 @@ fn replace_quantity_down_keeps_priority_up_or_price_loses_it() {
         tif: Tif::Ioc,
         ..limit(B, Buy, 10_000, 1, 3)
     });
-    assert_eq!(trades(&ev), vec![(777, 3, 10_000, 1)]);
+    assert_eq!(h.trades(&ev), vec![(777, 3, 10_000, 1)]);
     // Increase: goes behind E's order.
     h.replace(A, first, 8, 10_000);
     let (ev, _) = h.place(NewOrder {
         tif: Tif::Ioc,
         ..limit(B, Buy, 10_000, 1, 4)
     });
-    assert_eq!(trades(&ev), vec![(2, 4, 10_000, 1)]);
+    assert_eq!(h.trades(&ev), vec![(2, 4, 10_000, 1)]);
 }
 
 #[test]
@@ -558,16 +611,16 @@ fn replace_price_change_loses_priority_and_may_trade() {
     h.place(limit(E, Buy, 10_000, 5, 2));
     h.place(limit(B, Sell, 10_010, 3, 3));
     let ev = h.replace(A, a, 5, 10_000);
-    assert!(trades(&ev).is_empty());
+    assert!(h.trades(&ev).is_empty());
     assert_eq!(h.depth(Buy), vec![(10_000, 10, 2)]);
     let (ev, _) = h.place(NewOrder {
         tif: Tif::Ioc,
         ..limit(B, Sell, 10_000, 6, 4)
     });
-    assert_eq!(trades(&ev), vec![(2, 4, 10_000, 5), (777, 4, 10_000, 1)]);
+    assert_eq!(h.trades(&ev), vec![(2, 4, 10_000, 5), (777, 4, 10_000, 1)]);
     // Replacing into a crossing price makes the order an aggressor at the maker's price.
     let ev = h.replace(A, a, 5, 10_020);
-    assert_eq!(trades(&ev), vec![(3, 777, 10_010, 3)]);
+    assert_eq!(h.trades(&ev), vec![(3, 777, 10_010, 3)]);
     assert_eq!(h.depth(Buy)[0], (10_020, 1, 1));
 }
 
@@ -669,7 +722,7 @@ fn buy_stop_triggers_on_last_trade_at_or_above_and_trades_as_market() {
         .iter()
         .position(|e| matches!(e, Event::Triggered { order } if order.order_id == sid))
         .unwrap();
-    assert_eq!(trades(&ev[pos..]), vec![(3, 1, 10_060, 4)]);
+    assert_eq!(h.trades(&ev[pos..]), vec![(3, 1, 10_060, 4)]);
     assert_eq!(h.depth(Sell), vec![(10_060, 5, 1)]);
 }
 
@@ -714,7 +767,7 @@ fn stop_cascade_and_no_retrigger_by_own_fill() {
         "each stop triggers exactly once, in order"
     );
     assert_eq!(
-        trades(&ev),
+        h.trades(&ev),
         vec![(10, 3, 10_010, 1), (11, 1, 10_020, 2), (12, 2, 10_030, 2)]
     );
 }
@@ -726,7 +779,7 @@ fn stop_already_reached_triggers_on_arrival() {
     h.place(limit(B, Buy, 10_000, 1, 2));
     let (ev, _) = h.place(stop(A, Buy, 9_990, 1, 3));
     assert!(matches!(ev[1], Event::Triggered { .. }));
-    assert_eq!(trades(&ev), vec![(1, 3, 10_000, 1)]);
+    assert_eq!(h.trades(&ev), vec![(1, 3, 10_000, 1)]);
 }
 
 #[test]
@@ -797,7 +850,7 @@ fn iceberg_shows_display_qty_and_refill_loses_priority() {
         ..limit(B, Buy, 10_000, 6, 3)
     });
     assert_eq!(
-        trades(&ev),
+        h.trades(&ev),
         vec![(1, 3, 10_000, 2), (2, 3, 10_000, 3), (1, 3, 10_000, 1)]
     );
     assert_eq!(h.depth(Sell), vec![(10_000, 1, 1)]);
@@ -815,7 +868,7 @@ fn iceberg_refill_goes_behind_later_orders() {
         tif: Tif::Ioc,
         ..limit(B, Buy, 10_000, 2, 3)
     });
-    assert_eq!(trades(&ev), vec![(1, 3, 10_000, 2)]);
+    assert_eq!(h.trades(&ev), vec![(1, 3, 10_000, 2)]);
     h.place(limit(E, Sell, 10_000, 1, 4));
     // Queue now: E(2), iceberg refill, E(4).
     let (ev, _) = h.place(NewOrder {
@@ -823,7 +876,7 @@ fn iceberg_refill_goes_behind_later_orders() {
         ..limit(B, Buy, 10_000, 4, 5)
     });
     assert_eq!(
-        trades(&ev),
+        h.trades(&ev),
         vec![(2, 5, 10_000, 1), (1, 5, 10_000, 2), (4, 5, 10_000, 1)]
     );
 }
@@ -839,7 +892,7 @@ fn fok_counts_hidden_iceberg_quantity() {
         tif: Tif::Fok,
         ..limit(B, Buy, 10_000, 5, 2)
     });
-    assert_eq!(trades(&ev).iter().map(|t| t.3).sum::<u64>(), 5);
+    assert_eq!(h.trades(&ev).iter().map(|t| t.3).sum::<u64>(), 5);
 }
 
 // ------------------------------------------------------------------ self-trade prevention
@@ -850,7 +903,7 @@ fn stp_cancel_aggressor_keeps_resting() {
     h.place(limit(E, Sell, 10_000, 1, 1));
     h.place(limit(A, Sell, 10_000, 5, 2));
     let (ev, _) = h.place(limit(A, Buy, 10_000, 3, 3));
-    assert_eq!(trades(&ev), vec![(1, 3, 10_000, 1)]);
+    assert_eq!(h.trades(&ev), vec![(1, 3, 10_000, 1)]);
     assert_eq!(cancels(&ev), vec![(3, CancelReason::SelfTrade)]);
     assert_eq!(h.depth(Sell), vec![(10_000, 5, 1)]);
 }
@@ -862,7 +915,7 @@ fn stp_cancel_resting_goes_on_matching() {
     h.place(limit(E, Sell, 10_000, 2, 2));
     let (ev, _) = h.place(limit(C, Buy, 10_000, 3, 3));
     assert_eq!(cancels(&ev), vec![(1, CancelReason::SelfTrade)]);
-    assert_eq!(trades(&ev), vec![(2, 3, 10_000, 2)]);
+    assert_eq!(h.trades(&ev), vec![(2, 3, 10_000, 2)]);
     assert_eq!(h.depth(Buy), vec![(10_000, 1, 1)]);
 }
 
@@ -876,7 +929,7 @@ fn stp_cancel_both() {
         cancels(&ev),
         vec![(1, CancelReason::SelfTrade), (3, CancelReason::SelfTrade)]
     );
-    assert!(trades(&ev).is_empty());
+    assert!(h.trades(&ev).is_empty());
     assert_eq!(h.depth(Sell), vec![(10_000, 2, 1)]);
 }
 
@@ -885,7 +938,7 @@ fn stp_allow_trades_with_itself() {
     let mut h = Harness::new();
     h.place(limit(B, Sell, 10_000, 5, 1));
     let (ev, _) = h.place(limit(B, Buy, 10_000, 3, 2));
-    assert_eq!(trades(&ev), vec![(1, 2, 10_000, 3)]);
+    assert_eq!(h.trades(&ev), vec![(1, 2, 10_000, 3)]);
     assert_eq!(h.e.position(B, TST).unwrap().position.net_qty, 0);
 }
 
@@ -900,7 +953,7 @@ fn fok_with_stp_counts_only_reachable_liquidity() {
         ..limit(A, Buy, 10_000, 3, 4)
     });
     assert!(
-        trades(&ev).is_empty(),
+        h.trades(&ev).is_empty(),
         "own order blocks the way: no partial FOK"
     );
     assert_eq!(cancels(&ev), vec![(4, CancelReason::FokUnfilled)]);
@@ -908,7 +961,7 @@ fn fok_with_stp_counts_only_reachable_liquidity() {
         tif: Tif::Fok,
         ..limit(A, Buy, 10_000, 2, 5)
     });
-    assert_eq!(trades(&ev), vec![(1, 5, 10_000, 2)]);
+    assert_eq!(h.trades(&ev), vec![(1, 5, 10_000, 2)]);
 }
 
 // ------------------------------------------------------------------ halt, kill switch

@@ -275,6 +275,14 @@ impl OrderRec {
         self.cum_notional = o.cum_notional;
         self.status = working_status(o.cum_qty);
     }
+
+    /// A fill of `qty` lots at `price` (as the engine books it).
+    fn fill(&mut self, qty: Lots, price: Ticks) {
+        self.cum_qty += qty;
+        self.leaves_qty = self.qty - self.cum_qty;
+        self.cum_notional += qty as i64 * price;
+        self.status = working_status(self.cum_qty);
+    }
 }
 
 fn working_status(cum_qty: Lots) -> u8 {
@@ -1298,13 +1306,12 @@ impl Venue {
                 trade_id,
                 price,
                 qty,
-                maker,
-                taker,
+                maker_order_id,
+                taker_order_id,
                 ..
             } => {
-                for (o, liquidity) in [(maker, 1), (taker, 2)] {
-                    let fill = (qty, price, trade_id, liquidity);
-                    self.report(&o, exec_type::TRADE, Some(fill), None, ts, out);
+                for (id, liquidity) in [(maker_order_id, 1), (taker_order_id, 2)] {
+                    self.report_fill(id, (qty, price, trade_id, liquidity), ts, out);
                 }
             }
             Event::Cancelled {
@@ -1546,7 +1553,52 @@ impl Venue {
         ts: u64,
         out: &mut Vec<(Arc<str>, OutboundMessage)>,
     ) {
-        let Some(&no) = self.by_engine_id.get(&o.order_id) else {
+        self.report_with(
+            o.order_id,
+            |rec| rec.update(o),
+            exec_type,
+            fill,
+            text,
+            ts,
+            out,
+        );
+    }
+
+    /// A Trade's ExecutionReport for one of its orders (`fill`: qty, price, trade id,
+    /// liquidity indicator); the venue's record is the order before the fill.
+    fn report_fill(
+        &mut self,
+        order_id: OrderId,
+        fill: (Lots, Ticks, u64, u8),
+        ts: u64,
+        out: &mut Vec<(Arc<str>, OutboundMessage)>,
+    ) {
+        let (qty, price, ..) = fill;
+        let update = |rec: &mut OrderRec| rec.fill(qty, price);
+        self.report_with(
+            order_id,
+            update,
+            exec_type::TRADE,
+            Some(fill),
+            None,
+            ts,
+            out,
+        );
+    }
+
+    /// Updates the record of an order with `update`, then reports it.
+    #[allow(clippy::too_many_arguments)]
+    fn report_with(
+        &mut self,
+        order_id: OrderId,
+        update: impl FnOnce(&mut OrderRec),
+        exec_type: u8,
+        fill: Option<(Lots, Ticks, u64, u8)>,
+        text: Option<&str>,
+        ts: u64,
+        out: &mut Vec<(Arc<str>, OutboundMessage)>,
+    ) {
+        let Some(&no) = self.by_engine_id.get(&order_id) else {
             debug_assert!(false, "event for an order the venue does not know");
             return;
         };
@@ -1554,11 +1606,11 @@ impl Venue {
         let Some(rec) = self.orders.get_mut(&no) else {
             return;
         };
-        rec.update(o);
+        update(rec);
         let done_status = match exec_type {
             exec_type::CANCELED => Some(status::CANCELED),
             exec_type::EXPIRED => Some(status::EXPIRED),
-            _ if o.leaves_qty == 0 => Some(status::FILLED),
+            _ if rec.leaves_qty == 0 => Some(status::FILLED),
             _ => None,
         };
         if let Some(s) = done_status {

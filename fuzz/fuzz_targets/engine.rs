@@ -37,8 +37,8 @@ use libfuzzer_sys::fuzz_target;
 
 use fixgw::engine::codec::{decode_command, encode_command};
 use fixgw::engine::{
-    Command, Engine, Event, NewOrder, OrdType, OrderId, OrderInfo, Position, Side, Ticks, Tif,
-    VenueConfig,
+    Command, Engine, Event, NewOrder, OrdType, OrderId, OrderInfo, OrderStates, Position, Side,
+    Ticks, Tif, VenueConfig,
 };
 
 const VENUE: &str = r#"
@@ -185,6 +185,9 @@ struct Model {
     trades: u64,
     /// Band in force at the accept / last replace of every order (kept after it dies).
     bands: HashMap<OrderId, Option<(Ticks, Ticks)>>,
+    /// Every working order's state from the events, to expand a Trade (which
+    /// names its orders by id) into both orders after the fill.
+    states: OrderStates,
 }
 
 fn check_info(o: &OrderInfo, what: &str) {
@@ -254,9 +257,15 @@ impl Model {
                 price,
                 qty,
                 aggressor,
-                maker,
-                taker,
+                maker_order_id,
+                taker_order_id,
             } => {
+                let after = |id: &OrderId| {
+                    self.states
+                        .after_fill(*id, *qty, *price)
+                        .unwrap_or_else(|| panic!("trade of an unknown order: {ev:?}"))
+                };
+                let (maker, taker) = (&after(maker_order_id), &after(taker_order_id));
                 self.trades += 1;
                 assert_eq!(*trade_id, self.trades, "trade ids not consecutive");
                 assert!(*qty > 0, "trade of zero: {ev:?}");
@@ -503,6 +512,7 @@ fn run(ops: &[Op]) {
         }
         for ev in &out {
             model.on_event(ev, &band_before, &halted_before, &blocked_before);
+            model.states.update(ev);
         }
         if cancels_dead {
             assert!(

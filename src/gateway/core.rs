@@ -847,11 +847,9 @@ impl Core {
     fn on_flushed(&mut self, f: Flushed, now: UtcNanos) {
         match f.result {
             Ok(()) => {
+                // The flush published `upto` to the writers itself.
                 self.metrics.commit_seconds.observe(f.took.as_secs_f64());
                 self.log.flushed(f.upto);
-                if self.store_down.is_none() {
-                    self.flush_written();
-                }
             }
             // Already durable through a later flush: nothing is lost.
             Err(_) if f.upto <= self.log.durable() => {}

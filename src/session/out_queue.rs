@@ -126,13 +126,11 @@ impl OutSender {
     /// construction), the rest handed to the writer. Same result as
     /// [`OutSender::try_send`].
     pub fn send_durable(&self, mut frames: Vec<Bytes>) -> bool {
-        let Some(socket) = self.direct.as_ref() else {
+        let writable =
+            frames.len() <= self.capacity() && self.unwritten.load(Ordering::Acquire) == 0;
+        let Some(mut sock) = self.direct.as_ref().filter(|_| writable) else {
             return self.try_send(Outgoing::Data(frames));
         };
-        if frames.len() > self.capacity() || self.unwritten.load(Ordering::Acquire) > 0 {
-            return self.try_send(Outgoing::Data(frames));
-        }
-        let mut sock = socket;
         while !frames.is_empty() {
             let mut slices = [IoSlice::new(&[]); 64];
             let k = frames.len().min(slices.len());

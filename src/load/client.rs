@@ -6,10 +6,18 @@
 //! A session is one tokio task. It reads and writes from one `select!`
 //! loop: writes go through a buffer that is written whenever the socket
 //! takes bytes, so a slow reader on the other side never blocks our reads.
+//!
+//! The session's state sits in a [`Desk`] behind a mutex, so that in
+//! fixed-rate mode the pacer thread sends each request itself the moment it
+//! is due: it encodes the request and writes it through a second descriptor
+//! of the socket. Only what the socket does not take is left to the task.
+//! A request's send then costs no thread wake-up on our side, and its time
+//! on the wire does not depend on when a tokio worker gets a core.
 
 use std::collections::VecDeque;
+use std::io::{ErrorKind, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -80,8 +88,6 @@ pub enum Pacing {
         total: u64,
         /// Number of global requests due so far (written by the pacer).
         due: Arc<AtomicU64>,
-        /// Woken by the pacer when one of this session's requests is due.
-        notify: Arc<Notify>,
     },
 }
 
@@ -119,7 +125,7 @@ enum Phase {
 /// off), then runs it. Returns what it counted.
 pub async fn run_session(
     setup: SessionSetup,
-    logged_on: oneshot::Sender<Result<(), String>>,
+    logged_on: oneshot::Sender<Result<Arc<Desk>, String>>,
     go: oneshot::Receiver<Option<Plan>>,
 ) -> SessionStats {
     let mut stats = SessionStats::new(&setup.sender);
@@ -131,17 +137,22 @@ pub async fn run_session(
             return stats;
         }
     };
-    let _ = logged_on.send(Ok(()));
+    let direct = crate::session::acceptor::second_descriptor(writer.as_ref());
+    let desk = Arc::new(Desk {
+        client: Mutex::new(Client::new(setup, direct, stats)),
+        notify: Notify::new(),
+    });
+    let _ = logged_on.send(Ok(desk.clone()));
     let plan = match go.await {
         Ok(Some(plan)) => Some(plan),
         _ => None,
     };
-    let mut s = Client::new(setup, writer, stats);
+    let mut task = Task { desk, writer };
     match plan {
-        Some(plan) => s.run(reader, plan).await,
-        None => s.logout_only(reader).await,
+        Some(plan) => task.run(reader, plan).await,
+        None => task.logout_only(reader).await,
     }
-    s.finish().await
+    task.finish().await
 }
 
 /// Opens the TCP connection, sends Logon and waits for the acceptor's Logon.
@@ -201,14 +212,6 @@ pub(crate) async fn connect_and_logon(
     Ok((reader, wr))
 }
 
-/// Waits for the pacer's wake-up (forever in max mode, which has no pacer).
-async fn wait_notified(notify: Option<&Notify>) {
-    match notify {
-        Some(n) => n.notified().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Writes 35, 49, 56, 34 and 52.
 pub(crate) fn header(enc: &mut Encoder, msg_type: &[u8], setup: &SessionSetup, seq: u64) {
     enc.start(msg_type)
@@ -218,10 +221,56 @@ pub(crate) fn header(enc: &mut Encoder, msg_type: &[u8], setup: &SessionSetup, s
         .field_time(52, now_utc(), Precision::Millis);
 }
 
+/// A logged-on session as the pacer thread sees it.
+pub struct Desk {
+    client: Mutex<Client>,
+    /// Wakes the session's task when the pacer left bytes unwritten.
+    notify: Notify,
+}
+
+impl std::fmt::Debug for Desk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Desk")
+    }
+}
+
+impl Desk {
+    fn lock(&self) -> MutexGuard<'_, Client> {
+        // A panic while holding the lock ends the run anyway; the state is
+        // still usable for the report.
+        self.client.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Called by the pacer thread: sends this session's requests that are
+    /// due and writes them through the second descriptor. What the socket
+    /// does not take (or all of it, without a second descriptor) is left to
+    /// the session's task, which is woken for it.
+    pub fn send_due_now(&self, plan: &Plan) {
+        let mut c = self.lock();
+        c.send_due(plan, false);
+        if c.written == c.out.len() {
+            return;
+        }
+        let done = match c.direct.take() {
+            Some(mut d) => {
+                let r = c.write_out(|buf| d.write(buf));
+                c.direct = Some(d);
+                matches!(r, Ok(true))
+            }
+            None => false,
+        };
+        drop(c);
+        if !done {
+            self.notify.notify_one();
+        }
+    }
+}
+
 /// The connection state of a running session.
 struct Client {
     setup: SessionSetup,
-    writer: OwnedWriteHalf,
+    /// A second descriptor of the socket, for the pacer thread's writes.
+    direct: Option<std::net::TcpStream>,
     enc: Encoder,
     out: Vec<u8>,
     written: usize,
@@ -239,10 +288,14 @@ struct Client {
 }
 
 impl Client {
-    fn new(setup: SessionSetup, writer: OwnedWriteHalf, stats: SessionStats) -> Client {
+    fn new(
+        setup: SessionSetup,
+        direct: Option<std::net::TcpStream>,
+        stats: SessionStats,
+    ) -> Client {
         Client {
             setup,
-            writer,
+            direct,
             enc: Encoder::new(),
             out: Vec::with_capacity(64 * 1024),
             written: 0,
@@ -551,81 +604,24 @@ impl Client {
         deadline.as_mut().reset(Instant::now() + LOGOUT_TIMEOUT);
     }
 
-    /// The main loop: from the start of the plan to the end of the logout.
-    async fn run(&mut self, mut reader: FramedRead<OwnedReadHalf, FixCodec>, plan: Plan) {
-        let notify = match &plan.pacing {
-            Pacing::Fixed { notify, .. } => Some(notify.clone()),
-            Pacing::Max { .. } => None,
-        };
-        let heartbeat = self.setup.heartbeat;
-        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
-        housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let deadline = sleep_until(plan.end);
-        tokio::pin!(deadline);
-        sleep_until(plan.start).await;
-        while self.phase != Phase::Done {
-            self.send_due(&plan, false);
-            if self.phase == Phase::Draining && self.in_flight == 0 {
-                self.start_logout(&mut deadline);
-            }
-            let pending_write = self.written < self.out.len();
-            tokio::select! {
-                biased;
-                r = self.writer.write(&self.out[self.written..]), if pending_write => match r {
-                    Ok(0) | Err(_) => {
-                        self.fail("connection lost while writing");
-                    }
-                    Ok(n) => {
-                        self.written += n;
-                        if self.written == self.out.len() {
-                            self.out.clear();
-                            self.written = 0;
-                        }
-                    }
-                },
-                frame = reader.next() => {
-                    let mut next = Some(frame);
-                    let mut handled = 0;
-                    while let Some(frame) = next.take() {
-                        match frame {
-                            Some(Ok(bytes)) => {
-                                if !self.on_frame(bytes, &plan) {
-                                    break;
-                                }
-                            }
-                            Some(Err(e)) => {
-                                self.fail(&format!("read error: {e}"));
-                                break;
-                            }
-                            None => {
-                                self.fail("acceptor closed the connection");
-                                break;
-                            }
-                        }
-                        handled += 1;
-                        if handled < READ_BATCH {
-                            next = reader.next().now_or_never();
-                        }
-                    }
-                }
-                _ = wait_notified(notify.as_deref()), if self.phase == Phase::Sending => {}
-                _ = &mut deadline => match self.phase {
-                    Phase::Sending => {
-                        // Send what is due up to the end, then wait for answers.
-                        self.send_due(&plan, true);
-                        self.phase = Phase::Draining;
-                        deadline.as_mut().reset(Instant::now() + DRAIN_TIMEOUT);
-                    }
-                    Phase::Draining => self.start_logout(&mut deadline),
-                    _ => self.phase = Phase::Done,
-                },
-                _ = housekeeping.tick() => {
-                    if self.last_sent.elapsed() >= heartbeat {
-                        self.send_heartbeat(None);
-                    }
-                }
+    /// Writes the queued bytes with `write` until they are all written
+    /// (`Ok(true)`) or the socket takes no more (`Ok(false)`).
+    fn write_out(
+        &mut self,
+        mut write: impl FnMut(&[u8]) -> std::io::Result<usize>,
+    ) -> std::io::Result<bool> {
+        while self.written < self.out.len() {
+            match write(&self.out[self.written..]) {
+                Ok(0) => return Err(ErrorKind::WriteZero.into()),
+                Ok(n) => self.written += n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
+        self.out.clear();
+        self.written = 0;
+        Ok(true)
     }
 
     /// Parses and handles one frame; false ends the session.
@@ -650,10 +646,99 @@ impl Client {
         self.out.clear();
         self.written = 0;
     }
+}
+
+/// The session's task: owns the socket's tokio halves; the state is in the
+/// desk, locked for each step and never across an `await`.
+struct Task {
+    desk: Arc<Desk>,
+    writer: OwnedWriteHalf,
+}
+
+impl Task {
+    /// The main loop: from the start of the plan to the end of the logout.
+    async fn run(&mut self, mut reader: FramedRead<OwnedReadHalf, FixCodec>, plan: Plan) {
+        let desk = self.desk.clone();
+        let heartbeat = desk.lock().setup.heartbeat;
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let deadline = sleep_until(plan.end);
+        tokio::pin!(deadline);
+        sleep_until(plan.start).await;
+        loop {
+            let (phase, pending_write) = {
+                let mut c = desk.lock();
+                c.send_due(&plan, false);
+                if c.phase == Phase::Draining && c.in_flight == 0 {
+                    c.start_logout(&mut deadline);
+                }
+                (c.phase, c.written < c.out.len())
+            };
+            if phase == Phase::Done {
+                break;
+            }
+            tokio::select! {
+                biased;
+                r = self.writer.writable(), if pending_write => {
+                    let mut c = desk.lock();
+                    let w = &self.writer;
+                    if r.is_err() || c.write_out(|buf| w.try_write(buf)).is_err() {
+                        c.fail("connection lost while writing");
+                    }
+                },
+                frame = reader.next() => {
+                    let mut c = desk.lock();
+                    let mut next = Some(frame);
+                    let mut handled = 0;
+                    while let Some(frame) = next.take() {
+                        match frame {
+                            Some(Ok(bytes)) => {
+                                if !c.on_frame(bytes, &plan) {
+                                    break;
+                                }
+                            }
+                            Some(Err(e)) => {
+                                c.fail(&format!("read error: {e}"));
+                                break;
+                            }
+                            None => {
+                                c.fail("acceptor closed the connection");
+                                break;
+                            }
+                        }
+                        handled += 1;
+                        if handled < READ_BATCH {
+                            next = reader.next().now_or_never();
+                        }
+                    }
+                }
+                _ = desk.notify.notified(), if phase == Phase::Sending => {}
+                _ = &mut deadline => {
+                    let mut c = desk.lock();
+                    match c.phase {
+                        Phase::Sending => {
+                            // Send what is due up to the end, then wait for answers.
+                            c.send_due(&plan, true);
+                            c.phase = Phase::Draining;
+                            deadline.as_mut().reset(Instant::now() + DRAIN_TIMEOUT);
+                        }
+                        Phase::Draining => c.start_logout(&mut deadline),
+                        _ => c.phase = Phase::Done,
+                    }
+                },
+                _ = housekeeping.tick() => {
+                    let mut c = desk.lock();
+                    if c.last_sent.elapsed() >= heartbeat {
+                        c.send_heartbeat(None);
+                    }
+                }
+            }
+        }
+    }
 
     /// The run was called off before it started: just log out.
     async fn logout_only(&mut self, mut reader: FramedRead<OwnedReadHalf, FixCodec>) {
-        self.send_logout();
+        self.desk.lock().send_logout();
         let _ = self.flush().await;
         let _ = tokio::time::timeout(LOGOUT_TIMEOUT, async {
             while let Some(Ok(frame)) = reader.next().await {
@@ -667,18 +752,26 @@ impl Client {
         .await;
     }
 
+    /// Writes whatever is queued, waiting for the socket as needed.
     async fn flush(&mut self) -> std::io::Result<()> {
-        let r = self.writer.write_all(&self.out[self.written..]).await;
-        self.out.clear();
-        self.written = 0;
-        r
+        let rest = {
+            let mut c = self.desk.lock();
+            let written = c.written;
+            let rest = c.out.split_off(written);
+            c.out.clear();
+            c.written = 0;
+            rest
+        };
+        self.writer.write_all(&rest).await
     }
 
     /// Writes what is left, closes the connection and returns the counts.
     async fn finish(mut self) -> SessionStats {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
         let _ = self.writer.shutdown().await;
-        self.stats.unanswered = self.in_flight as u64;
-        self.stats
+        let mut c = self.desk.lock();
+        c.stats.unanswered = c.in_flight as u64;
+        let sender = c.setup.sender.clone();
+        std::mem::replace(&mut c.stats, SessionStats::new(&sender))
     }
 }

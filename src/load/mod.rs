@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use rust_decimal::Decimal;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 pub use client::{Pacing, Plan, SessionSetup};
@@ -301,8 +301,8 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
     }
     let mut live = Vec::new();
     for (i, rx) in logons.into_iter().enumerate() {
-        if let Ok(Ok(())) = rx.await {
-            live.push(i);
+        if let Ok(Ok(desk)) = rx.await {
+            live.push((i, desk));
         }
     }
 
@@ -311,65 +311,54 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
         let _ = go.send((start + warmup, start + duration));
     }
     let end = start + duration;
-    let mut pacer = None;
     let stop = Arc::new(AtomicBool::new(false));
-    if !live.is_empty() {
-        let mut pacings: Vec<Pacing> = Vec::new();
-        match opts.rate {
-            None => pacings.resize(
-                live.len(),
-                Pacing::Max {
+    let plan = |pacing| Plan {
+        start,
+        measure_from: start + warmup,
+        end,
+        pacing,
+    };
+    let mut plans: Vec<Option<Plan>> = vec![None; opts.sessions];
+    let mut pacer = None;
+    match opts.rate {
+        None => {
+            for (i, _) in &live {
+                plans[*i] = Some(plan(Pacing::Max {
                     window: opts.window,
-                },
-            ),
-            Some(rate) => {
-                let schedule = Schedule {
-                    total_rate: rate,
-                    sessions: live.len() as u64,
-                };
-                let due = Arc::new(AtomicU64::new(0));
-                let notifies: Vec<Arc<Notify>> =
-                    live.iter().map(|_| Arc::new(Notify::new())).collect();
-                let total = schedule.total(duration);
-                for (slot, n) in notifies.iter().enumerate() {
-                    pacings.push(Pacing::Fixed {
-                        schedule,
-                        slot: slot as u64,
-                        total,
-                        due: due.clone(),
-                        notify: n.clone(),
-                    });
-                }
-                let stop = stop.clone();
-                let start_std = start.into_std();
-                pacer = Some(
-                    std::thread::Builder::new()
-                        .name("fixgw-load-pacer".into())
-                        .spawn(move || pace(start_std, schedule, total, &due, &notifies, &stop))
-                        .context("starting the pacer thread")?,
-                );
+                }));
             }
         }
-        let mut pacings = pacings.into_iter();
-        let mut live_iter = live.iter().peekable();
-        for (i, go) in gos.into_iter().enumerate() {
-            let plan = if live_iter.peek() == Some(&&i) {
-                live_iter.next();
-                pacings.next().map(|pacing| Plan {
-                    start,
-                    measure_from: start + warmup,
-                    end,
-                    pacing,
-                })
-            } else {
-                None
+        Some(rate) if !live.is_empty() => {
+            let schedule = Schedule {
+                total_rate: rate,
+                sessions: live.len() as u64,
             };
-            let _ = go.send(plan);
+            let due = Arc::new(AtomicU64::new(0));
+            let total = schedule.total(duration);
+            let mut desks = Vec::new();
+            for (slot, (i, desk)) in live.iter().enumerate() {
+                let p = plan(Pacing::Fixed {
+                    schedule,
+                    slot: slot as u64,
+                    total,
+                    due: due.clone(),
+                });
+                desks.push((desk.clone(), p.clone()));
+                plans[*i] = Some(p);
+            }
+            let stop = stop.clone();
+            let start_std = start.into_std();
+            pacer = Some(
+                std::thread::Builder::new()
+                    .name("fixgw-load-pacer".into())
+                    .spawn(move || pace(start_std, schedule, total, &due, &desks, &stop))
+                    .context("starting the pacer thread")?,
+            );
         }
-    } else {
-        for go in gos {
-            let _ = go.send(None);
-        }
+        Some(_) => {}
+    }
+    for (go, plan) in gos.into_iter().zip(plans) {
+        let _ = go.send(plan);
     }
 
     let mut stats = Vec::new();
@@ -425,17 +414,18 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
 const PACER_MAX_SLEEP: Duration = Duration::from_millis(50);
 
 /// The pacer thread of fixed-rate mode: publishes how many requests are due
-/// and wakes the sessions whose turn it is. OS sleeps are precise to tens of
-/// microseconds, where tokio's timer rounds to milliseconds.
+/// and sends each session's due requests itself (see [`client::Desk`]).
+/// OS sleeps are precise to tens of microseconds, where tokio's timer rounds
+/// to milliseconds.
 fn pace(
     start: std::time::Instant,
     schedule: Schedule,
     total: u64,
     due: &AtomicU64,
-    notifies: &[Arc<Notify>],
+    desks: &[(Arc<client::Desk>, Plan)],
     stop: &AtomicBool,
 ) {
-    let sessions = notifies.len() as u64;
+    let sessions = desks.len() as u64;
     let mut announced = 0u64;
     while announced < total && !stop.load(Ordering::Acquire) {
         let now = std::time::Instant::now();
@@ -444,12 +434,11 @@ fn pace(
             .map_or(0, |e| schedule.due_at(e).min(total));
         if global > announced {
             due.store(global, Ordering::Release);
-            if global - announced >= sessions {
-                notifies.iter().for_each(|n| n.notify_one());
-            } else {
-                for j in announced..global {
-                    notifies[(j % sessions) as usize].notify_one();
-                }
+            let first = announced % sessions;
+            let count = (global - announced).min(sessions);
+            for j in 0..count {
+                let (desk, plan) = &desks[((first + j) % sessions) as usize];
+                desk.send_due_now(plan);
             }
             announced = global;
             continue;

@@ -506,14 +506,14 @@ async fn write_or_flush<W: AsyncWrite + Unpin>(
 
 /// A second descriptor of `stream` (same socket, non-blocking too).
 #[cfg(unix)]
-fn second_descriptor(stream: &TcpStream) -> Option<std::net::TcpStream> {
+pub(crate) fn second_descriptor(stream: &TcpStream) -> Option<std::net::TcpStream> {
     use std::os::fd::AsFd;
     let fd = stream.as_fd().try_clone_to_owned().ok()?;
     Some(std::net::TcpStream::from(fd))
 }
 
 #[cfg(not(unix))]
-fn second_descriptor(_: &TcpStream) -> Option<std::net::TcpStream> {
+pub(crate) fn second_descriptor(_: &TcpStream) -> Option<std::net::TcpStream> {
     None
 }
 

@@ -80,6 +80,11 @@ pub struct EngineSettings {
     /// The most orders (resting + stop) the engine holds at once; new orders beyond are rejected.
     #[serde(default = "default_max_orders")]
     pub max_orders: u32,
+    /// Orders (working plus recently finished) the order indexes are sized
+    /// for at start. Beyond it they grow, and growing an index of 100 000s
+    /// of orders stalls the core for milliseconds each time it doubles.
+    #[serde(default = "default_order_capacity")]
+    pub order_capacity: u32,
 }
 
 fn default_snapshot_every() -> u64 {
@@ -88,12 +93,16 @@ fn default_snapshot_every() -> u64 {
 fn default_max_orders() -> u32 {
     4_000_000
 }
+fn default_order_capacity() -> u32 {
+    100_000
+}
 
 impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
             snapshot_every: default_snapshot_every(),
             max_orders: default_max_orders(),
+            order_capacity: default_order_capacity(),
         }
     }
 }

@@ -379,6 +379,11 @@ impl Venue {
             });
             symbols.insert(ins.symbol.clone(), i as InstrumentId);
         }
+        // Sized up front: growing a map of 100 000s of orders stalls the
+        // core for milliseconds (rehash, page faults, unmapping the old one).
+        // Each order-entry session's ClOrdID index too: one session may
+        // send them all. Untouched capacity costs address space only.
+        let capacity = cfg.engine.order_capacity as usize;
         let mut states = Vec::with_capacity(sessions.len());
         let mut session_ids = StrMap::default();
         for (i, s) in sessions.iter().enumerate() {
@@ -391,7 +396,14 @@ impl Venue {
             states.push(SessionState {
                 info: s.clone(),
                 account: cfg.account_for_session(&s.comp_id),
-                cl_ord_ids: StrMap::default(),
+                cl_ord_ids: StrMap::with_capacity_and_hasher(
+                    if s.role == SessionRole::OrderEntry {
+                        capacity
+                    } else {
+                        0
+                    },
+                    Default::default(),
+                ),
                 live: BTreeSet::new(),
                 copies_to: Vec::new(),
             });
@@ -435,8 +447,8 @@ impl Venue {
             account_names: cfg.accounts.iter().map(|a| a.name.clone()).collect(),
             sessions: states,
             session_ids,
-            orders: FxHashMap::default(),
-            by_engine_id: FxHashMap::default(),
+            orders: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
+            by_engine_id: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
             done: VecDeque::new(),
             next_order_id: 1,
             next_exec_id: 1,

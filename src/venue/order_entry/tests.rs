@@ -1089,3 +1089,21 @@ proptest! {
         prop_assert!(a == b, "outputs differ");
     }
 }
+
+#[test]
+fn order_indexes_are_sized_up_front_from_order_capacity() {
+    let mut cfg = VenueConfig::from_toml_str(CFG).unwrap();
+    assert_eq!(cfg.engine.order_capacity, 100_000, "the documented default");
+    cfg.engine.order_capacity = 5_000;
+    let sessions = [
+        session("CLIENT1", SessionRole::OrderEntry, false),
+        session("MDCLIENT", SessionRole::MarketData, false),
+    ];
+    let v = Venue::new(&cfg, &sessions).unwrap();
+    // No rehash (a stall of milliseconds at large sizes) before 5 000 orders.
+    assert!(v.orders.capacity() >= 5_000);
+    assert!(v.by_engine_id.capacity() >= 5_000);
+    assert!(v.sessions[0].cl_ord_ids.capacity() >= 5_000);
+    // Sessions that never send orders keep no index.
+    assert_eq!(v.sessions[1].cl_ord_ids.capacity(), 0);
+}

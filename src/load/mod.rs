@@ -11,7 +11,7 @@
 //! Two pacing modes:
 //! - **fixed rate** (`--rate R`): request `j` (over all sessions, interleaved)
 //!   is due at `start + j/R`. A pacer thread (OS sleep, well below tokio's
-//!   millisecond timer) releases them; a request is sent when due whether or
+//!   millisecond timer) sends them itself; a request is sent when due whether or
 //!   not earlier ones were answered, and its latency counts from when it was
 //!   due, so a stalling acceptor shows up as latency (no coordinated omission).
 //! - **max** (no `--rate`): each session keeps `--window` requests in

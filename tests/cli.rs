@@ -173,7 +173,7 @@ fn check_config_names_file_and_line_of_every_error() {
         true,
         "lot_size = \"1\"",
         "lot_size = 1x",
-        "{FILE}: TOML parse error at line 13",
+        "{FILE}: TOML parse error at line 16",
     );
     must_fail(
         true,

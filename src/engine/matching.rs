@@ -494,11 +494,17 @@ impl Engine {
         let mut free_head = self.slab.free_head;
         let mut freed = 0u32;
         let mut refill = false;
+        // The loop's state, borrowed once (not reloaded through `self` after each push).
+        let (orders, accounts, acct_inst) = (
+            &mut self.slab.orders[..],
+            &mut self.accounts[..],
+            &mut self.acct_inst[..],
+        );
         let next = loop {
-            let mo = &mut self.slab.orders[m as usize];
+            let mo = &mut orders[m as usize];
             if mo.account != makers.account {
-                makers.settle(&lf, &mut self.accounts, &mut self.acct_inst, left, freed);
-                makers = start(&self.accounts, &self.acct_inst, mo.account, left, freed);
+                makers.settle(&lf, accounts, acct_inst, left, freed);
+                makers = start(accounts, acct_inst, mo.account, left, freed);
                 per_fill = makers.per_fill || tk.per_fill(makers.account);
             }
             let (visible, leaves) = (mo.visible, mo.leaves());
@@ -520,18 +526,11 @@ impl Engine {
             );
             if per_fill {
                 if makers.per_fill {
-                    makers.fill_each(&lf, &mut self.accounts, &mut self.acct_inst, q);
+                    makers.fill_each(&lf, accounts, acct_inst, q);
                 }
                 // (Only a maker of the taker's account changes `tk.adds`, and for such a run
                 // `per_fill` stays true: nothing to recompute.)
-                tk.fill(
-                    &lf,
-                    &mut self.accounts,
-                    &mut self.acct_inst,
-                    makers.account,
-                    q,
-                    left,
-                );
+                tk.fill(&lf, accounts, acct_inst, makers.account, q, left);
             }
             if q < leaves {
                 // The maker keeps working: its fill is booked into it.
@@ -553,7 +552,7 @@ impl Engine {
             }
             free_head = free_order(mo, m, free_head);
             freed += 1;
-            if next == NIL || left == 0 || own.is_some_and(|a| a == self.slab.get(next).account) {
+            if next == NIL || left == 0 || own.is_some_and(|a| a == orders[next as usize].account) {
                 break next;
             }
             m = next;

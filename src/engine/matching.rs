@@ -486,6 +486,7 @@ impl Engine {
             MakerRun::start(&lf, accounts, acct_inst, account, inst, left, freed)
         };
         let mut makers = start(&self.accounts, &self.acct_inst, first, leaves0, 0);
+        tk.run_starts(first, leaves0, price);
         // Anything to book for each fill beyond its Trade and its maker.
         let mut per_fill = makers.per_fill || tk.per_fill(makers.account);
         // The taker's lots still to fill; every sum over the fills derives from it.
@@ -504,7 +505,9 @@ impl Engine {
             let mo = &mut orders[m as usize];
             if mo.account != makers.account {
                 makers.settle(&lf, accounts, acct_inst, left, freed);
+                tk.run_ends(makers.account, left);
                 makers = start(accounts, acct_inst, mo.account, left, freed);
+                tk.run_starts(makers.account, left, price);
                 per_fill = makers.per_fill || tk.per_fill(makers.account);
             }
             let (visible, leaves) = (mo.visible, mo.leaves());
@@ -528,8 +531,7 @@ impl Engine {
                 if makers.per_fill {
                     makers.fill_each(&lf, accounts, acct_inst, q);
                 }
-                // (Only a maker of the taker's account changes `tk.adds`, and for such a run
-                // `per_fill` stays true: nothing to recompute.)
+                // (Only a run of the taker's account changes `tk.adds`, when it ends.)
                 tk.fill(&lf, accounts, acct_inst, makers.account, q, left);
             }
             if q < leaves {
@@ -561,6 +563,7 @@ impl Engine {
         self.slab.free_head = free_head;
         self.slab.live -= freed;
         makers.settle(&lf, &mut self.accounts, &mut self.acct_inst, left, freed);
+        tk.run_ends(makers.account, left);
         let lots = leaves0 - left;
         let hidden = if refill { self.slab.get(m).leaves() } else { 0 };
         let book = &mut self.instruments[inst as usize].book;
@@ -1356,6 +1359,27 @@ impl TakerFill {
         }
     }
 
+    /// A run of makers of `maker_account` starts, the taker has `left` lots to fill: a run of
+    /// its own account trades into its position, so the lots it traded before are booked now.
+    #[inline(never)]
+    fn run_starts(&mut self, maker_account: AccountId, left: Lots, price: Ticks) {
+        if maker_account == self.account && self.mark > left {
+            self.pos.apply_fill(self.side, self.mark - left, price);
+            self.mark = left;
+        }
+    }
+
+    /// A run of makers of `maker_account` ended, the taker has `left` lots to fill: after a
+    /// run of its own account (every fill booked), the taker's next fills are booked as one
+    /// again if they add to its position.
+    #[inline(never)]
+    fn run_ends(&mut self, maker_account: AccountId, left: Lots) {
+        if maker_account == self.account {
+            self.adds = self.deferred && self.pos.grows_with(self.side);
+            self.mark = left;
+        }
+    }
+
     /// True when a fill against a maker of `maker_account` books something for the taker.
     #[inline]
     fn per_fill(&self, maker_account: AccountId) -> bool {
@@ -1376,11 +1400,8 @@ impl TakerFill {
         let (price, cash) = (lf.price, lf.cash);
         let a = self.account as usize;
         if maker_account == self.account {
-            // One position for both sides of the fill: maker first, then taker, in order.
-            let unbooked = self.mark - (left + q);
-            if unbooked > 0 {
-                self.pos.apply_fill(self.side, unbooked, price);
-            }
+            // One position for both sides of the fill: maker first, then taker, in order
+            // (the taker's earlier lots were booked when the run started).
             if self.deferred {
                 self.pos.apply_fill(lf.side, q, price);
                 self.pos.apply_fill(self.side, q, price);
@@ -1388,8 +1409,6 @@ impl TakerFill {
                 book_fill(&mut accounts[a], &mut self.pos, lf.side, q, price, cash);
                 book_fill(&mut accounts[a], &mut self.pos, self.side, q, price, cash);
             }
-            self.adds = self.deferred && self.pos.grows_with(self.side);
-            self.mark = left;
         } else if !self.adds {
             if self.deferred {
                 self.pos.apply_fill(self.side, q, price);

@@ -214,6 +214,7 @@ impl OrderSlab {
         &mut self.orders[slot as usize]
     }
 }
+
 /// Marks an order's slot free and puts it on top of the free list whose top is `head`;
 /// returns the new top.
 #[inline(always)]
@@ -226,6 +227,29 @@ pub(crate) fn free_order(o: &mut Order, slot: u32, head: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_free_list_is_lifo_and_lists_its_bottom_first() {
+        let mut slab = OrderSlab::default();
+        let resting = Order {
+            state: OrderState::Resting,
+            ..Order::EMPTY
+        };
+        for _ in 0..4 {
+            slab.insert(resting);
+        }
+        for s in [2, 0, 3] {
+            slab.remove(s);
+        }
+        assert_eq!((slab.free_slots(), slab.live), (vec![2, 0, 3], 1));
+        assert_eq!(slab.insert(resting), 3);
+        assert_eq!(slab.insert(resting), 0);
+        assert_eq!(slab.free_slots(), vec![2]);
+        assert_eq!(slab.insert(resting), 2);
+        assert_eq!((slab.free_head, slab.insert(resting)), (NIL, 4));
+        // A reused slot gets a new generation, so the old id does not resolve to it.
+        assert_eq!(slab.get(3).id >> 32, 2);
+    }
 
     #[test]
     fn an_order_is_two_cache_lines_with_the_fill_fields_in_the_first() {

@@ -12,7 +12,7 @@ use crate::engine::config::{
     AccountSpec, ConfigError, EngineSettings, InstrumentSpec, VenueConfig,
 };
 use crate::engine::event::{CancelReason, CancelRejectReason, Event, OrderInfo, RejectReason};
-use crate::engine::order::{Order, OrderSlab, OrderState, NIL};
+use crate::engine::order::{free_order, Order, OrderSlab, OrderState, NIL};
 use crate::engine::positions::{AccountTotals, Position, PositionView};
 use crate::engine::risk::{self, AccountState, AcctInst, Exposure};
 use crate::engine::types::{
@@ -447,10 +447,13 @@ impl Engine {
     /// own order under STP) until the taker is done, the level is gone, an iceberg refills,
     /// or the next head is an own order (`own`); the caller's loop takes it from there.
     ///
-    /// Per fill: the Trade event, the maker's quantities, the maker's slot freed, and the
-    /// positions only where fills of one position interleave (a maker of the taker's account)
-    /// or reduce it (see `MakerRun`, `Position::grows_with`). Once per call: the level's aggregates and
-    /// queue head, the taker's quantities and (when exactly equal, see
+    /// Per fill: the Trade event and the maker (its quantities only while it keeps working; a
+    /// done maker's slot is freed on the spot, in the order's own cache line). Positions and
+    /// reservations are booked fill by fill only where fills of one position interleave (a
+    /// maker of the taker's account), reduce it, or could saturate (see `MakerRun`,
+    /// `TakerFill`, `Position::grows_with`); everything else is derived from the lots left to
+    /// the taker when a run of makers or the level ends. Once per call: the level's aggregates
+    /// and queue head, the taker's quantities and (when exactly equal, see
     /// `taker_release_batched`) its reservation release, the taker's position while its fills
     /// only add to it. Once per run of makers of one account: see `MakerRun`.
     fn fill_level(
@@ -468,62 +471,48 @@ impl Engine {
         ins.last_trade = Some(price);
         let book = &mut ins.book;
         let taker = self.slab.get(t);
-        // The taker's quantities, booked into its order after the level.
-        let mut t_info = Taker {
-            order_id: taker.id,
-            cum_qty: taker.cum_qty,
-            leaves_qty: taker.leaves(),
-            cum_notional: taker.cum_notional,
-        };
-        let (t_side, t_account, t_risk_price) = (taker.side, taker.account, taker.risk_price);
-        let m_side = t_side.opposite();
-        let t_ai = t_account as usize * n_inst + inst as usize;
-        let t_acct = &self.accounts[t_account as usize];
-        let batched = taker_release_batched(t_acct, t_side, t_info.leaves_qty, t_risk_price, cash);
-        // The taker's position, and its account's position cost (booked once for the level
-        // when exact).
-        let mut t_pos = self.acct_inst[t_ai].pos;
-        let t_cost0 = t_pos.open_cost.saturating_abs();
-        let deferred = cost_deferred(t_acct, t_cost0, t_info.leaves_qty, price, cash);
-        // Taker lots traded but not yet in `t_pos`: while its fills only add to the position
-        // they are booked as one (exact), before the next fill of a maker of its account.
-        let mut t_adds = deferred && t_pos.grows_with(t_side);
-        let mut t_unbooked: Lots = 0;
-        let mut m = book.level(l).head;
+        let (t_id, t_side, leaves0) = (taker.id, taker.side, taker.leaves());
         let lf = LevelFill {
             n_inst,
-            side: m_side,
+            side: t_side.opposite(),
             price,
             cash,
-            taker_account: t_account,
+            taker_account: taker.account,
         };
+        let mut tk = TakerFill::start(&lf, taker, inst, &self.accounts, &self.acct_inst);
+        let mut m = book.level(l).head;
         let first = self.slab.get(m).account;
-        let mut makers = MakerRun::start(
-            &lf,
-            &self.accounts,
-            &self.acct_inst,
-            first,
-            inst,
-            t_info.leaves_qty,
-        );
-        // Level aggregates to book once: lots traded, hidden lots leaving, orders leaving.
-        let mut run: (Lots, Lots, u32) = (0, 0, 0);
+        let start = |accounts: &[AccountState], acct_inst: &[AcctInst], account, left, freed| {
+            MakerRun::start(&lf, accounts, acct_inst, account, inst, left, freed)
+        };
+        let mut makers = start(&self.accounts, &self.acct_inst, first, leaves0, 0);
+        tk.run_starts(first, leaves0, price);
+        // Anything to book for each fill beyond its Trade and its maker.
+        let mut per_fill = makers.per_fill || tk.per_fill(makers.account);
+        // The taker's lots still to fill; every sum over the fills derives from it.
+        let mut left = leaves0;
+        let mut trade_id = self.next_trade_id;
+        let mut free_head = self.slab.free_head;
         let mut freed = 0u32;
         let mut refill = false;
+        // The loop's state, borrowed once (not reloaded through `self` after each push).
+        let (orders, accounts, acct_inst) = (
+            &mut self.slab.orders[..],
+            &mut self.accounts[..],
+            &mut self.acct_inst[..],
+        );
         let next = loop {
-            let mo = &mut self.slab.orders[m as usize];
-            let q = t_info.leaves_qty.min(mo.visible);
-            let notional = q as i64 * price;
-            mo.cum_qty += q;
-            mo.cum_notional += notional;
-            mo.visible -= q;
-            t_info.cum_qty += q;
-            t_info.leaves_qty -= q;
-            t_info.cum_notional += notional;
-            run.0 += q;
-            let mo = &*mo;
-            let trade_id = self.next_trade_id;
-            self.next_trade_id += 1;
+            let mo = &mut orders[m as usize];
+            if mo.account != makers.account {
+                makers.settle(&lf, accounts, acct_inst, left, freed);
+                tk.run_ends(makers.account, left);
+                makers = start(accounts, acct_inst, mo.account, left, freed);
+                tk.run_starts(makers.account, left, price);
+                per_fill = makers.per_fill || tk.per_fill(makers.account);
+            }
+            let (visible, leaves) = (mo.visible, mo.leaves());
+            let q = left.min(visible);
+            left -= q;
             out.push(Event::Trade {
                 trade_id,
                 instrument: inst,
@@ -531,90 +520,63 @@ impl Engine {
                 qty: q,
                 aggressor: t_side,
                 maker_order_id: mo.id,
-                taker_order_id: t_info.order_id,
+                taker_order_id: t_id,
             });
+            trade_id += 1;
             debug_assert_eq!(
                 mo.risk_price, price,
                 "a resting order's risk price is its price"
             );
-            if mo.account != makers.account {
-                makers.settle(&lf, &mut self.accounts, &mut self.acct_inst);
-                let left = t_info.leaves_qty + q;
-                makers =
-                    MakerRun::start(&lf, &self.accounts, &self.acct_inst, mo.account, inst, left);
-            }
-            makers.fill(&lf, &mut self.accounts, &mut self.acct_inst, q);
-            if makers.account == t_account {
-                // One position for both sides of the fill: maker first, then taker, in order.
-                let t_acct = &mut self.accounts[t_account as usize];
-                if t_unbooked > 0 {
-                    t_pos.apply_fill(t_side, t_unbooked, price);
-                    t_unbooked = 0;
+            if per_fill {
+                if makers.per_fill {
+                    makers.fill_each(&lf, accounts, acct_inst, q);
                 }
-                if deferred {
-                    t_pos.apply_fill(m_side, q, price);
-                    t_pos.apply_fill(t_side, q, price);
-                } else {
-                    book_fill(t_acct, &mut t_pos, m_side, q, price, cash);
-                    book_fill(t_acct, &mut t_pos, t_side, q, price, cash);
+                // (Only a run of the taker's account changes `tk.adds`, when it ends.)
+                tk.fill(&lf, accounts, acct_inst, makers.account, q, left);
+            }
+            if q < leaves {
+                // The maker keeps working: its fill is booked into it.
+                mo.cum_qty += q;
+                mo.cum_notional += q as i64 * price;
+                mo.visible = visible - q;
+                if q < visible {
+                    break m; // it still shows quantity: the taker is done
                 }
-                t_adds = deferred && t_pos.grows_with(t_side);
-            } else if t_adds {
-                t_unbooked += q;
-            } else if deferred {
-                t_pos.apply_fill(t_side, q, price);
-            } else {
-                let t_acct = &mut self.accounts[t_account as usize];
-                book_fill(t_acct, &mut t_pos, t_side, q, price, cash);
-            }
-            if !batched {
-                let t_state = &mut self.acct_inst[t_ai];
-                let t_acct = &mut self.accounts[t_account as usize];
-                risk::reserve(t_acct, t_state, t_side, q, t_risk_price, cash, -1);
-            }
-            if mo.visible > 0 {
-                break m; // the maker still shows quantity: the taker is done
-            }
-            // The head leaves the queue.
-            let (next, hidden) = (mo.next, mo.leaves());
-            run.2 += 1;
-            if hidden > 0 {
                 // Iceberg: its hidden part leaves the level too, and comes back refilled.
-                run.1 = hidden;
                 refill = true;
-                break next;
+                break mo.next;
             }
+            // The maker is done: it leaves the queue and its slot is freed (nothing reads a
+            // free slot's quantities, so they are not written).
+            let next = mo.next;
             if mo.tif == Tif::Gtd {
                 self.expiries.remove(&(mo.expire_ts_ns, mo.id));
             }
-            makers.done += 1;
+            free_head = free_order(mo, m, free_head);
             freed += 1;
-            self.slab.free_slot(m);
-            if next == NIL || t_info.leaves_qty == 0 || own == Some(self.slab.get(next).account) {
+            if next == NIL || left == 0 || own.is_some_and(|a| a == orders[next as usize].account) {
                 break next;
             }
             m = next;
         };
-        makers.settle(&lf, &mut self.accounts, &mut self.acct_inst);
+        self.next_trade_id = trade_id;
+        self.slab.free_head = free_head;
         self.slab.live -= freed;
+        makers.settle(&lf, &mut self.accounts, &mut self.acct_inst, left, freed);
+        tk.run_ends(makers.account, left);
+        let lots = leaves0 - left;
+        let hidden = if refill { self.slab.get(m).leaves() } else { 0 };
         let book = &mut self.instruments[inst as usize].book;
-        let kept = book.traded_run(&mut self.slab, l, run, next);
+        let kept = book.traded_run(
+            &mut self.slab,
+            l,
+            (lots, hidden, freed + refill as u32),
+            next,
+        );
         let to = self.slab.get_mut(t);
-        to.cum_qty = t_info.cum_qty;
-        to.cum_notional = t_info.cum_notional;
-        if t_unbooked > 0 {
-            t_pos.apply_fill(t_side, t_unbooked, price);
-        }
-        let t_acct = &mut self.accounts[t_account as usize];
-        let t_state = &mut self.acct_inst[t_ai];
-        t_state.pos = t_pos;
-        if batched {
-            risk::reserve(t_acct, t_state, t_side, run.0, t_risk_price, cash, -1);
-        }
-        if deferred {
-            let delta = t_pos.open_cost.saturating_abs() - t_cost0;
-            add_position_cost(t_acct, delta, cash);
-        }
+        to.cum_qty += lots;
+        to.cum_notional += lots as i64 * price;
+        tk.finish(&lf, &mut self.accounts, &mut self.acct_inst, lots, left);
         if refill {
             // Iceberg refill: a new displayed slice at the back of the queue.
             debug_assert!(kept || next == NIL);
@@ -1273,6 +1235,14 @@ impl Engine {
         if stops + resting as usize != self.slab.live as usize {
             return Err("live count mismatch".into());
         }
+        let free = self.slab.free_slots();
+        if free.len() + self.slab.live as usize != self.slab.orders.len()
+            || free
+                .iter()
+                .any(|&f| self.slab.get(f).state != OrderState::Free)
+        {
+            return Err("free list does not hold exactly the free slots".into());
+        }
         if self.expiries.len() > self.slab.live as usize {
             return Err("stale expiry entries".into());
         }
@@ -1325,15 +1295,6 @@ fn touch(
     });
 }
 
-/// The taker's figures during `Engine::fill_level`.
-#[derive(Debug, Clone, Copy)]
-struct Taker {
-    order_id: OrderId,
-    cum_qty: Lots,
-    leaves_qty: Lots,
-    cum_notional: i64,
-}
-
 /// What every fill of one `Engine::fill_level` call shares.
 #[derive(Debug, Clone, Copy)]
 struct LevelFill {
@@ -1346,21 +1307,174 @@ struct LevelFill {
     taker_account: AccountId,
 }
 
+/// The taker's position and reservation during `Engine::fill_level`: its reservation is
+/// released once for the level when that is exact (`taker_release_batched`), its account's
+/// position cost booked once when exact (`cost_deferred`), and its fills booked into its
+/// position as one while they only add to it; a maker of its account (same position) first
+/// books the taker's pending lots, then its own fill, then the taker's, in that order.
+#[derive(Debug, Clone, Copy)]
+struct TakerFill {
+    account: AccountId,
+    ai: usize,
+    side: Side,
+    risk_price: Ticks,
+    batched: bool,
+    pos: Position,
+    cost0: i64,
+    deferred: bool,
+    /// The taker's fills add to its position: they wait to be booked as one.
+    adds: bool,
+    /// The taker's lots left when its position last had all its fills: the lots traded since
+    /// (`mark` - lots left) are not booked into `pos` yet.
+    mark: Lots,
+}
+
+impl TakerFill {
+    #[inline]
+    fn start(
+        lf: &LevelFill,
+        taker: &Order,
+        inst: InstrumentId,
+        accounts: &[AccountState],
+        acct_inst: &[AcctInst],
+    ) -> TakerFill {
+        let ai = taker.account as usize * lf.n_inst + inst as usize;
+        let acct = &accounts[taker.account as usize];
+        let left = taker.leaves();
+        let batched = taker_release_batched(acct, taker.side, left, taker.risk_price, lf.cash);
+        let pos = acct_inst[ai].pos;
+        let cost0 = pos.open_cost.saturating_abs();
+        let deferred = cost_deferred(acct, cost0, left, lf.price, lf.cash);
+        TakerFill {
+            account: taker.account,
+            ai,
+            side: taker.side,
+            risk_price: taker.risk_price,
+            batched,
+            pos,
+            cost0,
+            deferred,
+            adds: deferred && pos.grows_with(taker.side),
+            mark: left,
+        }
+    }
+
+    /// A run of makers of `maker_account` starts, the taker has `left` lots to fill: a run of
+    /// its own account trades into its position, so the lots it traded before are booked now.
+    #[inline(never)]
+    fn run_starts(&mut self, maker_account: AccountId, left: Lots, price: Ticks) {
+        if maker_account == self.account && self.mark > left {
+            self.pos.apply_fill(self.side, self.mark - left, price);
+            self.mark = left;
+        }
+    }
+
+    /// A run of makers of `maker_account` ended, the taker has `left` lots to fill: after a
+    /// run of its own account (every fill booked), the taker's next fills are booked as one
+    /// again if they add to its position.
+    #[inline(never)]
+    fn run_ends(&mut self, maker_account: AccountId, left: Lots) {
+        if maker_account == self.account {
+            self.adds = self.deferred && self.pos.grows_with(self.side);
+            self.mark = left;
+        }
+    }
+
+    /// True when a fill against a maker of `maker_account` books something for the taker.
+    #[inline]
+    fn per_fill(&self, maker_account: AccountId) -> bool {
+        maker_account == self.account || !self.adds || !self.batched
+    }
+
+    /// One fill of `q` lots against a maker of `maker_account`, `left` lots to fill after it.
+    #[inline]
+    fn fill(
+        &mut self,
+        lf: &LevelFill,
+        accounts: &mut [AccountState],
+        acct_inst: &mut [AcctInst],
+        maker_account: AccountId,
+        q: Lots,
+        left: Lots,
+    ) {
+        let (price, cash) = (lf.price, lf.cash);
+        let a = self.account as usize;
+        if maker_account == self.account {
+            // One position for both sides of the fill: maker first, then taker, in order
+            // (the taker's earlier lots were booked when the run started).
+            if self.deferred {
+                self.pos.apply_fill(lf.side, q, price);
+                self.pos.apply_fill(self.side, q, price);
+            } else {
+                book_fill(&mut accounts[a], &mut self.pos, lf.side, q, price, cash);
+                book_fill(&mut accounts[a], &mut self.pos, self.side, q, price, cash);
+            }
+        } else if !self.adds {
+            if self.deferred {
+                self.pos.apply_fill(self.side, q, price);
+            } else {
+                book_fill(&mut accounts[a], &mut self.pos, self.side, q, price, cash);
+            }
+            self.mark = left;
+        }
+        if !self.batched {
+            let state = &mut acct_inst[self.ai];
+            risk::reserve(
+                &mut accounts[a],
+                state,
+                self.side,
+                q,
+                self.risk_price,
+                cash,
+                -1,
+            );
+        }
+    }
+
+    /// Books what the level's fills (`lots` in all, `left` lots to fill after them) left for
+    /// the end.
+    #[inline]
+    fn finish(
+        mut self,
+        lf: &LevelFill,
+        accounts: &mut [AccountState],
+        acct_inst: &mut [AcctInst],
+        lots: Lots,
+        left: Lots,
+    ) {
+        if self.mark > left {
+            self.pos.apply_fill(self.side, self.mark - left, lf.price);
+        }
+        let acct = &mut accounts[self.account as usize];
+        let state = &mut acct_inst[self.ai];
+        state.pos = self.pos;
+        if self.batched {
+            risk::reserve(acct, state, self.side, lots, self.risk_price, lf.cash, -1);
+        }
+        if self.deferred {
+            let delta = self.pos.open_cost.saturating_abs() - self.cost0;
+            add_position_cost(acct, delta, lf.cash);
+        }
+    }
+}
+
 /// Consecutive makers of one account in a level's queue (all on one side at one price),
 /// settled once when the run ends, where that gives exactly what settling each fill gives:
 /// the open-order count; the reservation release (lots always; buy notional when no product or
 /// running total can saturate, as for the taker); and, for an account other than the taker's,
 /// the position when every fill adds to it (flat or on the makers' side: the fills then add
 /// up exactly) and the position cost (as the change of |open cost|, when `cost_deferred`).
-/// Makers of the taker's account book into the taker's position copy, fill by fill.
+/// Makers of the taker's account book into the taker's position copy, fill by fill. The run's
+/// lots and done makers are the differences of the taker's lots left and of the makers freed
+/// from the run's start to its end.
 #[derive(Debug, Clone, Copy)]
 struct MakerRun {
     account: AccountId,
     ai: usize,
-    /// Lots traded in the run.
-    lots: Lots,
-    /// Makers of the run that are done (their slots freed).
-    done: u32,
+    /// The taker's lots left when the run started.
+    left0: Lots,
+    /// Makers freed in the level before the run started.
+    freed0: u32,
     release_batched: bool,
     /// The account's position (a copy, written back by `settle`; unused for the taker's account).
     pos: Position,
@@ -1372,7 +1486,8 @@ struct MakerRun {
 }
 
 impl MakerRun {
-    /// A run of `account`'s makers; the taker has `left` lots to fill.
+    /// A run of `account`'s makers; the taker has `left` lots to fill, `freed` makers of the
+    /// level are done.
     #[inline]
     fn start(
         lf: &LevelFill,
@@ -1381,6 +1496,7 @@ impl MakerRun {
         account: AccountId,
         inst: InstrumentId,
         left: Lots,
+        freed: u32,
     ) -> MakerRun {
         let ai = account as usize * lf.n_inst + inst as usize;
         let acct = &accounts[account as usize];
@@ -1393,8 +1509,8 @@ impl MakerRun {
         MakerRun {
             account,
             ai,
-            lots: 0,
-            done: 0,
+            left0: left,
+            freed0: freed,
             release_batched,
             pos,
             cost0,
@@ -1404,22 +1520,8 @@ impl MakerRun {
         }
     }
 
-    /// One fill of `q` lots: what cannot wait for `settle`.
-    #[inline(always)]
-    fn fill(
-        &mut self,
-        lf: &LevelFill,
-        accounts: &mut [AccountState],
-        acct_inst: &mut [AcctInst],
-        q: Lots,
-    ) {
-        self.lots += q;
-        if self.per_fill {
-            self.fill_each(lf, accounts, acct_inst, q);
-        }
-    }
-
-    /// The part of a fill that a run which cannot be settled at once books fill by fill.
+    /// The part of a fill of `q` lots that a run which cannot be settled at once books fill
+    /// by fill.
     #[inline(never)]
     fn fill_each(
         &mut self,
@@ -1443,20 +1545,29 @@ impl MakerRun {
         }
     }
 
-    /// Books what the run's fills left for the end.
+    /// Books what the run's fills left for the end; the taker has `left` lots to fill and
+    /// `freed` makers of the level are done.
     #[inline]
-    fn settle(mut self, lf: &LevelFill, accounts: &mut [AccountState], acct_inst: &mut [AcctInst]) {
+    fn settle(
+        mut self,
+        lf: &LevelFill,
+        accounts: &mut [AccountState],
+        acct_inst: &mut [AcctInst],
+        left: Lots,
+        freed: u32,
+    ) {
         let acct = &mut accounts[self.account as usize];
         let state = &mut acct_inst[self.ai];
-        acct.open_orders -= self.done;
+        let lots = self.left0 - left;
+        acct.open_orders -= freed - self.freed0;
         if self.release_batched {
-            risk::reserve(acct, state, lf.side, self.lots, lf.price, lf.cash, -1);
+            risk::reserve(acct, state, lf.side, lots, lf.price, lf.cash, -1);
         }
         if self.account == lf.taker_account {
             return;
         }
         if self.pos_batched {
-            self.pos.apply_fill(lf.side, self.lots, lf.price);
+            self.pos.apply_fill(lf.side, lots, lf.price);
         }
         if self.cost_batched {
             let delta = self.pos.open_cost.saturating_abs() - self.cost0;

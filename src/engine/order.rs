@@ -124,13 +124,27 @@ impl Order {
     }
 }
 
-/// Slab of orders with a LIFO free list; slot generations make ids.
-#[derive(Debug, Clone, Default)]
+/// Slab of orders with a LIFO free list; slot generations make ids. The free list is
+/// intrusive: a free slot's `next` names the free slot below it, so freeing an order writes
+/// only the order's own first cache line (which a fill has just read).
+#[derive(Debug, Clone)]
 pub(crate) struct OrderSlab {
     pub orders: Vec<Order>,
     pub gens: Vec<u32>,
-    pub free: Vec<u32>,
+    /// Top of the free list (the slot `insert` takes next), NIL when empty.
+    pub free_head: u32,
     pub live: u32,
+}
+
+impl Default for OrderSlab {
+    fn default() -> OrderSlab {
+        OrderSlab {
+            orders: Vec::new(),
+            gens: Vec::new(),
+            free_head: NIL,
+            live: 0,
+        }
+    }
 }
 
 impl OrderSlab {
@@ -145,16 +159,15 @@ impl OrderSlab {
     /// Takes a slot and stamps a fresh id into `order`.
     #[inline]
     pub(crate) fn insert(&mut self, mut order: Order) -> u32 {
-        let slot = match self.free.pop() {
-            Some(s) => s,
-            None => {
+        let slot = match self.free_head {
+            NIL => {
                 self.orders.push(Order::EMPTY);
                 self.gens.push(0);
-                // Grow the free list with the slab, so freeing never allocates.
-                if self.free.capacity() < self.orders.capacity() {
-                    self.free.reserve(self.orders.capacity() - self.free.len());
-                }
                 (self.orders.len() - 1) as u32
+            }
+            s => {
+                self.free_head = self.orders[s as usize].next;
+                s
             }
         };
         let g = &mut self.gens[slot as usize];
@@ -168,15 +181,27 @@ impl OrderSlab {
     /// Frees a slot.
     #[inline]
     pub(crate) fn remove(&mut self, slot: u32) {
-        self.free_slot(slot);
+        self.push_free(slot);
         self.live -= 1;
     }
 
-    /// Frees a slot without counting it out of `live` (the caller does, for several at once).
+    /// Puts a slot on top of the free list, its order marked free (`live` is the caller's).
     #[inline]
-    pub(crate) fn free_slot(&mut self, slot: u32) {
-        self.orders[slot as usize].state = OrderState::Free;
-        self.free.push(slot);
+    pub(crate) fn push_free(&mut self, slot: u32) {
+        self.free_head = free_order(&mut self.orders[slot as usize], slot, self.free_head);
+    }
+
+    /// Free slots, bottom of the free list first (the order in which they were freed, as far
+    /// as they are still free); `insert` takes the last one first.
+    pub(crate) fn free_slots(&self) -> Vec<u32> {
+        let mut slots = Vec::new();
+        let mut cur = self.free_head;
+        while cur != NIL && slots.len() < self.orders.len() {
+            slots.push(cur);
+            cur = self.orders[cur as usize].next;
+        }
+        slots.reverse();
+        slots
     }
 
     #[inline]
@@ -189,9 +214,42 @@ impl OrderSlab {
         &mut self.orders[slot as usize]
     }
 }
+
+/// Marks an order's slot free and puts it on top of the free list whose top is `head`;
+/// returns the new top.
+#[inline(always)]
+pub(crate) fn free_order(o: &mut Order, slot: u32, head: u32) -> u32 {
+    o.state = OrderState::Free;
+    o.next = head;
+    slot
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_free_list_is_lifo_and_lists_its_bottom_first() {
+        let mut slab = OrderSlab::default();
+        let resting = Order {
+            state: OrderState::Resting,
+            ..Order::EMPTY
+        };
+        for _ in 0..4 {
+            slab.insert(resting);
+        }
+        for s in [2, 0, 3] {
+            slab.remove(s);
+        }
+        assert_eq!((slab.free_slots(), slab.live), (vec![2, 0, 3], 1));
+        assert_eq!(slab.insert(resting), 3);
+        assert_eq!(slab.insert(resting), 0);
+        assert_eq!(slab.free_slots(), vec![2]);
+        assert_eq!(slab.insert(resting), 2);
+        assert_eq!((slab.free_head, slab.insert(resting)), (NIL, 4));
+        // A reused slot gets a new generation, so the old id does not resolve to it.
+        assert_eq!(slab.get(3).id >> 32, 2);
+    }
 
     #[test]
     fn an_order_is_two_cache_lines_with_the_fill_fields_in_the_first() {

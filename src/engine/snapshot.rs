@@ -153,8 +153,9 @@ impl Engine {
                 write_order(&mut w, o);
             }
         }
-        w.u32(self.slab.free.len() as u32);
-        for &f in &self.slab.free {
+        let free = self.slab.free_slots();
+        w.u32(free.len() as u32);
+        for &f in &free {
             w.u32(f);
         }
         // Queue order is the one thing not derivable from the orders themselves.
@@ -243,12 +244,16 @@ impl Engine {
         if nfree > slots {
             return inconsistent("free list longer than slab".into());
         }
+        let mut listed = vec![false; slots];
         for _ in 0..nfree {
             let f = r.u32()?;
             if f as usize >= slots || e.slab.orders[f as usize].state != OrderState::Free {
                 return inconsistent(format!("free list names slot {f} which is in use"));
             }
-            e.slab.free.push(f);
+            if std::mem::replace(&mut listed[f as usize], true) {
+                return inconsistent(format!("free list names slot {f} twice"));
+            }
+            e.slab.push_free(f);
         }
         if nfree + e.slab.live as usize != slots {
             return inconsistent("free list and live orders do not cover the slab".into());

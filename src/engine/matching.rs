@@ -130,7 +130,9 @@ impl Engine {
             instruments,
             accounts,
             acct_inst,
-            slab: OrderSlab::default(),
+            slab: OrderSlab::with_capacity(
+                cfg.engine.order_capacity.min(cfg.engine.max_orders) as usize
+            ),
             seq: 0,
             next_trade_id: 1,
             now_ns: 0,

@@ -1259,3 +1259,15 @@ fn steady_state_reuses_slots_and_event_vec_capacity() {
     }
     assert_eq!(h.e.slab.orders.len(), 1, "slot reused");
 }
+
+#[test]
+fn the_order_slab_is_reserved_up_front_up_to_max_orders() {
+    let mut cfg = VenueConfig::from_toml_str(TEST_VENUE).unwrap();
+    // Growing the slab copies every order: no growth before order_capacity...
+    cfg.engine.order_capacity = 800;
+    assert!(Engine::new(&cfg).unwrap().slab.orders.capacity() >= 800);
+    // ...and never room for more than the engine may hold.
+    cfg.engine.order_capacity = 1_000_000;
+    let cap = Engine::new(&cfg).unwrap().slab.orders.capacity();
+    assert!((1000..1_000_000).contains(&cap), "{cap}");
+}

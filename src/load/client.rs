@@ -228,12 +228,6 @@ pub struct Desk {
     notify: Notify,
 }
 
-impl std::fmt::Debug for Desk {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Desk")
-    }
-}
-
 impl Desk {
     fn lock(&self) -> MutexGuard<'_, Client> {
         // A panic while holding the lock ends the run anyway; the state is
@@ -754,15 +748,14 @@ impl Task {
 
     /// Writes whatever is queued, waiting for the socket as needed.
     async fn flush(&mut self) -> std::io::Result<()> {
-        let rest = {
+        let (out, written) = {
             let mut c = self.desk.lock();
-            let written = c.written;
-            let rest = c.out.split_off(written);
-            c.out.clear();
-            c.written = 0;
-            rest
+            (
+                std::mem::take(&mut c.out),
+                std::mem::replace(&mut c.written, 0),
+            )
         };
-        self.writer.write_all(&rest).await
+        self.writer.write_all(&out[written..]).await
     }
 
     /// Writes what is left, closes the connection and returns the counts.

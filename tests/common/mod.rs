@@ -66,36 +66,37 @@ pub struct Gateway {
     pub log: PathBuf,
     /// Venue config passed with `--venue` (None: the binary's default).
     pub venue: Option<PathBuf>,
+    /// More arguments to `fixgw run`.
+    pub args: Vec<String>,
 }
 
 impl Gateway {
     /// Writes `cfg` (with `{PORT}` and `{DICT}` substituted) into `dir` and
     /// starts `fixgw run` on it with the store in `dir/data`.
     pub fn start(dir: &Path, cfg: &str) -> Gateway {
-        let port = free_port();
-        let config = dir.join("gateway.cfg");
-        let text = cfg.replace("{PORT}", &port.to_string()).replace(
-            "{DICT}",
-            &repo_path("dictionaries/FIX44.xml").display().to_string(),
-        );
-        std::fs::write(&config, text).expect("write cfg");
-        let mut g = Gateway {
-            child: None,
-            port,
-            config,
-            data: dir.join("data"),
-            log: dir.join("gateway.log"),
-            venue: None,
-        };
-        g.restart();
-        g
+        Gateway::launch(dir, cfg, None, &[])
     }
 
     /// Like `start`, and also writes `venue_toml` to `dir/venue.toml` and
     /// passes it with `--venue`.
     pub fn start_with_venue(dir: &Path, cfg: &str, venue_toml: &str) -> Gateway {
+        Gateway::start_with_venue_args(dir, cfg, venue_toml, &[])
+    }
+
+    /// Like `start_with_venue`, with more arguments to `fixgw run` (at every
+    /// restart too).
+    pub fn start_with_venue_args(
+        dir: &Path,
+        cfg: &str,
+        venue_toml: &str,
+        args: &[&str],
+    ) -> Gateway {
         let venue = dir.join("venue.toml");
         std::fs::write(&venue, venue_toml).expect("write venue.toml");
+        Gateway::launch(dir, cfg, Some(venue), args)
+    }
+
+    fn launch(dir: &Path, cfg: &str, venue: Option<PathBuf>, args: &[&str]) -> Gateway {
         let port = free_port();
         let config = dir.join("gateway.cfg");
         let text = cfg.replace("{PORT}", &port.to_string()).replace(
@@ -109,7 +110,8 @@ impl Gateway {
             config,
             data: dir.join("data"),
             log: dir.join("gateway.log"),
-            venue: Some(venue),
+            venue,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         g.restart();
         g
@@ -131,6 +133,7 @@ impl Gateway {
         if let Some(venue) = &self.venue {
             cmd.arg("--venue").arg(venue);
         }
+        cmd.args(&self.args);
         let child = cmd
             .stdout(Stdio::null())
             .stderr(log)

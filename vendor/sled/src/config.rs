@@ -202,6 +202,8 @@ pub struct Inner {
     #[doc(hidden)]
     pub temporary: bool,
     #[doc(hidden)]
+    pub sync_log_writes: bool,
+    #[doc(hidden)]
     pub use_compression: bool,
     #[doc(hidden)]
     pub compression_factor: i32,
@@ -230,6 +232,7 @@ impl Default for Inner {
             use_compression: false,
             compression_factor: 5,
             temporary: false,
+            sync_log_writes: true,
             version: crate_version(),
 
             // useful in testing
@@ -510,6 +513,11 @@ impl Config {
             create_new,
             bool,
             "attempts to exclusively open the database, failing if it already exists"
+        ),
+        (
+            sync_log_writes,
+            bool,
+            "fixgw: sync each log write before it counts as stable (default). false: a flush hands the log to the OS (pwrite) only, and the periodic flusher's fsync makes it durable"
         ),
         (
             print_profile_on_drop,

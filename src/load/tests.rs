@@ -408,3 +408,18 @@ fn the_pacer_thread_asks_for_sleeps_that_end_on_time() {
     // Only the pacer's own thread changed.
     assert_eq!(slack(), before);
 }
+
+#[test]
+fn the_pacer_wakes_for_each_request_only_up_to_20_000_per_second() {
+    let at = |total_rate| {
+        sleeps_on_time(&Schedule {
+            total_rate,
+            sessions: 2,
+        })
+    };
+    assert!(at(1_000));
+    assert!(at(10_000));
+    assert!(at(20_000));
+    assert!(!at(20_001));
+    assert!(!at(50_000));
+}

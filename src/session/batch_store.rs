@@ -517,7 +517,7 @@ impl BatchLog {
             s.pending.clear();
             s.dirty = false;
         }
-        if flush || self.mode == FlushMode::Os {
+        if flush {
             self.flushed(batch);
         } else {
             let spare = self.spare.pop().unwrap_or_default();

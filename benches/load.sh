@@ -11,11 +11,13 @@ cargo build --release -p fixgw --bin fixgw
 bin=./target/release/fixgw
 senders() { local n=$1 s=""; for i in $(seq 1 "$n"); do s+="--sender LOAD$(printf %02d "$i") "; done; echo "$s"; }
 
+# run_gateway FLUSH [MORE fixgw run ARGUMENTS...]
 run_gateway() {
     local flush=$1
+    shift
     data=$(mktemp -d)
     "$bin" run --config sessions/bench.cfg --venue sessions/bench-venue.toml \
-        --data "$data" --flush "$flush" 2>"$data/gateway.log" &
+        --data "$data" --flush "$flush" "$@" 2>"$data/gateway.log" &
     gw=$!
     sleep 1
     # Another gateway on the port would be measured instead: stop here.
@@ -50,11 +52,23 @@ for flush in fsync os; do
         stop_gateway
     done
 done
-for rate in 1000 10000 50000; do
-    run_gateway fsync
-    echo "== fixed rate $rate/s, flush=fsync, sessions=2"
-    # shellcheck disable=SC2046
-    "$bin" load -n 2 $(senders 2) --rate "$rate" --duration "$dur" --warmup 2 --mix 60,30,10 \
-        --hgrm "target/load-$rate.hgrm"
-    stop_gateway
+# Fixed rates, on the default kernel settings and then with idle CPUs polling
+# (--cpu-wakeup-latency 0, a machine-wide request that serves the load
+# generator too; it needs root, so that pass is left out without it).
+passes=("")
+if [[ -w /dev/cpu_dma_latency ]]; then
+    passes+=("--cpu-wakeup-latency 0")
+else
+    echo "load.sh: /dev/cpu_dma_latency is not writable here: no pass with idle CPUs polling" >&2
+fi
+for extra in "${passes[@]}"; do
+    for rate in 1000 10000 50000; do
+        # shellcheck disable=SC2086
+        run_gateway fsync $extra
+        echo "== fixed rate $rate/s, flush=fsync, sessions=2${extra:+, $extra}"
+        # shellcheck disable=SC2046
+        "$bin" load -n 2 $(senders 2) --rate "$rate" --duration "$dur" --warmup 2 --mix 60,30,10 \
+            --hgrm "target/load-$rate${extra:+-polling}.hgrm"
+        stop_gateway
+    done
 done

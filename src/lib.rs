@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod arena;
 pub mod cli;
+pub mod cpu_latency;
 pub mod engine;
 pub mod fix;
 pub mod gateway;

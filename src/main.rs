@@ -28,7 +28,7 @@ struct Cli {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Flush {
-    /// fsync every batch before sending (default)
+    /// fdatasync every batch before sending (default)
     Fsync,
     /// hand data to the OS only
     Os,
@@ -52,6 +52,11 @@ enum Command {
         /// How store writes are made durable.
         #[arg(long, value_enum, default_value = "fsync")]
         flush: Flush,
+        /// Keep idle CPUs able to wake within this many µs while the gateway
+        /// runs (Linux PM QoS, /dev/cpu_dma_latency; needs root). 0 makes
+        /// idle CPUs poll instead of halting: lower latency, idle CPUs spin.
+        #[arg(long, value_name = "MICROS")]
+        cpu_wakeup_latency: Option<u32>,
     },
 
     /// Check the settings and venue files without starting anything: print
@@ -131,6 +136,7 @@ fn main() -> ExitCode {
             venue,
             data,
             flush,
+            cpu_wakeup_latency,
         } => {
             let opts = RunOptions {
                 config,
@@ -140,6 +146,7 @@ fn main() -> ExitCode {
                     Flush::Fsync => FlushMode::Fsync,
                     Flush::Os => FlushMode::Os,
                 },
+                cpu_wakeup_latency_us: cpu_wakeup_latency,
             };
             run(opts)
         }

@@ -97,6 +97,28 @@ fn every_command_explains_itself_with_an_example() {
     }
 }
 
+/// `fixgw run --cpu-wakeup-latency 0`: the kernel grants the request while
+/// the gateway serves and withdraws it when the process dies, even by
+/// SIGKILL (the request is an open file). Needs root, as the option does.
+#[test]
+fn run_holds_its_cpu_wakeup_latency_request_until_the_process_ends() {
+    use fixgw::cpu_latency::{current, grantable};
+    let before = match grantable() {
+        Ok(v) => v,
+        Err(why) => {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+    assert_ne!(before, 0, "another process holds a request of 0 µs");
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = Gateway::start_with_args(dir.path(), CFG, &["--cpu-wakeup-latency", "0"]);
+    let _c1 = logged_on(&gw, "CLIENT1");
+    assert_eq!(current(), Some(0), "the gateway serves without its request");
+    gw.kill9();
+    assert_eq!(current(), Some(before));
+}
+
 #[test]
 fn check_config_prints_what_would_start() {
     let out = ok(&["check-config"]);

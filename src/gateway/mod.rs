@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 use crate::admin::{AdminCall, AdminSettings, AdminState};
+use crate::cpu_latency::CpuLatencyRequest;
 use crate::engine::VenueConfig;
 use crate::fix::time::now_utc;
 use crate::session::acceptor::{Acceptor, AcceptorOptions, Listener, Route, SessionKey};
@@ -53,6 +54,8 @@ pub struct RunOptions {
     pub data: Option<PathBuf>,
     /// Durability of commits.
     pub flush_mode: FlushMode,
+    /// CPU wake-up latency to request while running (µs), if any.
+    pub cpu_wakeup_latency_us: Option<u32>,
 }
 
 /// A gateway bound to its ports, ready to serve.
@@ -63,6 +66,8 @@ pub struct Gateway {
     admin: Option<(TcpListener, AdminState)>,
     admin_rx: Option<mpsc::Receiver<AdminCall>>,
     ready: Arc<AtomicBool>,
+    /// Held until the gateway is dropped (after `serve` returns).
+    _cpu_latency: Option<CpuLatencyRequest>,
 }
 
 /// Longest wait for the core to log everyone out and commit at shutdown.
@@ -103,6 +108,10 @@ impl Gateway {
     /// Loads settings, recovers the store, rebuilds the venue and binds.
     pub async fn bind(opts: &RunOptions) -> anyhow::Result<Gateway> {
         let settings = load_settings(&opts.config)?;
+        let cpu_latency = opts
+            .cpu_wakeup_latency_us
+            .map(CpuLatencyRequest::hold)
+            .transpose()?;
         let venue = if needs_venue(&settings) {
             let cfg = VenueConfig::load(&opts.venue)?;
             Some(build_venue(&settings, &cfg)?)
@@ -165,6 +174,7 @@ impl Gateway {
             admin,
             admin_rx,
             ready,
+            _cpu_latency: cpu_latency,
         })
     }
 

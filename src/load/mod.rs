@@ -118,6 +118,12 @@ pub struct LoadOptions {
     /// MarketDepth (264) the subscribers ask for (0 = full book).
     #[arg(long, value_name = "LEVELS", default_value_t = 0)]
     pub md_depth: u32,
+    /// Keep idle CPUs able to wake within this many µs during the run
+    /// (Linux PM QoS, /dev/cpu_dma_latency; needs root), as `fixgw run`'s
+    /// option of the same name. The request is machine-wide: on one machine
+    /// it also serves the acceptor under test.
+    #[arg(long, value_name = "MICROS")]
+    pub cpu_wakeup_latency: Option<u32>,
 }
 
 impl Default for LoadOptions {
@@ -144,6 +150,7 @@ impl Default for LoadOptions {
             md_subscribers: 0,
             md_sender: "MD".into(),
             md_depth: 0,
+            cpu_wakeup_latency: None,
         }
     }
 }
@@ -238,6 +245,10 @@ fn run_id() -> String {
 pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
     opts.validate()?;
     let instruments = opts.instruments()?;
+    let _cpu_latency = opts
+        .cpu_wakeup_latency
+        .map(crate::cpu_latency::CpuLatencyRequest::hold)
+        .transpose()?;
     let run_id = run_id();
     let duration = Duration::from_secs_f64(opts.duration_secs);
     let warmup = Duration::from_secs_f64(opts.warmup_secs);

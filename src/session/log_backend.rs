@@ -80,6 +80,10 @@ fn open_db(dir: &Path, mode: FlushMode) -> Result<sled::Db, StoreError> {
             // (vendor/sled/FIXGW-PATCH.md); sled's flusher syncs it every
             // 200 ms.
             .sync_log_writes(mode == FlushMode::Fsync)
+            // `fsync`: each log write is followed by fdatasync, so a batch
+            // is on the disk (data, file size, device cache) before its
+            // output is released (FIXGW-PATCH.md change 5).
+            .sync_log_data(mode == FlushMode::Fsync)
             .flush_every_ms(if mode == FlushMode::Os {
                 Some(200)
             } else {

@@ -29,6 +29,18 @@ pub fn free_port() -> u16 {
         .expect("no free port")
 }
 
+/// Writes `cfg` with `{PORT}` and `{DICT}` (our FIX44.xml) filled in to
+/// `dir/gateway.cfg`; returns its path.
+pub fn write_config(dir: &Path, cfg: &str, port: u16) -> PathBuf {
+    let config = dir.join("gateway.cfg");
+    let text = cfg.replace("{PORT}", &port.to_string()).replace(
+        "{DICT}",
+        &repo_path("dictionaries/FIX44.xml").display().to_string(),
+    );
+    std::fs::write(&config, text).expect("write cfg");
+    config
+}
+
 /// What a command did: exit code, stdout, stderr.
 pub struct Run {
     /// Exit code (-1: killed by a signal).
@@ -74,7 +86,13 @@ impl Gateway {
     /// Writes `cfg` (with `{PORT}` and `{DICT}` substituted) into `dir` and
     /// starts `fixgw run` on it with the store in `dir/data`.
     pub fn start(dir: &Path, cfg: &str) -> Gateway {
-        Gateway::launch(dir, cfg, None, &[])
+        Gateway::start_with_args(dir, cfg, &[])
+    }
+
+    /// Like `start`, with more arguments to `fixgw run` (at every restart
+    /// too).
+    pub fn start_with_args(dir: &Path, cfg: &str, args: &[&str]) -> Gateway {
+        Gateway::launch(dir, cfg, None, args)
     }
 
     /// Like `start`, and also writes `venue_toml` to `dir/venue.toml` and
@@ -98,12 +116,7 @@ impl Gateway {
 
     fn launch(dir: &Path, cfg: &str, venue: Option<PathBuf>, args: &[&str]) -> Gateway {
         let port = free_port();
-        let config = dir.join("gateway.cfg");
-        let text = cfg.replace("{PORT}", &port.to_string()).replace(
-            "{DICT}",
-            &repo_path("dictionaries/FIX44.xml").display().to_string(),
-        );
-        std::fs::write(&config, text).expect("write cfg");
+        let config = write_config(dir, cfg, port);
         let mut g = Gateway {
             child: None,
             port,

@@ -204,6 +204,8 @@ pub struct Inner {
     #[doc(hidden)]
     pub sync_log_writes: bool,
     #[doc(hidden)]
+    pub sync_log_data: bool,
+    #[doc(hidden)]
     pub use_compression: bool,
     #[doc(hidden)]
     pub compression_factor: i32,
@@ -233,6 +235,7 @@ impl Default for Inner {
             compression_factor: 5,
             temporary: false,
             sync_log_writes: true,
+            sync_log_data: false,
             version: crate_version(),
 
             // useful in testing
@@ -518,6 +521,11 @@ impl Config {
             sync_log_writes,
             bool,
             "fixgw: sync each log write before it counts as stable (default). false: a flush hands the log to the OS (pwrite) only, and the periodic flusher's fsync makes it durable"
+        ),
+        (
+            sync_log_data,
+            bool,
+            "fixgw: with sync_log_writes, sync each log write with fdatasync (the data, the file size and block allocation it needs, and a device cache flush) instead of sync_file_range (the data's pages only; default)"
         ),
         (
             print_profile_on_drop,

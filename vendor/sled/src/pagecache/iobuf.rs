@@ -729,31 +729,37 @@ impl IoBufs {
             let f = &self.config.file;
             pwrite_all(f, data, log_offset)?;
             if !self.config.temporary && self.config.sync_log_writes {
-                #[cfg(target_os = "linux")]
-                {
-                    use std::os::unix::io::AsRawFd;
-                    let ret = unsafe {
-                        libc::sync_file_range(
-                            f.as_raw_fd(),
-                            i64::try_from(log_offset).unwrap(),
-                            i64::try_from(total_len).unwrap(),
-                            libc::SYNC_FILE_RANGE_WAIT_BEFORE
-                                | libc::SYNC_FILE_RANGE_WRITE
-                                | libc::SYNC_FILE_RANGE_WAIT_AFTER,
-                        )
-                    };
-                    if ret < 0 {
-                        let err = std::io::Error::last_os_error();
-                        if let Some(libc::ENOSYS) = err.raw_os_error() {
-                            f.sync_all()?;
-                        } else {
-                            return Err(err.into());
+                if self.config.sync_log_data {
+                    // fixgw: durable against a power loss too (see
+                    // FIXGW-PATCH.md, change 5).
+                    f.sync_data()?;
+                } else {
+                    #[cfg(target_os = "linux")]
+                    {
+                        use std::os::unix::io::AsRawFd;
+                        let ret = unsafe {
+                            libc::sync_file_range(
+                                f.as_raw_fd(),
+                                i64::try_from(log_offset).unwrap(),
+                                i64::try_from(total_len).unwrap(),
+                                libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                                    | libc::SYNC_FILE_RANGE_WRITE
+                                    | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                            )
+                        };
+                        if ret < 0 {
+                            let err = std::io::Error::last_os_error();
+                            if let Some(libc::ENOSYS) = err.raw_os_error() {
+                                f.sync_all()?;
+                            } else {
+                                return Err(err.into());
+                            }
                         }
                     }
-                }
 
-                #[cfg(not(target_os = "linux"))]
-                f.sync_all()?;
+                    #[cfg(not(target_os = "linux"))]
+                    f.sync_all()?;
+                }
             }
         }
         io_fail!(self, "buffer write post");

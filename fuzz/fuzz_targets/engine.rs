@@ -9,7 +9,8 @@
 //!
 //! 1. every Trade has qty > 0, maker and taker on opposite sides, the taker's
 //!    side as aggressor, the maker's price, a price within the taker's limit
-//!    (limit types) or the current band (market types, banded instrument),
+//!    (limit types) or the current band's far edge (market types, banded
+//!    instrument: a buy pays at most its top, a sell gets at least its low),
 //!    and a price within the band that held when the maker order was
 //!    accepted or last replaced; trade ids count up by one;
 //! 2. cum_qty grows by exactly each fill and never exceeds qty,
@@ -294,12 +295,17 @@ impl Model {
                         };
                         assert!(ok, "trade beyond the taker's limit: {ev:?}");
                     }
+                    // The band caps what a market order pays: its limit is
+                    // the band's far edge. A maker the reference moved away
+                    // from (an offer below the band) is a better price and
+                    // trades, as it would with a limit taker.
                     OrdType::Market | OrdType::Stop => {
                         if let Some((lo, hi)) = band {
-                            assert!(
-                                lo <= *price && *price <= hi,
-                                "market trade outside band: {ev:?}"
-                            );
+                            let ok = match taker.side {
+                                Side::Buy => *price <= hi,
+                                Side::Sell => *price >= lo,
+                            };
+                            assert!(ok, "market trade beyond the band: {ev:?}");
                         }
                     }
                 }

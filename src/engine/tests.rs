@@ -427,6 +427,29 @@ fn market_order_never_trades_outside_band() {
 }
 
 #[test]
+fn market_order_takes_a_resting_offer_left_below_a_raised_band() {
+    // The band caps what a market order pays (a buy's limit is the band's
+    // top); an offer the reference moved away from is a better price, and
+    // its owner left it there: it trades, as a limit buy would trade it.
+    let mut h = Harness::new();
+    h.place(limit(A, Sell, 10_000, 5, 1));
+    h.place(limit(A, Sell, 11_500, 5, 2));
+    // Band [10_400, 15_600]: the 10_000 offer is below it, 11_500 inside.
+    h.run(Command::SetReferencePrice {
+        ts_ns: 10,
+        instrument: TST,
+        price: 13_000,
+    });
+    let (ev, _) = h.place(NewOrder {
+        ord_type: OrdType::Market,
+        tif: Tif::Ioc,
+        ..limit(B, Buy, 0, 8, 3)
+    });
+    assert_eq!(h.trades(&ev), vec![(1, 3, 10_000, 5), (2, 3, 11_500, 3)]);
+    assert!(cancels(&ev).is_empty());
+}
+
+#[test]
 fn market_order_on_empty_book_is_cancelled() {
     let mut h = Harness::new();
     let (ev, _) = h.place(NewOrder {

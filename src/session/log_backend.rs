@@ -84,6 +84,10 @@ fn open_db(dir: &Path, mode: FlushMode) -> Result<sled::Db, StoreError> {
             // is on the disk (data, file size, device cache) before its
             // output is released (FIXGW-PATCH.md change 5).
             .sync_log_data(mode == FlushMode::Fsync)
+            // `fsync`: the log's next segments are zero-filled ahead of it,
+            // so that fdatasync flushes data only (no new file size or
+            // blocks to commit to the file system journal; change 6).
+            .prefill_segments(if mode == FlushMode::Fsync { 2 } else { 0 })
             .flush_every_ms(if mode == FlushMode::Os {
                 Some(200)
             } else {
@@ -415,6 +419,64 @@ mod tests {
         assert_eq!(segment_size(old.path()), 512 * 1024);
         let b = SledBackend::open(old.path(), FlushMode::Fsync).unwrap();
         assert_eq!(b.get(1).unwrap().as_deref(), Some(&b"old"[..]));
+    }
+
+    /// Waits until sled's log file in `dir` stops growing; returns its length.
+    fn settled_log_len(dir: &Path) -> u64 {
+        let len = || std::fs::metadata(dir.join("db")).unwrap().len();
+        let mut last = len();
+        for _ in 0..100 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let now = len();
+            if now == last && now % SEGMENT_SIZE as u64 == 0 {
+                return now;
+            }
+            last = now;
+        }
+        panic!("the log file kept growing: {last}");
+    }
+
+    #[test]
+    fn fsync_store_is_zero_filled_two_segments_ahead_and_reopens_intact() {
+        let seg = SEGMENT_SIZE as u64;
+        let dir = tempfile::tempdir().unwrap();
+        let record = |n: u64| vec![n as u8 | 1; 1 << 20];
+        let b = SledBackend::open(dir.path(), FlushMode::Fsync).unwrap();
+        // 12 MiB of records: the log is in its second segment.
+        for n in 1..=12 {
+            b.insert(n, &record(n)).unwrap();
+            b.flush().unwrap();
+        }
+        // Its tip is the end of that segment; two more are zeros.
+        let len = settled_log_len(dir.path());
+        assert_eq!(len, 4 * seg, "log file length");
+        let file = std::fs::read(dir.path().join("db")).unwrap();
+        assert!(file[2 * seg as usize..].iter().all(|b| *b == 0));
+        drop(file);
+        drop(b);
+        // The zeros are free space to recovery: every record is there, and
+        // the log goes on where it was.
+        let b = SledBackend::open(dir.path(), FlushMode::Fsync).unwrap();
+        for n in 13..=24 {
+            b.insert(n, &record(n)).unwrap();
+            b.flush().unwrap();
+        }
+        drop(b);
+        let b = SledBackend::open(dir.path(), FlushMode::Fsync).unwrap();
+        for n in 1..=24 {
+            assert_eq!(
+                b.get(n).unwrap().as_deref(),
+                Some(&record(n)[..]),
+                "record {n}"
+            );
+        }
+        // `os` writes are not synced one by one: no filling ahead.
+        let os = tempfile::tempdir().unwrap();
+        let b = SledBackend::open(os.path(), FlushMode::Os).unwrap();
+        b.insert(1, &record(1)).unwrap();
+        b.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(std::fs::metadata(os.path().join("db")).unwrap().len() < seg);
     }
 
     #[test]

@@ -206,6 +206,8 @@ pub struct Inner {
     #[doc(hidden)]
     pub sync_log_data: bool,
     #[doc(hidden)]
+    pub prefill_segments: usize,
+    #[doc(hidden)]
     pub use_compression: bool,
     #[doc(hidden)]
     pub compression_factor: i32,
@@ -236,6 +238,7 @@ impl Default for Inner {
             temporary: false,
             sync_log_writes: true,
             sync_log_data: false,
+            prefill_segments: 0,
             version: crate_version(),
 
             // useful in testing
@@ -526,6 +529,11 @@ impl Config {
             sync_log_data,
             bool,
             "fixgw: with sync_log_writes, sync each log write with fdatasync (the data, the file size and block allocation it needs, and a device cache flush) instead of sync_file_range (the data's pages only; default)"
+        ),
+        (
+            prefill_segments,
+            usize,
+            "fixgw: keep this many segments beyond the log's tip zero-filled and synced by a background thread, so that synced log writes do not grow the file (default 0: off)"
         ),
         (
             print_profile_on_drop,

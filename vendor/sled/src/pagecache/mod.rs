@@ -11,6 +11,7 @@ mod header;
 mod iobuf;
 mod iterator;
 mod pagetable;
+mod prefill;
 #[cfg(any(all(not(unix), not(windows)), miri))]
 mod parallel_io_polyfill;
 #[cfg(all(unix, not(miri)))]

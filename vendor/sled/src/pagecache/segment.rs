@@ -96,6 +96,8 @@ pub(crate) struct SegmentAccountant {
     segment_cleaner: SegmentCleaner,
     ordering: BTreeMap<Lsn, LogOffset>,
     async_truncations: BTreeMap<LogOffset, OneShot<Result<()>>>,
+    // fixgw: zero-fills the file ahead of `tip` (FIXGW-PATCH.md change 6)
+    prefill: Option<super::prefill::Prefiller>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -485,9 +487,20 @@ impl SegmentAccountant {
             segment_cleaner,
             ordering: BTreeMap::default(),
             async_truncations: BTreeMap::default(),
+            prefill: None,
         };
 
         ret.initialize_from_snapshot(snapshot)?;
+
+        if ret.config.prefill_segments > 0 && !ret.config.temporary {
+            let ahead = (ret.config.prefill_segments * ret.config.segment_size)
+                as LogOffset;
+            ret.prefill = Some(super::prefill::Prefiller::start(
+                ret.config.file.clone(),
+                ret.tip,
+                ahead,
+            )?);
+        }
 
         if let Some(max_free) = ret.free.iter().max() {
             assert!(
@@ -603,6 +616,25 @@ impl SegmentAccountant {
         let currently_active_segment = snapshot
             .active_segment
             .map(|tl| usize::try_from(tl / segment_size as LogOffset).unwrap());
+
+        // fixgw (FIXGW-PATCH.md change 6): free segments at the end of the
+        // file (zeros written ahead of the log, or a torn tail) are cut
+        // off. sled rewrote each with zeros and then truncated all but one:
+        // the rewrite needs free space (none on a full disk) and time.
+        let mut end = self.segments.len();
+        while end > 0
+            && self.segments[end - 1].is_free()
+            && currently_active_segment != Some(end - 1)
+        {
+            end -= 1;
+        }
+        if end < self.segments.len() {
+            let len = end as LogOffset * segment_size as LogOffset;
+            debug!("cutting free segments off the file at {}", len);
+            self.segments.truncate(end);
+            self.config.file.set_len(len)?;
+            self.config.file.sync_all()?;
+        }
 
         for (idx, segment) in self.segments.iter_mut().enumerate() {
             let segment_base = idx as LogOffset * segment_size as LogOffset;
@@ -994,6 +1026,9 @@ impl SegmentAccountant {
         }
 
         self.tip += self.config.segment_size as LogOffset;
+        if let Some(prefill) = &self.prefill {
+            prefill.set_tip(self.tip);
+        }
 
         trace!("advancing file tip from {} to {}", lid, self.tip);
 
@@ -1087,6 +1122,9 @@ impl SegmentAccountant {
         );
 
         self.tip = at;
+        if let Some(prefill) = &self.prefill {
+            prefill.set_tip(self.tip);
+        }
 
         assert!(!self.free.contains(&at), "double-free of a segment occurred");
 

@@ -176,8 +176,12 @@ fn calls(trace: &str) -> Vec<Call> {
         if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             continue;
         }
-        let fd = args.split([',', ')']).next().unwrap_or("").to_string();
+        // A call another thread's line interrupted ends in `<unfinished
+        // ...>` right after its last argument (`fdatasync(9</x/db>
+        // <unfinished ...>`): not part of the descriptor.
         let unfinished = rest.ends_with("<unfinished ...>");
+        let args = args.trim_end_matches("<unfinished ...>").trim_end();
+        let fd = args.split([',', ')']).next().unwrap_or("").to_string();
         calls.push(Call {
             began: i,
             ended: (!unfinished).then_some(i),
@@ -268,9 +272,10 @@ fn every_execution_report_is_fdatasynced_in_the_store_before_it_is_sent() {
             });
             assert!(
                 synced,
-                "ExecutionReport sent (line {}) without an fdatasync of its store write (line {}) between them",
+                "ExecutionReport sent (line {}) without an fdatasync of its store write (line {}) between them; the trace from there:\n{}",
                 send.began + 1,
-                write.began + 1
+                write.began + 1,
+                excerpt(&trace, write.began, send.began)
             );
             checked += 1;
         }
@@ -280,6 +285,17 @@ fn every_execution_report_is_fdatasynced_in_the_store_before_it_is_sent() {
         checked >= 30,
         "only {checked} ExecutionReports in the trace"
     );
+}
+
+/// Trace lines `from..=to` (0-based), each cut to 160 characters.
+fn excerpt(trace: &str, from: usize, to: usize) -> String {
+    trace
+        .lines()
+        .enumerate()
+        .skip(from)
+        .take(to + 1 - from)
+        .map(|(i, l)| format!("{}: {}\n", i + 1, l.chars().take(160).collect::<String>()))
+        .collect()
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {

@@ -27,7 +27,8 @@ const CHUNK: u64 = 128 * 1024;
 /// Pause between chunks: bounds the filler to ~100 MiB/s so that catching
 /// up (at start, or behind a fast log) does not monopolise the disk.
 const PACE: Duration = Duration::from_millis(1);
-/// How long the filler sleeps when an I/O error stopped it (disk full).
+/// How long the filler sleeps when an I/O error stopped it (disk full), and
+/// at most between looks at the file when it has caught up.
 const BACKOFF: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
@@ -114,8 +115,11 @@ fn run(file: &File, shared: &Shared, ahead: u64) {
             .map(|m| next_chunk(m.len(), state.tip, ahead));
         let (at, len) = match chunk {
             Ok(Some(chunk)) => chunk,
+            // Caught up: until the tip moves, or a truncation (which the
+            // accountant runs on its pool, after moving the tip) shortened
+            // the file.
             Ok(None) => {
-                state = shared.wake.wait(state).unwrap();
+                state = shared.wake.wait_timeout(state, BACKOFF).unwrap().0;
                 continue;
             }
             Err(_) => {

@@ -100,6 +100,27 @@ pub fn grantable() -> Result<i32, String> {
     Ok(now)
 }
 
+/// Asks that the calling thread's sleeps end on time. Linux may end a
+/// normal thread's sleep up to its timer slack late (50 µs by default, to
+/// batch wake-ups), so a thread that must act at a given time (the load
+/// generator's pacer, the store's flusher after its commit window) would
+/// act late. Writing one's own slack needs no privilege. Returns false where there is no such file
+/// (other systems): the default slack stays.
+pub fn tighten_timer_slack() -> bool {
+    timer_slack_file().is_some_and(|f| std::fs::write(f, "1").is_ok())
+}
+
+/// The calling thread's timer slack file, `/proc/<tid>/timerslack_ns`
+/// (`/proc/thread-self` links to `<pid>/task/<tid>`, which has none).
+fn timer_slack_file() -> Option<std::path::PathBuf> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    Some(
+        std::path::Path::new("/proc")
+            .join(link.file_name()?)
+            .join("timerslack_ns"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,5 +166,25 @@ mod tests {
         drop(held);
         // Another process may hold a request of its own; ours is gone.
         assert_eq!(current(), Some(before));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_thread_can_ask_for_sleeps_that_end_on_time() {
+        let slack = || std::fs::read_to_string(timer_slack_file().unwrap()).unwrap();
+        let before = slack();
+        assert_ne!(
+            before.trim(),
+            "1",
+            "a new thread has the default slack (50 µs)"
+        );
+        std::thread::spawn(move || {
+            assert!(tighten_timer_slack());
+            assert_eq!(slack().trim(), "1");
+        })
+        .join()
+        .unwrap();
+        // Only the asking thread changed.
+        assert_eq!(slack(), before);
     }
 }

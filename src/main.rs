@@ -57,6 +57,13 @@ enum Command {
         /// idle CPUs poll instead of halting: lower latency, idle CPUs spin.
         #[arg(long, value_name = "MICROS")]
         cpu_wakeup_latency: Option<u32>,
+        /// With --flush fsync: begin a flush no sooner than this many µs
+        /// after the previous one began, covering every batch written by
+        /// then. Fewer, larger flushes cost the machine less per order; an
+        /// order may wait up to the window longer. 0: flush as soon as the
+        /// previous flush ends.
+        #[arg(long, value_name = "MICROS", default_value_t = 0)]
+        commit_window: u64,
     },
 
     /// Check the settings and venue files without starting anything: print
@@ -137,6 +144,7 @@ fn main() -> ExitCode {
             data,
             flush,
             cpu_wakeup_latency,
+            commit_window,
         } => {
             let opts = RunOptions {
                 config,
@@ -147,6 +155,7 @@ fn main() -> ExitCode {
                     Flush::Os => FlushMode::Os,
                 },
                 cpu_wakeup_latency_us: cpu_wakeup_latency,
+                commit_window: std::time::Duration::from_micros(commit_window),
             };
             run(opts)
         }

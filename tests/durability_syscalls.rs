@@ -23,9 +23,10 @@ TargetCompID=CLIENT2
 "
 );
 
-/// The gateway under `strace`, tracing the calls that write or sync files
-/// and sockets into `log` (`-y`: file descriptors with their paths).
-fn traced_gateway(dir: &Path, port: u16, log: &Path) -> Child {
+/// The gateway under `strace` (`fixgw run` with `args` added), tracing the
+/// calls that write or sync files and sockets into `log` (`-y`: file
+/// descriptors with their paths).
+fn traced_gateway(dir: &Path, port: u16, log: &Path, args: &[&str]) -> Child {
     let cfg = write_config(dir, CFG, port);
     let strace = Command::new("strace")
         .args(["-f", "-y", "-s", "1000000", "-o"])
@@ -41,6 +42,7 @@ fn traced_gateway(dir: &Path, port: u16, log: &Path) -> Child {
         .arg(repo_path("sessions/venue.toml"))
         .arg("--data")
         .arg(dir.join("data"))
+        .args(args)
         .current_dir(repo_path(""))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -208,10 +210,22 @@ fn fix_messages(data: &[u8]) -> Vec<&[u8]> {
 
 #[test]
 fn every_execution_report_is_fdatasynced_in_the_store_before_it_is_sent() {
+    reports_are_fdatasynced_before_they_are_sent(&[]);
+}
+
+/// With a commit window, a flush that waits for it runs on the flusher
+/// thread and covers batches the core wrote meanwhile: still none of their
+/// reports leaves before the fdatasync.
+#[test]
+fn with_a_commit_window_every_execution_report_is_still_fdatasynced_before_it_is_sent() {
+    reports_are_fdatasynced_before_they_are_sent(&["--commit-window", "20000"]);
+}
+
+fn reports_are_fdatasynced_before_they_are_sent(args: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let log = dir.path().join("strace.log");
-    let gw = traced_gateway(dir.path(), port, &log);
+    let gw = traced_gateway(dir.path(), port, &log, args);
     let mut c1 = Client::connect(port, "CLIENT1", "FIXGW");
     c1.logon(&[]);
     let mut c2 = Client::connect(port, "CLIENT2", "FIXGW");

@@ -313,13 +313,18 @@ impl Core {
     /// thread makes it durable; every connection's writer holds a batch's
     /// output until then (`durable` is published to them, see
     /// `session::out_queue`). Returns whether the store is pipelined.
-    pub fn pipeline(&mut self, durable: tokio::sync::watch::Sender<u64>) -> std::io::Result<bool> {
+    /// Flushes begin at least `commit_window` apart (see `flusher`).
+    pub fn pipeline(
+        &mut self,
+        durable: tokio::sync::watch::Sender<u64>,
+        commit_window: Duration,
+    ) -> std::io::Result<bool> {
         self.log.set_pipelined();
         if !self.log.is_pipelined() {
             return Ok(false);
         }
         durable.send_replace(self.log.durable());
-        self.flusher = Some(Flusher::start(self.log.backend(), durable)?);
+        self.flusher = Some(Flusher::start(self.log.backend(), durable, commit_window)?);
         Ok(true)
     }
 
@@ -808,10 +813,11 @@ impl Core {
         self.release_all(now, false);
     }
 
-    /// Tells the writers what is durable.
+    /// Tells the writers what is durable, and the flusher what is written.
     fn flush_written(&self) {
         if let Some(f) = &self.flusher {
             f.publish(self.log.durable());
+            f.written(self.log.last_written());
         }
     }
 
@@ -822,8 +828,9 @@ impl Core {
     /// thread wake-ups per flush are saved (the flusher's, the core's at
     /// its end), and the release can then write to the sockets itself
     /// (`OutSender::send_durable`) instead of waking each writer. With
-    /// input waiting, the flusher thread takes it and the core goes on
-    /// with that input.
+    /// input waiting, or while the last flush's commit window runs, the
+    /// flusher thread takes it (after the window, with every batch written
+    /// by then) and the core goes on.
     fn start_flush(&mut self, idle: bool, now: UtcNanos) {
         if self.store_down.is_some() {
             return;
@@ -835,7 +842,7 @@ impl Core {
         if self.log.durable() >= written || f.busy() {
             return;
         }
-        if idle {
+        if idle && f.may_start() {
             let done = f.flush_here(written);
             self.on_flushed(done, now);
         } else {

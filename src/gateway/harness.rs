@@ -96,7 +96,7 @@ impl Harness {
     /// thread before its release (deterministic; see `Core::start_flush`).
     pub fn pipeline(&mut self) -> anyhow::Result<()> {
         let (durable, _) = tokio::sync::watch::channel(0);
-        self.core.pipeline(durable)?;
+        self.core.pipeline(durable, std::time::Duration::ZERO)?;
         self.core.idle = true;
         Ok(())
     }

@@ -56,6 +56,8 @@ pub struct RunOptions {
     pub flush_mode: FlushMode,
     /// CPU wake-up latency to request while running (µs), if any.
     pub cpu_wakeup_latency_us: Option<u32>,
+    /// `fsync`: the least time between the starts of two flushes.
+    pub commit_window: std::time::Duration,
 }
 
 /// A gateway bound to its ports, ready to serve.
@@ -156,7 +158,7 @@ impl Gateway {
         // makes the last one durable; writers wait for it.
         let (durable_tx, durable_rx) = tokio::sync::watch::channel(0);
         let pipelined = core
-            .pipeline(durable_tx)
+            .pipeline(durable_tx, opts.commit_window)
             .context("cannot start the store's flusher thread")?;
         let options = AcceptorOptions {
             max_message_size: settings.max_message_size,

@@ -422,7 +422,7 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
 }
 
 /// Below this interval between requests the pacer keeps the default timer
-/// slack (see [`tighten_timer_slack`]): each wake-up then sends the few
+/// slack (see [`crate::cpu_latency::tighten_timer_slack`]): each wake-up then sends the few
 /// requests that fell due meanwhile. Waking for every request instead cost
 /// the pacer twice the CPU at 50 000/s (35 % -> 64 % of a core) and, on a
 /// two-core machine shared with the acceptor, made the acceptor's p99 many
@@ -433,27 +433,6 @@ const PACER_MIN_PERIOD: Duration = Duration::from_micros(50);
 /// [`PACER_MIN_PERIOD`]).
 fn sleeps_on_time(schedule: &Schedule) -> bool {
     schedule.global_offset(1) >= PACER_MIN_PERIOD
-}
-
-/// Asks that the calling thread's sleeps end on time. Linux may end a
-/// normal thread's sleep up to its timer slack late (50 µs by default, to
-/// batch wake-ups); a pacer that sends late counts the delay against the
-/// acceptor, since latency runs from the scheduled send time. Writing one's
-/// own slack needs no privilege. Returns false where there is no such file
-/// (other systems): the default slack stays.
-fn tighten_timer_slack() -> bool {
-    timer_slack_file().is_some_and(|f| std::fs::write(f, "1").is_ok())
-}
-
-/// The calling thread's timer slack file, `/proc/<tid>/timerslack_ns`
-/// (`/proc/thread-self` links to `<pid>/task/<tid>`, which has none).
-fn timer_slack_file() -> Option<std::path::PathBuf> {
-    let link = std::fs::read_link("/proc/thread-self").ok()?;
-    Some(
-        std::path::Path::new("/proc")
-            .join(link.file_name()?)
-            .join("timerslack_ns"),
-    )
 }
 
 /// Longest single sleep of the pacer, so that it notices `stop`.
@@ -472,7 +451,7 @@ fn pace(
     stop: &AtomicBool,
 ) {
     if sleeps_on_time(&schedule) {
-        tighten_timer_slack();
+        crate::cpu_latency::tighten_timer_slack();
     }
     let sessions = desks.len() as u64;
     let mut announced = 0u64;

@@ -389,26 +389,6 @@ fn clap_defaults_match_default_and_flags_parse() {
     .is_err());
 }
 
-#[cfg(target_os = "linux")]
-#[test]
-fn the_pacer_thread_asks_for_sleeps_that_end_on_time() {
-    let slack = || std::fs::read_to_string(timer_slack_file().unwrap()).unwrap();
-    let before = slack();
-    assert_ne!(
-        before.trim(),
-        "1",
-        "a new thread has the default slack (50 µs)"
-    );
-    std::thread::spawn(move || {
-        assert!(tighten_timer_slack());
-        assert_eq!(slack().trim(), "1");
-    })
-    .join()
-    .unwrap();
-    // Only the pacer's own thread changed.
-    assert_eq!(slack(), before);
-}
-
 #[test]
 fn the_pacer_wakes_for_each_request_only_up_to_20_000_per_second() {
     let at = |total_rate| {

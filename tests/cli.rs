@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{fixgw, repo_path, Client, Gateway, Run};
-use fixgw::session::batch_store::{FlushMode, SEQ_RESERVE};
+use fixgw::session::batch_store::SEQ_RESERVE;
 use fixgw::session::log_backend::SledBackend;
 use serde_json::Value;
 
@@ -535,7 +535,7 @@ fn journal_verify_summarises_and_names_the_bad_batch() {
 
     // Damage one record: verify names it and fails; so does a dump.
     let (bad, last) = {
-        let (db, tree) = SledBackend::open_tree(&gw.data, FlushMode::Fsync).unwrap();
+        let (db, tree) = SledBackend::open_tree_for_tool(&gw.data).unwrap();
         let keys: Vec<u64> = tree
             .iter()
             .keys()
@@ -562,7 +562,7 @@ fn journal_verify_summarises_and_names_the_bad_batch() {
 
     // A missing record is a gap.
     {
-        let (db, tree) = SledBackend::open_tree(&gw.data, FlushMode::Fsync).unwrap();
+        let (db, tree) = SledBackend::open_tree_for_tool(&gw.data).unwrap();
         tree.remove(bad.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }

@@ -43,7 +43,7 @@ use common::{env_u64, repo_path, Gateway, Rng};
 use fixgw::engine::{Side, VenueConfig};
 use fixgw::fix::time::{format_utc_string, now_utc, Precision};
 use fixgw::fix::{Encoder, FixCodec, Message};
-use fixgw::session::batch_store::{BatchLog, FlushMode};
+use fixgw::session::batch_store::BatchLog;
 use fixgw::session::resend::is_header_tag;
 use fixgw::session::{MessageStore, SessionRole};
 use fixgw::venue::input::VenueInput;
@@ -972,7 +972,7 @@ fn replay_journal(data: &Path) -> Replay {
         .map(|c| SessionInfo::new(c, SessionRole::OrderEntry))
         .collect();
     let mut venue = Venue::new(&cfg, &infos).expect("venue");
-    let (log, rec) = BatchLog::open(data, FlushMode::Fsync).expect("open the batch log");
+    let (log, rec) = BatchLog::open_for_tool(data).expect("open the batch log");
     let mut r = Replay {
         execs: HashMap::new(),
         cancel_rejects: HashMap::new(),

@@ -16,9 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 
 use crate::gateway::{data_dir, load_settings};
-use crate::session::batch_store::{
-    is_locked, store_exists, BatchLog, BatchReader, FlushMode, Recovered,
-};
+use crate::session::batch_store::{is_locked, store_exists, BatchLog, BatchReader, Recovered};
 use crate::session::settings::GatewaySettings;
 use crate::session::store::StoreError;
 
@@ -49,7 +47,7 @@ pub(crate) fn settings_and_data(
 /// gateway holds it, and never creates a store where there is none.
 pub(crate) fn open_log(dir: &Path) -> anyhow::Result<(BatchLog, Recovered)> {
     require_store(dir)?;
-    BatchLog::open(dir, FlushMode::Fsync).map_err(|e| store_error(dir, e))
+    BatchLog::open_for_tool(dir).map_err(|e| store_error(dir, e))
 }
 
 /// Opens the raw records in `dir` (see [`open_log`] for the refusals).

@@ -269,6 +269,12 @@ impl BatchLog {
         BatchLog::open_on(Arc::new(SledBackend::open(dir, mode)?), mode)
     }
 
+    /// Opens the log in `dir` for an operator command (`fsync`; see
+    /// [`SledBackend::open_for_tool`]).
+    pub fn open_for_tool(dir: &std::path::Path) -> Result<(BatchLog, Recovered), StoreError> {
+        BatchLog::open_on(Arc::new(SledBackend::open_for_tool(dir)?), FlushMode::Fsync)
+    }
+
     /// Opens the log on any backend and rebuilds per-session state from it.
     /// After an unclean stop a session continues from its reserved
     /// MsgSeqNum (see [`SEQ_RESERVE`]).
@@ -556,7 +562,7 @@ pub struct BatchReader {
 impl BatchReader {
     /// Opens the store in `dir` (taking its lock, like the gateway).
     pub fn open(dir: &std::path::Path) -> Result<BatchReader, StoreError> {
-        let (db, tree) = SledBackend::open_tree(dir, FlushMode::Fsync)?;
+        let (db, tree) = SledBackend::open_tree_for_tool(dir)?;
         Ok(BatchReader { _db: db, tree })
     }
 

@@ -70,8 +70,9 @@ fn segment_size(dir: &Path) -> usize {
 }
 
 /// Opens sled (waiting for a previous owner's lock, see
-/// [`crate::sled_open::open_waiting`]).
-fn open_db(dir: &Path, mode: FlushMode) -> Result<sled::Db, StoreError> {
+/// [`crate::sled_open::open_waiting`]); `fill_ahead`: zero-fill the log
+/// ahead of its tip (only with `fsync`).
+fn open_db(dir: &Path, mode: FlushMode, fill_ahead: bool) -> Result<sled::Db, StoreError> {
     crate::sled_open::open_waiting(|| {
         sled::Config::new()
             .segment_size(segment_size(dir))
@@ -87,7 +88,13 @@ fn open_db(dir: &Path, mode: FlushMode) -> Result<sled::Db, StoreError> {
             // `fsync`: the log's next segments are zero-filled ahead of it,
             // so that fdatasync flushes data only (no new file size or
             // blocks to commit to the file system journal; change 6).
-            .prefill_segments(if mode == FlushMode::Fsync { 2 } else { 0 })
+            // An operator command (`fill_ahead` false) opens the store for
+            // a moment: it leaves no zeros behind.
+            .prefill_segments(if mode == FlushMode::Fsync && fill_ahead {
+                2
+            } else {
+                0
+            })
             .flush_every_ms(if mode == FlushMode::Os {
                 Some(200)
             } else {
@@ -102,23 +109,50 @@ fn open_db(dir: &Path, mode: FlushMode) -> Result<sled::Db, StoreError> {
 pub struct SledBackend {
     dir: PathBuf,
     mode: FlushMode,
+    fill_ahead: bool,
     /// None between a failed reopen and the next attempt.
     db: RwLock<Option<(sled::Db, sled::Tree)>>,
 }
 
 impl SledBackend {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir` for the gateway.
     pub fn open(dir: &Path, mode: FlushMode) -> Result<SledBackend, StoreError> {
+        Self::open_with(dir, mode, true)
+    }
+
+    /// Opens the store in `dir` for an operator command (`fsync`, and no
+    /// zeros left ahead of the log: the gateway fills them again when it
+    /// starts).
+    pub fn open_for_tool(dir: &Path) -> Result<SledBackend, StoreError> {
+        Self::open_with(dir, FlushMode::Fsync, false)
+    }
+
+    fn open_with(dir: &Path, mode: FlushMode, fill_ahead: bool) -> Result<SledBackend, StoreError> {
         Ok(SledBackend {
             dir: dir.to_path_buf(),
             mode,
-            db: RwLock::new(Some(Self::open_tree(dir, mode)?)),
+            fill_ahead,
+            db: RwLock::new(Some(Self::tree(dir, mode, fill_ahead)?)),
         })
     }
 
-    /// The store's sled handle and its `batches` tree.
+    /// The store's sled handle and its `batches` tree, for the gateway.
     pub fn open_tree(dir: &Path, mode: FlushMode) -> Result<(sled::Db, sled::Tree), StoreError> {
-        let db = open_db(dir, mode)?;
+        Self::tree(dir, mode, true)
+    }
+
+    /// The store's sled handle and its `batches` tree, for an operator
+    /// command (see [`SledBackend::open_for_tool`]).
+    pub fn open_tree_for_tool(dir: &Path) -> Result<(sled::Db, sled::Tree), StoreError> {
+        Self::tree(dir, FlushMode::Fsync, false)
+    }
+
+    fn tree(
+        dir: &Path,
+        mode: FlushMode,
+        fill_ahead: bool,
+    ) -> Result<(sled::Db, sled::Tree), StoreError> {
+        let db = open_db(dir, mode, fill_ahead)?;
         let tree = db.open_tree("batches").map_err(io)?;
         Ok((db, tree))
     }
@@ -172,7 +206,7 @@ impl LogBackend for SledBackend {
         let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
         // The old handle must be gone (its file lock released) first.
         *guard = None;
-        *guard = Some(Self::open_tree(&self.dir, self.mode)?);
+        *guard = Some(Self::tree(&self.dir, self.mode, self.fill_ahead)?);
         Ok(())
     }
 }
@@ -470,6 +504,21 @@ mod tests {
                 "record {n}"
             );
         }
+        drop(b);
+        // An operator command leaves no zeros ahead: the two filled
+        // segments are cut off at its open and not filled again.
+        let b = SledBackend::open_for_tool(dir.path()).unwrap();
+        assert_eq!(b.get(24).unwrap().as_deref(), Some(&record(24)[..]));
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(b);
+        let len = settled_log_len(dir.path());
+        let file = std::fs::read(dir.path().join("db")).unwrap();
+        let data_end = file.iter().rposition(|b| *b != 0).unwrap() as u64;
+        assert_eq!(
+            len,
+            (data_end / seg + 1) * seg,
+            "the file ends with the segment its log ends in"
+        );
         // `os` writes are not synced one by one: no filling ahead.
         let os = tempfile::tempdir().unwrap();
         let b = SledBackend::open(os.path(), FlushMode::Os).unwrap();

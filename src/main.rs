@@ -61,8 +61,9 @@ enum Command {
         /// after the previous one began, covering every batch written by
         /// then. Fewer, larger flushes cost the machine less per order; an
         /// order may wait up to the window longer. 0: flush as soon as the
-        /// previous flush ends.
-        #[arg(long, value_name = "MICROS", default_value_t = 0)]
+        /// previous flush ends. At most 100000 (100 ms).
+        #[arg(long, value_name = "MICROS", default_value_t = 0,
+              value_parser = clap::value_parser!(u64).range(0..=100_000))]
         commit_window: u64,
     },
 

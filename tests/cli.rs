@@ -97,6 +97,19 @@ fn every_command_explains_itself_with_an_example() {
     }
 }
 
+/// A commit window over 100 ms is refused before anything starts, naming
+/// the option and its range.
+#[test]
+fn run_refuses_a_commit_window_over_100_ms() {
+    let r = fixgw(&["run", "--commit-window", "200000"]);
+    assert_eq!(r.code, 2, "{}{}", r.out, r.err);
+    assert!(
+        r.err.contains("--commit-window") && r.err.contains("0..=100000"),
+        "{}",
+        r.err
+    );
+}
+
 /// `fixgw run --cpu-wakeup-latency 0`: the kernel grants the request while
 /// the gateway serves and withdraws it when the process dies, even by
 /// SIGKILL (the request is an open file). Needs root, as the option does.

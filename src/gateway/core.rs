@@ -762,7 +762,16 @@ impl Core {
     ///
     /// [`SEQ_RESERVE`]: crate::session::batch_store::SEQ_RESERVE
     fn commit_and_release(&mut self, now: UtcNanos) {
-        if self.store_down.as_ref().is_some_and(|d| now < d.next_retry) {
+        // A retry may reopen the store; not while a flush of the flusher
+        // thread is yet to begin (with a commit window it waits): begun
+        // after the reopen, before the rewrite, it would publish batches
+        // the reopened store does not hold yet.
+        let flushing = self.flusher.as_ref().is_some_and(|f| f.busy());
+        if self
+            .store_down
+            .as_ref()
+            .is_some_and(|d| now < d.next_retry || flushing)
+        {
             self.release_all(now, true);
             return;
         }

@@ -422,8 +422,8 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
 }
 
 /// Below this interval between requests the pacer keeps the default timer
-/// slack (see [`crate::cpu_latency::tighten_timer_slack`]): each wake-up then sends the few
-/// requests that fell due meanwhile. Waking for every request instead cost
+/// slack (see [`crate::cpu_latency::tighten_timer_slack`]): each wake-up
+/// then sends the few requests that fell due meanwhile. Waking for every request instead cost
 /// the pacer twice the CPU at 50 000/s (35 % -> 64 % of a core) and, on a
 /// two-core machine shared with the acceptor, made the acceptor's p99 many
 /// times worse.

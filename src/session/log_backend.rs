@@ -136,11 +136,6 @@ impl SledBackend {
         })
     }
 
-    /// The store's sled handle and its `batches` tree, for the gateway.
-    pub fn open_tree(dir: &Path, mode: FlushMode) -> Result<(sled::Db, sled::Tree), StoreError> {
-        Self::tree(dir, mode, true)
-    }
-
     /// The store's sled handle and its `batches` tree, for an operator
     /// command (see [`SledBackend::open_for_tool`]).
     pub fn open_tree_for_tool(dir: &Path) -> Result<(sled::Db, sled::Tree), StoreError> {

@@ -859,6 +859,17 @@ impl Core {
         }
     }
 
+    /// Waits for the running flush of the flusher thread, if any, and
+    /// takes its outcome as the run loop does; false when none ran. For
+    /// tests that drive the core by hand (`gateway::harness`).
+    pub fn wait_flushed(&mut self, now: UtcNanos) -> bool {
+        let Some(done) = self.flusher.as_mut().and_then(Flusher::wait) else {
+            return false;
+        };
+        self.on_flushed(done, now);
+        true
+    }
+
     /// A flush of the flusher thread ended.
     fn on_flushed(&mut self, f: Flushed, now: UtcNanos) {
         match f.result {

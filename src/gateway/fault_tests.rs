@@ -6,14 +6,20 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
 
 use crate::cli::journal::{verify, JournalSource, VerifyArgs};
 use crate::engine::VenueConfig;
 use crate::fix::Message;
 use crate::session::batch_store::{FlushMode, SEQ_RESERVE};
-use crate::session::log_backend::{FaultyBackend, LogBackend, MemDisk, SledBackend};
+use crate::session::log_backend::{
+    FaultyBackend, LogBackend, MemBackend, MemDisk, RecordVisitor, SledBackend,
+};
 use crate::session::settings::{GatewaySettings, Settings};
+use crate::session::store::StoreError;
 
 use super::harness::{Conn, FixClient, Harness};
 
@@ -86,6 +92,9 @@ impl Party {
         let mut fix = FixClient::new(comp, "FIXGW");
         let conn = h.connect(fix.logon(30, &[], now));
         h.step(now);
+        // With the flusher thread flushing (`pipeline_threaded`), the
+        // answer waits for its flush.
+        h.wait_flushed(now);
         let mut p = Party {
             fix,
             conn,
@@ -493,4 +502,151 @@ fn a_failed_flush_on_the_core_thread_holds_the_batch_until_a_retry_makes_it_dura
     assert_eq!(types(&got), ["8/0"], "{got:?}");
     assert_eq!(got[0].get_str(11), Some("b2"));
     assert!(disk.durable().len() > durable_before);
+}
+
+/// A [`MemDisk`] backend whose flushes can be held back (`hold`): a held
+/// flush waits at the gate until the test lets it go (`release`), or until
+/// a reopen does. A reopen lets a held flush run to its end and then makes
+/// the disk fail: the worst moment for that flush to begin, after the
+/// reopen forgot what was not flushed and before the batches were written
+/// again (which then fail, as on a disk that is still full).
+struct GatedBackend {
+    inner: MemBackend,
+    disk: MemDisk,
+    gate: Arc<Gate>,
+}
+
+#[derive(Default)]
+struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    held: bool,
+    /// A flush waits at the gate.
+    waiting: bool,
+    /// Flushes that ended.
+    done: u64,
+}
+
+impl Gate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn hold(&self) {
+        self.lock().held = true;
+    }
+
+    fn release(&self) {
+        self.lock().held = false;
+        self.changed.notify_all();
+    }
+}
+
+impl LogBackend for GatedBackend {
+    fn get(&self, batch: u64) -> Result<Option<Bytes>, StoreError> {
+        self.inner.get(batch)
+    }
+    fn insert(&self, batch: u64, record: &[u8]) -> Result<(), StoreError> {
+        self.inner.insert(batch, record)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        let mut g = self.gate.lock();
+        g.waiting = true;
+        self.gate.changed.notify_all();
+        while g.held {
+            g = self.gate.changed.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+        g.waiting = false;
+        let result = self.inner.flush();
+        g.done += 1;
+        self.gate.changed.notify_all();
+        result
+    }
+    fn scan(&self, f: &mut RecordVisitor<'_>) -> Result<(), StoreError> {
+        self.inner.scan(f)
+    }
+    fn reopen(&self) -> Result<(), StoreError> {
+        self.inner.reopen()?;
+        let mut g = self.gate.lock();
+        if g.waiting {
+            let done = g.done;
+            g.held = false;
+            self.gate.changed.notify_all();
+            while g.done == done {
+                g = self.gate.changed.wait(g).unwrap_or_else(|p| p.into_inner());
+            }
+            self.disk.set_failing(true);
+        }
+        Ok(())
+    }
+}
+
+/// With the flusher thread flushing (under load, or with a commit window,
+/// a flush may be requested and not yet begun), a write fails and the store
+/// goes down. Its retry reopens the store, forgetting what was not flushed,
+/// and writes those batches again: a flush that began in between would find
+/// nothing to flush and still tell the writers its batches are durable. So
+/// the retry waits until that flush has ended.
+#[test]
+fn a_retry_waits_for_the_flush_the_flusher_thread_has_yet_to_begin() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(dir.path());
+    let disk = MemDisk::new();
+    let gate = Arc::new(Gate::default());
+    let backend = GatedBackend {
+        inner: disk.backend(),
+        disk: disk.clone(),
+        gate: gate.clone(),
+    };
+    let mut h = Harness::open(&s.settings, Some(&s.venue), Arc::new(backend), T0).unwrap();
+    h.pipeline_threaded(Duration::ZERO).unwrap();
+    let mut c1 = Party::logon(&mut h, "CLIENT1", T0);
+    let key = "FIX.4.4:FIXGW->CLIENT1";
+    let mut now = T0 + SEC;
+
+    // b1's batch is written and its flush, on the flusher thread, held
+    // before it begins; then b2's write fails.
+    gate.hold();
+    c1.order(&mut h, "b1", "1", "10", "150", now);
+    h.step(now);
+    disk.set_failing(true);
+    c1.order(&mut h, "b2", "1", "10", "149", now);
+    h.step(now);
+    assert!(
+        h.core().store_is_down(),
+        "a failed write puts the store down"
+    );
+    assert!(c1.recv().is_empty(), "nothing is durable yet");
+
+    // The disk writes again and the retry is due while b1's flush has yet
+    // to begin.
+    disk.set_failing(false);
+    now += SEC;
+    h.step(now);
+    // The flush runs (now, if the retry waited for it), and the writers
+    // hear of its end.
+    gate.release();
+    assert!(h.wait_flushed(now), "b1's flush ran on the flusher thread");
+    let got = c1.recv();
+    for m in &got {
+        assert!(
+            durable_seqs(&disk, key).contains(&m.seq_num().unwrap()),
+            "CLIENT1 got {m:?}, which is not durable"
+        );
+    }
+    assert_eq!(types(&got), ["8/0"], "b1 is durable and acknowledged");
+    assert_eq!(got[0].get_str(11), Some("b1"));
+
+    // Then the retry writes b2 again and everything resumes.
+    disk.set_failing(false);
+    step_until_the_store_writes(&mut h, now);
+    h.wait_flushed(now);
+    let got = c1.recv();
+    assert_eq!(types(&got), ["8/0"], "{got:?}");
+    assert_eq!(got[0].get_str(11), Some("b2"));
+    assert!(durable_seqs(&disk, key).contains(&got[0].seq_num().unwrap()));
 }

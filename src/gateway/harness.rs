@@ -35,6 +35,10 @@ pub struct Harness {
     next_conn: u64,
     batch: Vec<CoreMsg>,
     calls: Vec<AdminCall>,
+    /// The last durable batch, as the connections' writers learn it
+    /// ([`Harness::pipeline_threaded`]; None: output is handed over as the
+    /// core releases it).
+    durable: Option<tokio::sync::watch::Receiver<u64>>,
 }
 
 /// One simulated connection: what the core sends to it arrives in `rx`.
@@ -88,6 +92,7 @@ impl Harness {
             next_conn: 1,
             batch: Vec::new(),
             calls: Vec::new(),
+            durable: None,
         })
     }
 
@@ -99,6 +104,25 @@ impl Harness {
         self.core.pipeline(durable, std::time::Duration::ZERO)?;
         self.core.idle = true;
         Ok(())
+    }
+
+    /// Pipelines the store with the flusher thread doing every flush, at
+    /// least `window` apart, as `fixgw run --commit-window` does under
+    /// load (the core never idle). A connection's output then waits for
+    /// its batch to be durable, and a flush's end reaches the core only
+    /// through [`Harness::wait_flushed`].
+    pub fn pipeline_threaded(&mut self, window: std::time::Duration) -> anyhow::Result<()> {
+        let (durable, rx) = tokio::sync::watch::channel(0);
+        self.core.pipeline(durable, window)?;
+        self.core.idle = false;
+        self.durable = Some(rx);
+        Ok(())
+    }
+
+    /// Waits for the running flush of the flusher thread, if any, and
+    /// hands its outcome to the core at `now` (false when none ran).
+    pub fn wait_flushed(&mut self, now: UtcNanos) -> bool {
+        self.core.wait_flushed(now)
     }
 
     /// The core (read-only views: sessions, stores, venue).
@@ -116,7 +140,7 @@ impl Harness {
             logon.get_str(49).unwrap_or_default().to_string(),
         );
         let queue = self.routes.get(&key).map_or(1024, |r| r.queue);
-        let (tx, rx) = out_queue(queue, None);
+        let (tx, rx) = out_queue(queue, self.durable.clone());
         let id = self.next_conn;
         self.next_conn += 1;
         self.batch.push(CoreMsg::Connect {

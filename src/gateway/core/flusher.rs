@@ -169,6 +169,17 @@ impl Flusher {
         }
     }
 
+    /// Blocks until the running flush ends (None when none runs). For
+    /// tests that drive the core by hand (`gateway::harness`).
+    pub fn wait(&mut self) -> Option<Flushed> {
+        if !self.busy {
+            return None;
+        }
+        let f = self.done.blocking_recv()?;
+        self.busy = false;
+        Some(f)
+    }
+
     /// Tells the writers that every batch up to `batch` is durable.
     pub fn publish(&self, batch: u64) {
         publish(&self.durable, batch);

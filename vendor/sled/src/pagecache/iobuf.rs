@@ -35,8 +35,34 @@ unsafe impl Send for AlignedBuf {}
 #[allow(unsafe_code)]
 unsafe impl Sync for AlignedBuf {}
 
+/// fixgw (FIXGW-PATCH.md change 7): segment buffers are kept for the next
+/// segments instead of being freed. Each new segment took a fresh
+/// segment-sized buffer: the allocator mapped it (or grew its heap), the
+/// first write to each of its pages faulted, and freeing it unmapped it, in
+/// the flushing thread (fixgw's core), which an `munmap` of 8 MiB held for
+/// 1.1-2.8 ms. Up to `SPARE_BUFS_KEPT` buffers (address, length) of each
+/// length wait here; a buffer's old contents do not matter (a fresh
+/// allocation's are undefined too).
+static SPARE_BUFS: std::sync::Mutex<Vec<(usize, usize)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Segment buffers of one length kept for reuse (a log has one buffer
+/// being written and at most one more sealed and being written out).
+const SPARE_BUFS_KEPT: usize = 2;
+
+fn spare_bufs() -> std::sync::MutexGuard<'static, Vec<(usize, usize)>> {
+    SPARE_BUFS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl AlignedBuf {
     fn new(len: usize) -> AlignedBuf {
+        {
+            let mut spare = spare_bufs();
+            if let Some(i) = spare.iter().position(|&(_, l)| l == len) {
+                let (ptr, len) = spare.swap_remove(i);
+                return AlignedBuf(ptr as *mut u8, len);
+            }
+        }
         let layout = Layout::from_size_align(len, 8192).unwrap();
         let ptr = unsafe { alloc(layout) };
 
@@ -48,6 +74,14 @@ impl AlignedBuf {
 
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
+        {
+            let mut spare = spare_bufs();
+            let kept = spare.iter().filter(|&&(_, l)| l == self.1).count();
+            if kept < SPARE_BUFS_KEPT {
+                spare.push((self.0 as usize, self.1));
+                return;
+            }
+        }
         let layout = Layout::from_size_align(self.1, 8192).unwrap();
         unsafe {
             dealloc(self.0, layout);
@@ -1258,5 +1292,46 @@ impl Debug for IoBuf {
             header::offset(header),
             header::is_sealed(header)
         ))
+    }
+}
+
+#[cfg(test)]
+mod fixgw_buffer_reuse_tests {
+    use super::*;
+
+    fn kept(len: usize) -> usize {
+        spare_bufs().iter().filter(|&&(_, l)| l == len).count()
+    }
+
+    #[test]
+    fn a_dropped_segment_buffer_is_the_next_one_of_its_length() {
+        // A length no other test uses.
+        let len = 8192 * 37;
+        let first = AlignedBuf::new(len);
+        let addr = first.0;
+        // Its pages stay mapped and written (freed, the pages of a buffer
+        // this large would be unmapped, and mapped again as zeros).
+        unsafe { first.0.add(5 * 4096).write(0xAB) };
+        drop(first);
+        let second = AlignedBuf::new(len);
+        assert_eq!(second.0, addr, "the dropped buffer is used again");
+        assert_eq!(unsafe { second.0.add(5 * 4096).read() }, 0xAB);
+        assert_eq!(second.0 as usize % 8192, 0);
+        assert_eq!(second.1, len);
+        // Another length does not get it.
+        let other = AlignedBuf::new(8192 * 38);
+        assert_ne!(other.0, addr);
+    }
+
+    #[test]
+    fn at_most_two_buffers_of_a_length_are_kept() {
+        let len = 8192 * 41;
+        let bufs: Vec<AlignedBuf> = (0..4).map(|_| AlignedBuf::new(len)).collect();
+        assert_eq!(kept(len), 0);
+        drop(bufs);
+        assert_eq!(kept(len), SPARE_BUFS_KEPT, "the others are freed");
+        let _a = AlignedBuf::new(len);
+        let _b = AlignedBuf::new(len);
+        assert_eq!(kept(len), 0);
     }
 }

@@ -546,6 +546,17 @@ impl Gate {
     }
 }
 
+/// Releases the gate when dropped: a test that fails while a flush is held
+/// then fails instead of hanging (dropping the core joins the flusher
+/// thread).
+struct ReleaseOnDrop(Arc<Gate>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
 impl LogBackend for GatedBackend {
     fn get(&self, batch: u64) -> Result<Option<Bytes>, StoreError> {
         self.inner.get(batch)
@@ -604,6 +615,8 @@ fn a_retry_waits_for_the_flush_the_flusher_thread_has_yet_to_begin() {
     };
     let mut h = Harness::open(&s.settings, Some(&s.venue), Arc::new(backend), T0).unwrap();
     h.pipeline_threaded(Duration::ZERO).unwrap();
+    // Dropped before `h`.
+    let _release = ReleaseOnDrop(gate.clone());
     let mut c1 = Party::logon(&mut h, "CLIENT1", T0);
     let key = "FIX.4.4:FIXGW->CLIENT1";
     let mut now = T0 + SEC;

@@ -544,6 +544,14 @@ impl Gate {
         self.lock().held = false;
         self.changed.notify_all();
     }
+
+    /// Blocks until a flush waits at the gate.
+    fn await_flush(&self) {
+        let mut g = self.lock();
+        while !g.waiting {
+            g = self.changed.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+    }
 }
 
 /// Releases the gate when dropped: a test that fails while a flush is held
@@ -626,6 +634,7 @@ fn a_retry_waits_for_the_flush_the_flusher_thread_has_yet_to_begin() {
     gate.hold();
     c1.order(&mut h, "b1", "1", "10", "150", now);
     h.step(now);
+    gate.await_flush();
     disk.set_failing(true);
     c1.order(&mut h, "b2", "1", "10", "149", now);
     h.step(now);

@@ -511,9 +511,14 @@ fn a_failed_flush_on_the_core_thread_holds_the_batch_until_a_retry_makes_it_dura
 /// reopen forgot what was not flushed and before the batches were written
 /// again (which then fail, as on a disk that is still full).
 struct GatedBackend {
-    inner: MemBackend,
     disk: MemDisk,
     gate: Arc<Gate>,
+}
+
+impl GatedBackend {
+    fn inner(&self) -> MemBackend {
+        self.disk.backend()
+    }
 }
 
 #[derive(Default)]
@@ -567,10 +572,10 @@ impl Drop for ReleaseOnDrop {
 
 impl LogBackend for GatedBackend {
     fn get(&self, batch: u64) -> Result<Option<Bytes>, StoreError> {
-        self.inner.get(batch)
+        self.inner().get(batch)
     }
     fn insert(&self, batch: u64, record: &[u8]) -> Result<(), StoreError> {
-        self.inner.insert(batch, record)
+        self.inner().insert(batch, record)
     }
     fn flush(&self) -> Result<(), StoreError> {
         let mut g = self.gate.lock();
@@ -580,16 +585,16 @@ impl LogBackend for GatedBackend {
             g = self.gate.changed.wait(g).unwrap_or_else(|p| p.into_inner());
         }
         g.waiting = false;
-        let result = self.inner.flush();
+        let result = self.inner().flush();
         g.done += 1;
         self.gate.changed.notify_all();
         result
     }
     fn scan(&self, f: &mut RecordVisitor<'_>) -> Result<(), StoreError> {
-        self.inner.scan(f)
+        self.inner().scan(f)
     }
     fn reopen(&self) -> Result<(), StoreError> {
-        self.inner.reopen()?;
+        self.inner().reopen()?;
         let mut g = self.gate.lock();
         if g.waiting {
             let done = g.done;
@@ -617,7 +622,6 @@ fn a_retry_waits_for_the_flush_the_flusher_thread_has_yet_to_begin() {
     let disk = MemDisk::new();
     let gate = Arc::new(Gate::default());
     let backend = GatedBackend {
-        inner: disk.backend(),
         disk: disk.clone(),
         gate: gate.clone(),
     };
@@ -664,7 +668,6 @@ fn a_retry_waits_for_the_flush_the_flusher_thread_has_yet_to_begin() {
     assert_eq!(got[0].get_str(11), Some("b1"));
 
     // Then the retry writes b2 again and everything resumes.
-    disk.set_failing(false);
     step_until_the_store_writes(&mut h, now);
     h.wait_flushed(now);
     let got = c1.recv();

@@ -100,9 +100,7 @@ impl Harness {
     /// always idle between steps: each step's batch is flushed on the core
     /// thread before its release (deterministic; see `Core::start_flush`).
     pub fn pipeline(&mut self) -> anyhow::Result<()> {
-        let (durable, _) = tokio::sync::watch::channel(0);
-        self.core.pipeline(durable, std::time::Duration::ZERO)?;
-        self.core.idle = true;
+        self.pipeline_with(std::time::Duration::ZERO, true)?;
         Ok(())
     }
 
@@ -112,11 +110,22 @@ impl Harness {
     /// its batch to be durable, and a flush's end reaches the core only
     /// through [`Harness::wait_flushed`].
     pub fn pipeline_threaded(&mut self, window: std::time::Duration) -> anyhow::Result<()> {
+        self.durable = Some(self.pipeline_with(window, false)?);
+        Ok(())
+    }
+
+    /// Pipelines the store with flushes at least `window` apart, the core
+    /// `idle` (flushing itself) or not (the flusher thread flushes); returns
+    /// where the last durable batch is published.
+    fn pipeline_with(
+        &mut self,
+        window: std::time::Duration,
+        idle: bool,
+    ) -> anyhow::Result<tokio::sync::watch::Receiver<u64>> {
         let (durable, rx) = tokio::sync::watch::channel(0);
         self.core.pipeline(durable, window)?;
-        self.core.idle = false;
-        self.durable = Some(rx);
-        Ok(())
+        self.core.idle = idle;
+        Ok(rx)
     }
 
     /// Waits for the running flush of the flusher thread, if any, and

@@ -2,6 +2,26 @@ use std::{num::NonZeroU64, ops::Bound};
 
 use super::*;
 
+/// fixgw: a rightmost leaf (no upper bound) splits when it holds more than
+/// this many items, below `PAGE_CONSOLIDATION_THRESHOLD` (10 fragments).
+const RIGHTMOST_LEAF_SPLIT_THRESHOLD: usize = 8;
+
+/// fixgw: where a rightmost leaf of `len` items splits: before its last
+/// item. Keys inserted in increasing order (fixgw's batch log: big-endian
+/// batch numbers) all land in the tree's rightmost leaf. Split in the middle,
+/// as other nodes are, the left half is written to the log again in full
+/// (a replacement page) and the right half as a new page, and the right half
+/// then takes the next inserts until it splits again: each value reaches
+/// the log about three times (its insert's fragment and two split pages).
+/// Split before the last item, with the threshold below the consolidation
+/// threshold, the left part is written once more and the right part holds
+/// a single item: each value reaches the log about twice. Inserts in any
+/// other order find the left part full and split it in the middle as usual.
+fn rightmost_leaf_split_point(len: usize) -> usize {
+    debug_assert!(len >= 2);
+    len - 1
+}
+
 #[derive(Default, Debug, Clone, PartialEq)]
 pub struct Node {
     pub(crate) prefix_len: u8,
@@ -174,7 +194,14 @@ impl Node {
         where
             T: Clone + Ord,
         {
-            let split_point = keys.len() / 2 + 1;
+            // fixgw: the rightmost leaf keeps all but its last item (see
+            // `rightmost_leaf_split_point`).
+            let split_point = if suffix_truncation && old_hi.is_empty() {
+                rightmost_leaf_split_point(keys.len())
+            } else {
+                // fixgw: a leaf split by size may hold two items only.
+                (keys.len() / 2 + 1).min(keys.len() - 1)
+            };
             let right_keys = keys.split_off(split_point);
             let right_values = values.split_off(split_point);
             let right_min = &right_keys[0];
@@ -596,16 +623,25 @@ impl Node {
         }
     }
 
-    pub(crate) fn should_split(&self) -> bool {
+    /// fixgw: `max_leaf_bytes`, a leaf of two items or more whose serialized
+    /// size is over it splits too, whatever its item count (see
+    /// `Tree::max_leaf_bytes`).
+    pub(crate) fn should_split(&self, max_leaf_bytes: u64) -> bool {
         let threshold = if cfg!(any(test, feature = "lock_free_delays")) {
             2
         } else if self.data.is_index() {
             256
+        } else if self.hi.is_empty() {
+            // fixgw: see `rightmost_leaf_split_point`.
+            RIGHTMOST_LEAF_SPLIT_THRESHOLD
         } else {
             16
         };
 
-        let size_checks = self.data.len() > threshold;
+        let size_checks = self.data.len() > threshold
+            || (!self.data.is_index()
+                && self.data.len() >= 2
+                && self.serialized_size() > max_leaf_bytes);
         let safety_checks = self.merging_child.is_none() && !self.merging;
 
         size_checks && safety_checks
@@ -617,7 +653,13 @@ impl Node {
         } else if self.data.is_index() {
             64
         } else {
-            4
+            // fixgw: a leaf merges when empty (sled merged leaves of under 4
+            // items). A split may leave a single item on a side (a rightmost
+            // leaf's, `rightmost_leaf_split_point`, or a leaf split by
+            // size): merged back into its sibling it would split again at
+            // once, in a loop. An empty leaf adds nothing to its sibling.
+            // (sled's own tests run with this threshold.)
+            1
         };
 
         let size_checks = self.data.len() < threshold;
@@ -758,4 +800,56 @@ fn merge_uneven_nodes() {
     };
 
     left.receive_merge(&right);
+}
+
+#[cfg(test)]
+mod fixgw_split_tests {
+    use super::*;
+
+    fn leaf(keys: std::ops::Range<u64>, hi: Option<u64>) -> Node {
+        let mut node = Node {
+            data: Data::Leaf(Leaf::default()),
+            hi: hi.map(|h| IVec::from(&h.to_be_bytes())).unwrap_or_default(),
+            ..Node::default()
+        };
+        for k in keys {
+            node.set_leaf(IVec::from(&k.to_be_bytes()), IVec::from(b"value"));
+        }
+        node
+    }
+
+    #[test]
+    fn the_rightmost_leaf_splits_before_its_last_item() {
+        let (left, right) = leaf(0..9, None).split();
+        assert_eq!((left.data.len(), right.data.len()), (8, 1));
+        assert!(right.hi.is_empty());
+        // Every key is in exactly one part.
+        for k in 0_u64..9 {
+            let key = k.to_be_bytes();
+            let in_right = key.as_slice() >= &*right.lo;
+            assert_eq!(in_right, k == 8, "key {}", k);
+        }
+    }
+
+    #[test]
+    fn other_leaves_split_in_the_middle() {
+        let (left, right) = leaf(0..9, Some(1000)).split();
+        assert_eq!((left.data.len(), right.data.len()), (5, 4));
+        assert_eq!(&*right.hi, &1000_u64.to_be_bytes());
+    }
+
+    #[test]
+    fn a_leaf_over_the_size_limit_splits_whatever_its_count() {
+        let node = leaf(0..2, Some(1000));
+        let size = node.serialized_size();
+        assert!(node.should_split(size - 1));
+        assert!(!node.should_split(size));
+        // One item is never split, however large.
+        assert!(!leaf(0..1, Some(1000)).should_split(0));
+        // Two split into one each, in any leaf.
+        for hi in [Some(1000), None] {
+            let (left, right) = leaf(0..2, hi).split();
+            assert_eq!((left.data.len(), right.data.len()), (1, 1));
+        }
+    }
 }

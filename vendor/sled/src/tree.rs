@@ -1447,6 +1447,21 @@ impl Tree {
         Ok(hasher.finalize())
     }
 
+    /// fixgw: the largest serialized leaf that is not split whatever its
+    /// item count: half the size above which the log writes an item to a
+    /// blob file of its own instead of inline. A leaf is written whole
+    /// when it is split or consolidated; leaves of large values (fixgw's
+    /// batch records) went to blob files, one per split, each an extra file
+    /// created, written and later removed. Split by size, a leaf of items
+    /// up to this size each stays under the blob threshold.
+    fn max_leaf_bytes(&self) -> u64 {
+        let blob_threshold = (self.context.segment_size
+            / crate::pagecache::MINIMUM_ITEMS_PER_SEGMENT)
+            .saturating_sub(crate::pagecache::SEG_HEADER_LEN)
+            .saturating_sub(crate::pagecache::MAX_MSG_HEADER_LEN);
+        u64::try_from(blob_threshold / 2).unwrap()
+    }
+
     fn split_node<'g>(
         &self,
         view: &View<'g>,
@@ -1670,7 +1685,7 @@ impl Tree {
                 retry!();
             }
 
-            if view.should_split() {
+            if view.should_split(self.max_leaf_bytes()) {
                 self.split_node(&view, &parent_view, root_pid, guard)?;
                 retry!();
             }
@@ -2281,3 +2296,44 @@ impl fmt::Display for CompareAndSwapError {
 }
 
 impl std::error::Error for CompareAndSwapError {}
+
+#[cfg(test)]
+mod fixgw_leaf_split_tests {
+    use crate::Config;
+
+    /// Files in the store's `blobs` directory.
+    fn blobs(db: &crate::Db) -> usize {
+        let dir = db.context.get_path().join("blobs");
+        std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+    }
+
+    #[test]
+    fn leaves_of_large_values_split_by_size_and_stay_out_of_blob_files() {
+        // 256 KiB segments: items over ~64 KiB go to blob files, leaves
+        // split above ~32 KiB.
+        let dir = std::env::temp_dir()
+            .join(format!("fixgw-leaf-split-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let db = Config::new().path(&dir).segment_size(256 * 1024).open().unwrap();
+        let tree = db.open_tree("batches").unwrap();
+        // Two of these in one leaf are over the blob threshold.
+        let value = vec![7_u8; 40 * 1024];
+        for k in 0_u64..40 {
+            tree.insert(k.to_be_bytes(), value.as_slice()).unwrap();
+            db.flush().unwrap();
+        }
+        assert_eq!(blobs(&db), 0, "a leaf was written to a blob file");
+        for k in 0_u64..40 {
+            assert_eq!(tree.get(k.to_be_bytes()).unwrap().unwrap(), value.as_slice());
+        }
+        drop(tree);
+        drop(db);
+        let db = Config::new().path(&dir).segment_size(256 * 1024).open().unwrap();
+        let tree = db.open_tree("batches").unwrap();
+        assert_eq!(tree.len(), 40);
+        assert_eq!(tree.iter().keys().last().unwrap().unwrap(), 39_u64.to_be_bytes());
+        drop(tree);
+        drop(db);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

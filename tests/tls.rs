@@ -195,11 +195,13 @@ fn log_of(gw: &Gateway) -> String {
 }
 
 /// Waits until the gateway's log contains `needle`.
-fn wait_for_log(gw: &Gateway, needle: &str) -> String {
+/// The gateway's log once it has `times` lines with `needle` (or after 10 s):
+/// a refusal is logged a little after the client saw it.
+fn wait_for_log(gw: &Gateway, needle: &str, times: usize) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let log = log_of(gw);
-        if log.contains(needle) || std::time::Instant::now() > deadline {
+        if log.matches(needle).count() >= times || std::time::Instant::now() > deadline {
             return log;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -222,7 +224,7 @@ fn tls_session_trades_and_a_plain_client_is_dropped_alone() {
     let mut plain = Client::connect(gw.port, "CLIENT2", "FIXGW");
     plain.send("A", &[(98, "0"), (108, "30")]);
     assert!(plain.expect_disconnect(Duration::from_secs(5)));
-    let log = wait_for_log(&gw, "TLS handshake failed");
+    let log = wait_for_log(&gw, "TLS handshake failed", 1);
     let line = log
         .lines()
         .find(|l| l.contains("TLS handshake failed"))
@@ -259,7 +261,7 @@ fn tls_session_trades_and_a_plain_client_is_dropped_alone() {
         Ok(0)
     ));
     assert!(started.elapsed() < Duration::from_secs(5));
-    let log = wait_for_log(&gw, "TLS handshake not done within LogonTimeout");
+    let log = wait_for_log(&gw, "TLS handshake not done within LogonTimeout", 1);
     assert!(
         log.contains("TLS handshake not done within LogonTimeout"),
         "{log}"
@@ -289,7 +291,7 @@ fn client_certificates_are_required_with_a_client_ca() {
         refused(gw.port, client_config(&ca, Some(stranger)), "CLIENT1"),
         "a client with a certificate from another CA logged on"
     );
-    let log = wait_for_log(&gw, "TLS handshake failed");
+    let log = wait_for_log(&gw, "TLS handshake failed", 2);
     assert!(
         log.matches("TLS handshake failed").count() >= 2,
         "both refusals are logged:\n{log}"

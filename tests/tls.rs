@@ -194,7 +194,6 @@ fn log_of(gw: &Gateway) -> String {
     plain
 }
 
-/// Waits until the gateway's log contains `needle`.
 /// The gateway's log once it has `times` lines with `needle` (or after 10 s):
 /// a refusal is logged a little after the client saw it.
 fn wait_for_log(gw: &Gateway, needle: &str, times: usize) -> String {

@@ -254,6 +254,16 @@ impl Default for Inner {
 }
 
 impl Inner {
+    /// fixgw: the longest log message (header included) the log keeps
+    /// inline; a longer one goes to a blob file of its own (`Log::reserve`).
+    pub(crate) fn max_inline_message_len(&self) -> u64 {
+        u64::try_from(
+            self.segment_size / crate::pagecache::MINIMUM_ITEMS_PER_SEGMENT
+                - crate::pagecache::SEG_HEADER_LEN,
+        )
+        .unwrap()
+    }
+
     // Get the path of the database
     #[doc(hidden)]
     pub fn get_path(&self) -> PathBuf {

@@ -1455,11 +1455,8 @@ impl Tree {
     /// created, written and later removed. Split by size, a leaf of items
     /// up to this size each stays under the blob threshold.
     fn max_leaf_bytes(&self) -> u64 {
-        let blob_threshold = (self.context.segment_size
-            / crate::pagecache::MINIMUM_ITEMS_PER_SEGMENT)
-            .saturating_sub(crate::pagecache::SEG_HEADER_LEN)
-            .saturating_sub(crate::pagecache::MAX_MSG_HEADER_LEN);
-        u64::try_from(blob_threshold / 2).unwrap()
+        let header = u64::try_from(crate::pagecache::MAX_MSG_HEADER_LEN).unwrap();
+        self.context.max_inline_message_len().saturating_sub(header) / 2
     }
 
     fn split_node<'g>(

@@ -165,12 +165,8 @@ impl Log {
 
         M.reserve_sz.measure(max_buf_len);
 
-        let max_buf_size = (self.config.segment_size
-            / MINIMUM_ITEMS_PER_SEGMENT)
-            - SEG_HEADER_LEN;
-
         let over_blob_threshold =
-            max_buf_len > u64::try_from(max_buf_size).unwrap();
+            max_buf_len > self.config.max_inline_message_len();
 
         assert!(!(over_blob_threshold && blob_rewrite.is_some()));
 

@@ -11,10 +11,10 @@
 #[cfg(test)]
 mod md_tests;
 pub(super) mod report;
+mod table;
 #[cfg(test)]
 mod tests;
 
-use rustc_hash::FxHashMap;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -31,6 +31,7 @@ use crate::fix::{tags, Message};
 use crate::session::{BusinessReject, OutboundMessage, SessionConfig, SessionRole};
 
 use report::{CancelReject, ExecReport, LastFill, MassCancelReport, Val};
+use table::{EngineIds, OrderTable};
 
 use super::market_data::MarketData;
 
@@ -43,6 +44,12 @@ pub use super::input::{DecodeError, VenueInput};
 pub const MAX_SESSIONS: usize = 4096;
 /// Finished orders remembered for status requests and late cancels; the oldest are forgotten first.
 pub const DONE_ORDERS_KEPT: usize = 100_000;
+/// Order numbers the venue's order table indexes directly (`table`): an
+/// order still remembered when this many more have been entered moves to
+/// the table's spill map. A finished order is forgotten once
+/// `DONE_ORDERS_KEPT` more have finished, so mostly long-working orders
+/// get that far.
+const ORDER_WINDOW: usize = 4 * DONE_ORDERS_KEPT;
 /// Longest ClOrdID accepted (bounds the memory of every remembered order).
 pub const MAX_CL_ORD_ID_BYTES: usize = 64;
 
@@ -344,8 +351,8 @@ pub struct Venue {
     sessions: Vec<SessionState>,
     session_ids: StrMap<Owner>,
     /// By venue order number (assigned here, not by clients: a fast hasher is safe).
-    orders: FxHashMap<u64, OrderRec>,
-    by_engine_id: FxHashMap<OrderId, u64>,
+    orders: OrderTable<OrderRec>,
+    by_engine_id: EngineIds,
     /// Finished orders, oldest first, forgotten beyond `DONE_ORDERS_KEPT`.
     done: VecDeque<u64>,
     next_order_id: u64,
@@ -447,8 +454,8 @@ impl Venue {
             account_names: cfg.accounts.iter().map(|a| a.name.clone()).collect(),
             sessions: states,
             session_ids,
-            orders: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
-            by_engine_id: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
+            orders: OrderTable::with_capacity(ORDER_WINDOW, capacity),
+            by_engine_id: EngineIds::with_capacity(capacity),
             done: VecDeque::new(),
             next_order_id: 1,
             next_exec_id: 1,
@@ -726,7 +733,7 @@ impl Venue {
             }
         }
         if let Some(&no) = sess.cl_ord_ids.get(cl_ord_id) {
-            if self.orders.get(&no).is_some_and(OrderRec::is_live) {
+            if self.orders.get(no).is_some_and(OrderRec::is_live) {
                 return Err((rej::DUPLICATE_ORDER, "Duplicate order".into()));
             }
         }
@@ -905,14 +912,14 @@ impl Venue {
         let cl = cl_ord_id(msg, tags::CL_ORD_ID).map_err(|(_, t)| (None, cxl::OTHER, t))?;
         let orig = msg.get_str(tags::ORIG_CL_ORD_ID).unwrap_or_default();
         if let Some(&no) = sess.cl_ord_ids.get(cl) {
-            if self.orders.get(&no).is_some_and(OrderRec::is_live) {
+            if self.orders.get(no).is_some_and(OrderRec::is_live) {
                 return Err((None, cxl::DUPLICATE_CL_ORD_ID, "Duplicate ClOrdID".into()));
             }
         }
         let found = sess
             .cl_ord_ids
             .get(orig)
-            .and_then(|no| Some((*no, self.orders.get(no)?)));
+            .and_then(|no| Some((*no, self.orders.get(*no)?)));
         let (Some((no, rec)), Some(account)) = (found, sess.account) else {
             return Err((None, cxl::UNKNOWN_ORDER, "Unknown order".into()));
         };
@@ -1003,7 +1010,7 @@ impl Venue {
             return;
         };
         let sess = &self.sessions[owner as usize];
-        let rec = order_no.and_then(|no| self.orders.get(&no));
+        let rec = order_no.and_then(|no| self.orders.get(no));
         let m = CancelReject {
             account: sess
                 .account
@@ -1037,12 +1044,14 @@ impl Venue {
             .copied();
         let by_id = || {
             msg.get_u64(tags::ORDER_ID)
-                .filter(|no| self.orders.get(no).is_some_and(|r| r.owner == owner))
+                .filter(|&no| self.orders.get(no).is_some_and(|r| r.owner == owner))
         };
         let req_id = msg.get(tags::ORD_STATUS_REQ_ID);
-        let er = match by_cl.or_else(by_id) {
-            Some(no) => {
-                let rec = &self.orders[&no];
+        let found = by_cl
+            .or_else(by_id)
+            .and_then(|no| Some((no, self.orders.get(no)?)));
+        let er = match found {
+            Some((no, rec)) => {
                 let mut er = self.order_report(no, rec, exec_type::ORDER_STATUS, exec_id, ts);
                 er.ord_status_req_id = req_id;
                 er
@@ -1266,7 +1275,7 @@ impl Venue {
         };
         let live: Vec<u64> = sess.live.iter().copied().collect();
         for no in live {
-            let Some(rec) = self.orders.get(&no) else {
+            let Some(rec) = self.orders.get(no) else {
                 continue;
             };
             let cmd = Command::Cancel {
@@ -1357,7 +1366,7 @@ impl Venue {
                 ..
             } => {
                 let (code, text) = cancel_reject_reason(reason);
-                let no = self.by_engine_id.get(&order_id).copied();
+                let no = self.by_engine_id.get(order_id);
                 self.cancel_reject(owner, ctx, no, code, &text, ts, out);
             }
             Event::Expired { order } => {
@@ -1537,10 +1546,10 @@ impl Venue {
 
     /// Gives an order the ClOrdID of an accepted cancel or replace request.
     fn rename(&mut self, o: &OrderInfo, cl_ord_id: &str, orig_cl_ord_id: &str) {
-        let Some(&no) = self.by_engine_id.get(&o.order_id) else {
+        let Some(no) = self.by_engine_id.get(o.order_id) else {
             return;
         };
-        let Some(rec) = self.orders.get_mut(&no) else {
+        let Some(rec) = self.orders.get_mut(no) else {
             return;
         };
         let prev = std::mem::replace(&mut rec.cl_ord_id, cl_ord_id.to_string());
@@ -1610,12 +1619,12 @@ impl Venue {
         ts: u64,
         out: &mut Vec<(Arc<str>, OutboundMessage)>,
     ) {
-        let Some(&no) = self.by_engine_id.get(&order_id) else {
+        let Some(no) = self.by_engine_id.get(order_id) else {
             debug_assert!(false, "event for an order the venue does not know");
             return;
         };
         let exec_id = self.take_exec_id();
-        let Some(rec) = self.orders.get_mut(&no) else {
+        let Some(rec) = self.orders.get_mut(no) else {
             return;
         };
         update(rec);
@@ -1635,7 +1644,9 @@ impl Venue {
             }
             return;
         }
-        let rec = &self.orders[&no];
+        let Some(rec) = self.orders.get(no) else {
+            return;
+        };
         let mut er = self.order_report(no, rec, exec_type, exec_id, ts);
         er.text = text;
         // OrigClOrdID answers a client's cancel or replace; those are the only
@@ -1719,17 +1730,17 @@ impl Venue {
 
     /// Moves a finished order to the done list, forgetting the oldest beyond the bound.
     fn finish(&mut self, no: u64) {
-        let Some(rec) = self.orders.get(&no) else {
+        let Some(rec) = self.orders.get(no) else {
             return;
         };
-        self.by_engine_id.remove(&rec.engine_id);
+        self.by_engine_id.remove(rec.engine_id);
         self.sessions[rec.owner as usize].live.remove(&no);
         self.done.push_back(no);
         while self.done.len() > DONE_ORDERS_KEPT {
             let Some(old) = self.done.pop_front() else {
                 break;
             };
-            let Some(rec) = self.orders.remove(&old) else {
+            let Some(rec) = self.orders.remove(old) else {
                 continue;
             };
             let index = &mut self.sessions[rec.owner as usize].cl_ord_ids;

@@ -29,12 +29,11 @@ use tokio::sync::{oneshot, Notify};
 use tokio::time::{sleep_until, Instant, MissedTickBehavior};
 use tokio_util::codec::FramedRead;
 
-use crate::fix::encoder::push_int;
 use crate::fix::time::{now_utc, Precision};
 use crate::fix::{Encoder, FixCodec, Message, BEGIN_STRING_FIX44};
 
 use super::report::SessionStats;
-use super::workload::{format_price, OpenOrder, OpenOrders, Request, Schedule, Workload};
+use super::workload::{OpenOrder, OpenOrders, Request, Schedule, Workload};
 
 /// How long to wait for the TCP connection and for the Logon reply.
 pub const LOGON_TIMEOUT: Duration = Duration::from_secs(10);
@@ -354,14 +353,6 @@ impl Client {
         self.queue();
     }
 
-    fn clordid(&mut self, tag: i32, k: u64) {
-        let prefix = self.setup.clordid_prefix.as_bytes();
-        self.enc.field_with(tag, |b| {
-            b.extend_from_slice(prefix);
-            push_int(b, k as i64);
-        });
-    }
-
     /// The order number in one of our ClOrdIDs.
     fn order_number(&self, clordid: &[u8]) -> Option<u64> {
         let rest = clordid.strip_prefix(self.setup.clordid_prefix.as_bytes())?;
@@ -373,42 +364,32 @@ impl Client {
         let k = self.next_k;
         self.next_k += 1;
         let request = self.setup.workload.next(&mut self.open);
-        let seq = match request {
+        let seq = self.begin(request.msg_type());
+        request.encode_body(
+            &mut self.enc,
+            self.setup.workload.instruments(),
+            k,
+            &self.setup.clordid_prefix,
+            self.setup.account.as_deref(),
+            now_utc(),
+        );
+        self.queue();
+        match request {
             Request::New {
                 instrument,
                 side,
-                price_cents,
                 qty,
                 ..
-            } => {
-                let seq = self.begin(b"D");
-                self.clordid(11, k);
-                self.body_common(instrument, side.fix(), qty, true);
-                self.enc
-                    .field(40, b"2")
-                    .field_with(44, |b| format_price(price_cents, b))
-                    .field(59, b"0");
-                self.queue();
-                self.open.sent(
-                    k,
-                    OpenOrder {
-                        instrument,
-                        side,
-                        qty,
-                    },
-                );
-                seq
-            }
-            Request::Cancel { orig, order } => {
-                let seq = self.begin(b"F");
-                self.clordid(41, orig);
-                self.clordid(11, k);
-                self.body_common(order.instrument, order.side.fix(), order.qty, false);
-                self.queue();
-                self.stats.cancels_sent += 1;
-                seq
-            }
-        };
+            } => self.open.sent(
+                k,
+                OpenOrder {
+                    instrument,
+                    side,
+                    qty,
+                },
+            ),
+            Request::Cancel { .. } => self.stats.cancels_sent += 1,
+        }
         self.stats.sent += 1;
         self.pending.push_back(Some(Pending {
             scheduled,
@@ -417,23 +398,6 @@ impl Client {
         }));
         self.in_flight += 1;
         self.stats.max_in_flight = self.stats.max_in_flight.max(self.in_flight);
-    }
-
-    /// Account, HandlInst (orders only: OrderCancelRequest has no 21),
-    /// Symbol, Side, TransactTime, OrderQty.
-    fn body_common(&mut self, instrument: usize, side: &[u8], qty: u64, handl_inst: bool) {
-        if let Some(acct) = &self.setup.account {
-            self.enc.field_str(1, acct);
-        }
-        if handl_inst {
-            self.enc.field(21, b"1");
-        }
-        let symbol = &self.setup.workload.instruments()[instrument].symbol;
-        self.enc
-            .field_str(55, symbol)
-            .field(54, side)
-            .field_time(60, now_utc(), Precision::Millis)
-            .field_int(38, qty as i64);
     }
 
     /// Removes request `k` from the pending requests, if it is pending.

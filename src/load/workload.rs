@@ -7,6 +7,10 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::fix::encoder::push_int;
+use crate::fix::time::Precision;
+use crate::fix::Encoder;
+
 /// Distance of the nearest resting order from the base price, in basis points.
 pub const REST_MIN_BPS: i64 = 50;
 /// Resting orders are spread over this many one-basis-point steps beyond [`REST_MIN_BPS`].
@@ -146,6 +150,69 @@ pub enum Request {
         /// The open order's details.
         order: OpenOrder,
     },
+}
+
+impl Request {
+    /// MsgType (35) of the request.
+    pub fn msg_type(&self) -> &'static [u8] {
+        match self {
+            Request::New { .. } => b"D",
+            Request::Cancel { .. } => b"F",
+        }
+    }
+
+    /// Writes the request's body after a header begun with [`Request::msg_type`]:
+    /// NewOrderSingle 11, (1), 21=1, 55, 54, 60, 38, 40=2, 44, 59=0;
+    /// OrderCancelRequest 41, 11, (1), 55, 54, 60, 38. ClOrdIDs are
+    /// `clordid_prefix` + the request number (`k`, and `orig` for a cancel);
+    /// `transact_time` is in ns since the epoch.
+    pub fn encode_body(
+        &self,
+        enc: &mut Encoder,
+        instruments: &[Instrument],
+        k: u64,
+        clordid_prefix: &str,
+        account: Option<&str>,
+        transact_time: i64,
+    ) {
+        let clordid = |enc: &mut Encoder, tag, n: u64| {
+            enc.field_with(tag, |b| {
+                b.extend_from_slice(clordid_prefix.as_bytes());
+                push_int(b, n as i64);
+            });
+        };
+        let (instrument, side, qty) = match *self {
+            Request::New {
+                instrument,
+                side,
+                qty,
+                ..
+            } => {
+                clordid(enc, 11, k);
+                (instrument, side, qty)
+            }
+            Request::Cancel { orig, order } => {
+                clordid(enc, 41, orig);
+                clordid(enc, 11, k);
+                (order.instrument, order.side, order.qty)
+            }
+        };
+        if let Some(acct) = account {
+            enc.field_str(1, acct);
+        }
+        if let Request::New { .. } = self {
+            enc.field(21, b"1");
+        }
+        enc.field_str(55, &instruments[instrument].symbol)
+            .field(54, side.fix())
+            .field_time(60, transact_time, Precision::Millis)
+            .field_int(38, qty as i64);
+        if let Request::New { price_cents, .. } = *self {
+            enc.field(40, b"2")
+                .field_with(44, |b| format_price(price_cents, b))
+                .field(59, b"0");
+        }
+    }
 }
 
 /// SplitMix64: small, fast and good enough to draw a workload; seeded per

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::str::FromStr;
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use rust_decimal::Decimal;
 
 use crate::engine::config::{ConfigError, ConvertError, InstrumentSpec, VenueConfig};
@@ -37,6 +38,8 @@ use super::market_data::MarketData;
 
 /// A map keyed by client-chosen strings (foldhash, randomly seeded).
 type StrMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+/// The same for ClOrdIDs, short ones stored inline in the map.
+type ClOrdIdMap<V> = HashMap<CompactString, V, foldhash::fast::RandomState>;
 
 pub use super::input::{DecodeError, VenueInput};
 
@@ -159,7 +162,7 @@ struct SessionState {
     info: SessionInfo,
     account: Option<AccountId>,
     /// Every ClOrdID of a remembered order -> its OrderID.
-    cl_ord_ids: StrMap<u64>,
+    cl_ord_ids: ClOrdIdMap<u64>,
     /// OrderIDs of the session's working orders, in entry order.
     live: BTreeSet<u64>,
     /// Drop-copy sessions that receive a copy of this session's reports.
@@ -247,11 +250,11 @@ mod cxl {
 struct OrderRec {
     engine_id: OrderId,
     owner: Owner,
-    cl_ord_id: String,
-    orig_cl_ord_id: Option<String>,
+    cl_ord_id: CompactString,
+    orig_cl_ord_id: Option<CompactString>,
     /// The earlier ClOrdIDs that still name this order in its session's index
     /// (the current one is `cl_ord_id`).
-    aliases: Vec<String>,
+    aliases: Vec<CompactString>,
     instrument: InstrumentId,
     side: Side,
     ord_type: OrdType,
@@ -403,7 +406,7 @@ impl Venue {
             states.push(SessionState {
                 info: s.clone(),
                 account: cfg.account_for_session(&s.comp_id),
-                cl_ord_ids: StrMap::with_capacity_and_hasher(
+                cl_ord_ids: ClOrdIdMap::with_capacity_and_hasher(
                     if s.role == SessionRole::OrderEntry {
                         capacity
                     } else {
@@ -1421,7 +1424,7 @@ impl Venue {
         let rec = OrderRec {
             engine_id: o.order_id,
             owner: o.owner,
-            cl_ord_id: cl_ord_id.to_string(),
+            cl_ord_id: CompactString::new(cl_ord_id),
             orig_cl_ord_id: None,
             aliases: Vec::new(),
             instrument: o.instrument,
@@ -1444,7 +1447,7 @@ impl Venue {
             post_only: order.post_only,
         };
         let sess = &mut self.sessions[o.owner as usize];
-        sess.cl_ord_ids.insert(cl_ord_id.to_string(), no);
+        sess.cl_ord_ids.insert(CompactString::new(cl_ord_id), no);
         sess.live.insert(no);
         self.by_engine_id.insert(o.order_id, no);
         self.orders.insert(no, rec);
@@ -1552,16 +1555,16 @@ impl Venue {
         let Some(rec) = self.orders.get_mut(no) else {
             return;
         };
-        let prev = std::mem::replace(&mut rec.cl_ord_id, cl_ord_id.to_string());
+        let prev = std::mem::replace(&mut rec.cl_ord_id, CompactString::new(cl_ord_id));
         rec.orig_cl_ord_id = Some(if orig_cl_ord_id.is_empty() {
             prev.clone()
         } else {
-            orig_cl_ord_id.to_string()
+            CompactString::new(orig_cl_ord_id)
         });
         rec.aliases.push(prev);
         self.sessions[rec.owner as usize]
             .cl_ord_ids
-            .insert(cl_ord_id.to_string(), no);
+            .insert(CompactString::new(cl_ord_id), no);
     }
 
     /// Updates the remembered order from an engine event and sends its ExecutionReport.

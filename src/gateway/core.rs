@@ -226,8 +226,11 @@ pub struct Core {
     /// The batch that must be durable before what `release` hands over now
     /// is written (set by `release_all`).
     release_after: u64,
-    /// No input was waiting when this batch began: its flush runs on the
-    /// core thread, before the release (see [`Core::start_flush`]).
+    /// The connections' queue while [`Core::run`] runs: a commit that finds
+    /// input waiting in it leaves its flush to the flusher thread.
+    inbox: Option<mpsc::Receiver<CoreMsg>>,
+    /// Without an inbox (tests driving the core by hand): no input waits,
+    /// so flushes run on the core thread (see [`Core::start_flush`]).
     pub(crate) idle: bool,
 }
 
@@ -253,6 +256,14 @@ async fn next_admin(rx: &mut Option<mpsc::Receiver<AdminCall>>) -> Option<AdminC
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// The next message from the connections (None: every sender is gone).
+async fn next_input(rx: &mut Option<mpsc::Receiver<CoreMsg>>) -> Option<CoreMsg> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => None,
     }
 }
 
@@ -304,6 +315,7 @@ impl Core {
             msg_log: None,
             flusher: None,
             release_after: 0,
+            inbox: None,
             idle: false,
         }
     }
@@ -339,12 +351,13 @@ impl Core {
     /// logged out, the last batch committed and the connections closed).
     pub fn run(
         mut self,
-        mut rx: mpsc::Receiver<CoreMsg>,
+        rx: mpsc::Receiver<CoreMsg>,
         mut admin: Option<mpsc::Receiver<AdminCall>>,
         shutdown: Arc<AtomicBool>,
         rt: tokio::runtime::Handle,
     ) {
         let mut batch: Vec<CoreMsg> = Vec::with_capacity(MAX_BATCH);
+        self.inbox = Some(rx);
         let mut calls: Vec<AdminCall> = Vec::new();
         self.start(now_utc());
         loop {
@@ -355,7 +368,7 @@ impl Core {
             let wait = self.wait_time(now_utc());
             let wake = rt.block_on(async {
                 tokio::select! {
-                    m = rx.recv() => Wake::Conn(m),
+                    m = next_input(&mut self.inbox) => Wake::Conn(m),
                     a = next_admin(&mut admin) => Wake::Admin(a),
                     f = next_flushed(&mut self.flusher) => Wake::Flushed(f),
                     _ = tokio::time::sleep(wait) => Wake::Timeout,
@@ -369,19 +382,18 @@ impl Core {
                 Wake::Flushed(f) => self.on_flushed(f, now_utc()),
                 Wake::Timeout => {}
             }
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(m) => batch.push(m),
-                    Err(_) => break,
-                }
+            while let (true, Some(Ok(m))) = (
+                batch.len() < MAX_BATCH,
+                self.inbox.as_mut().map(mpsc::Receiver::try_recv),
+            ) {
+                batch.push(m);
             }
             if let Some(a) = admin.as_mut() {
                 while let Ok(call) = a.try_recv() {
                     calls.push(call);
                 }
             }
-            self.metrics.queue_depth = rx.len();
-            self.idle = rx.is_empty();
+            self.metrics.queue_depth = self.inbox.as_ref().map_or(0, mpsc::Receiver::len);
             self.step(&mut batch, &mut calls, now_utc());
         }
     }
@@ -805,7 +817,7 @@ impl Core {
                     e.held = false;
                     e.venue_output = false;
                 }
-                self.start_flush(self.idle, now);
+                self.start_flush(self.input_idle(), now);
                 if self.store_down.is_some() {
                     // The flush (on this thread) failed: the batch is
                     // written, not durable, and waits like an unwritten one.
@@ -828,6 +840,15 @@ impl Core {
             f.publish(self.log.durable());
             f.written(self.log.last_written());
         }
+    }
+
+    /// True when no input waits for the core now (checked at commit time:
+    /// at full load input arrives while a batch is processed, and a flush
+    /// here would keep it waiting for the fsync).
+    fn input_idle(&self) -> bool {
+        self.inbox
+            .as_ref()
+            .map_or(self.idle, mpsc::Receiver::is_empty)
     }
 
     /// Makes what was written durable, unless a flush runs (the next batch

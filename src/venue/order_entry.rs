@@ -353,8 +353,9 @@ pub struct Venue {
     account_names: Vec<String>,
     sessions: Vec<SessionState>,
     session_ids: StrMap<Owner>,
-    /// By venue order number (assigned here, not by clients: a fast hasher is safe).
+    /// Remembered orders by venue order number (OrderID).
     orders: OrderTable<OrderRec>,
+    /// Venue order number of each working order, by engine OrderId.
     by_engine_id: EngineIds,
     /// Finished orders, oldest first, forgotten beyond `DONE_ORDERS_KEPT`.
     done: VecDeque<u64>,

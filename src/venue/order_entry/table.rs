@@ -29,7 +29,8 @@ pub(super) struct OrderTable<T> {
     /// Orders `base..base + window.len()`; `None`: forgotten (or never
     /// entered). The front is always `Some` (forgotten fronts are popped).
     window: VecDeque<Option<T>>,
-    /// Remembered orders numbered below `base`.
+    /// Remembered orders numbered below `base` (numbers are the venue's,
+    /// not a client's: a fast hasher is safe).
     spill: FxHashMap<u64, T>,
     /// The most numbers the window spans.
     window_cap: usize,

@@ -154,6 +154,9 @@ pub async fn run_session(
     task.finish().await
 }
 
+/// Bytes the load generator's connections read at a time (at most).
+const READ_BUFFER: usize = 64 * 1024;
+
 /// Opens the TCP connection, sends Logon and waits for the acceptor's Logon.
 pub(crate) async fn connect_and_logon(
     setup: &SessionSetup,
@@ -165,7 +168,9 @@ pub(crate) async fn connect_and_logon(
         .map_err(|e| format!("connect to {addr}: {e}"))?;
     let _ = stream.set_nodelay(true);
     let (rd, mut wr) = stream.into_split();
-    let mut reader = FramedRead::new(rd, FixCodec::default());
+    // At full load a batch's reports arrive as one write of 100s of KB:
+    // read them 64 KB at a time, not in the default 8 KB (8x the syscalls).
+    let mut reader = FramedRead::with_capacity(rd, FixCodec::default(), READ_BUFFER);
     let mut enc = Encoder::new();
     header(&mut enc, b"A", setup, 1);
     enc.field(98, b"0")

@@ -37,6 +37,18 @@ stop_gateway() {
     sync
 }
 trap stop_gateway EXIT
+# checked COMMAND...: runs a `fixgw load` command, shows its report, and
+# stops here if any request went unanswered: a gateway that loses input is
+# not measured, whatever its figures.
+checked() {
+    local out
+    out=$("$@")
+    echo "$out"
+    if ! grep -q "unanswered 0 " <<<"$out"; then
+        echo "load.sh: requests went unanswered (lost by the gateway?): these figures are not valid" >&2
+        exit 1
+    fi
+}
 data=""
 gw=""
 # Command prefix of the gateway and the load generator: empty (all CPUs),
@@ -51,7 +63,7 @@ for flush in fsync os; do
         # In flight: 1024 orders on one session, 256 on each of ten. With
         # fewer, one session waits for each batch's replies before the next
         # batch can start and the core idles (throughput = window / latency).
-        "$bin" load -n "$n" $(senders "$n") --window $((n == 1 ? 1024 : 256)) --duration "$dur" --warmup 2 --mix 60,30,10
+        checked "$bin" load -n "$n" $(senders "$n") --window $((n == 1 ? 1024 : 256)) --duration "$dur" --warmup 2 --mix 60,30,10
         stop_gateway
     done
 done
@@ -86,7 +98,7 @@ for pass in "${passes[@]}"; do
         run_gateway fsync $extra
         echo "== fixed rate $rate/s, flush=fsync, sessions=2${extra:+, $extra}${pin[1]:+, gateway and load generator on CPU 0}"
         # shellcheck disable=SC2046
-        "${pin[@]}" "$bin" load -n 2 $(senders 2) --rate "$rate" --duration "$dur" --warmup 2 --mix 60,30,10 \
+        checked "${pin[@]}" "$bin" load -n 2 $(senders 2) --rate "$rate" --duration "$dur" --warmup 2 --mix 60,30,10 \
             --hgrm "target/load-$rate$label.hgrm"
         stop_gateway
     done

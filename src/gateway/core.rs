@@ -267,6 +267,17 @@ async fn next_input(rx: &mut Option<mpsc::Receiver<CoreMsg>>) -> Option<CoreMsg>
     }
 }
 
+/// Moves messages waiting in `rx` into `batch` until it holds `max`; the
+/// rest stay queued for the next batch.
+fn take_waiting<T>(rx: &mut mpsc::Receiver<T>, batch: &mut Vec<T>, max: usize) {
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(m) => batch.push(m),
+            Err(_) => break,
+        }
+    }
+}
+
 /// The next finished flush, or never without a flusher.
 async fn next_flushed(f: &mut Option<Flusher>) -> Flushed {
     match f {
@@ -382,11 +393,8 @@ impl Core {
                 Wake::Flushed(f) => self.on_flushed(f, now_utc()),
                 Wake::Timeout => {}
             }
-            while let (true, Some(Ok(m))) = (
-                batch.len() < MAX_BATCH,
-                self.inbox.as_mut().map(mpsc::Receiver::try_recv),
-            ) {
-                batch.push(m);
+            if let Some(rx) = self.inbox.as_mut() {
+                take_waiting(rx, &mut batch, MAX_BATCH);
             }
             if let Some(a) = admin.as_mut() {
                 while let Ok(call) = a.try_recv() {
@@ -1094,4 +1102,26 @@ fn count_sent(m: &mut CoreMetrics, i: usize, frame: &Bytes) {
     *m.session_rejects
         .entry((kind.to_string(), reason))
         .or_default() += 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_batch_leaves_the_rest_queued() {
+        let (tx, mut rx) = mpsc::channel(16);
+        for i in 0..10 {
+            tx.try_send(i).unwrap();
+        }
+        let mut batch = vec![100];
+        take_waiting(&mut rx, &mut batch, 4);
+        assert_eq!(batch, [100, 0, 1, 2]);
+        // Nothing taken off the queue was dropped: the next batch goes on
+        // from the first message left.
+        let mut next = Vec::new();
+        take_waiting(&mut rx, &mut next, 100);
+        assert_eq!(next, (3..10).collect::<Vec<_>>());
+        assert!(rx.is_empty());
+    }
 }

@@ -135,8 +135,9 @@ struct Stream {
 /// Draws `n` requests with the load generator's workload, answering each on a venue and
 /// feeding the answers back to the workload's open orders as `fixgw load` does
 /// (`Client::on_message`: OrdStatus of ClOrdID and OrigClOrdID). Returns the stream (frames
-/// in one buffer, parsed) and what the venue answered to its first `WARMUP` requests.
-fn generate(n: usize) -> (Stream, Tally) {
+/// in one buffer, parsed), what the venue answered to its first `WARMUP` requests, and
+/// the rejects among its answers to the timed ones (the passes replay exactly these).
+fn generate(n: usize) -> (Stream, Tally, Tally) {
     let opts = LoadOptions::default();
     let mix: Mix = "60,30,10".parse().expect("mix");
     let instruments = opts.instruments().expect("instruments");
@@ -148,6 +149,7 @@ fn generate(n: usize) -> (Stream, Tally) {
     let mut frames = Vec::with_capacity(n * 160);
     let mut ends = Vec::with_capacity(n);
     let mut tally = Tally::default();
+    let mut timed = Tally::default();
     let order_number = |v: &[u8]| parse_u64(v.strip_prefix(CLORDID_PREFIX.as_bytes())?);
     for k in 0..n {
         let req = w.next(&mut open);
@@ -189,6 +191,8 @@ fn generate(n: usize) -> (Stream, Tally) {
         let r = v.apply_fix(SESSION, ts(k), &msg, &mut out);
         if k < WARMUP {
             tally.count(&out, r.is_err());
+        } else {
+            timed.count(&out, r.is_err());
         }
         for (_, m) in out.iter().filter(|(_, m)| &m.msg_type[..] == b"8") {
             let (Some(st), Some(n)) = (
@@ -214,7 +218,7 @@ fn generate(n: usize) -> (Stream, Tally) {
         })
         .collect();
     let ts = (0..n).map(ts).collect();
-    (Stream { msgs, ts }, tally)
+    (Stream { msgs, ts }, tally, timed)
 }
 
 /// A venue that has applied the warm-up requests (untimed); what it answered goes to `tally`.
@@ -291,12 +295,22 @@ fn ns_per_request(d: Duration) -> f64 {
 
 fn main() {
     let t0 = Instant::now();
-    let (stream, gen_tally) = generate(WARMUP + TIMED);
+    let (stream, gen_tally, timed_tally) = generate(WARMUP + TIMED);
     let mut warm_tally = Tally::default();
     drop(warmed_up(&stream, Some(&mut warm_tally)));
     // The venue is deterministic: the warm-up replays exactly what was generated.
     assert_eq!(warm_tally, gen_tally);
     check(&warm_tally);
+    assert_eq!(
+        (
+            timed_tally.rejected,
+            timed_tally.cancel_rejects,
+            timed_tally.business_rejects,
+            timed_tally.other
+        ),
+        (0, 0, 0, 0),
+        "rejects (150=8, 35=9, 35=j) or unexpected messages in the timed requests: {timed_tally:?}"
+    );
     println!(
         "venue bench: {} requests ({} warm-up, {} timed) generated and checked in {:.1} s; warm-up answers: {:?}",
         WARMUP + TIMED,
@@ -367,5 +381,7 @@ fn main() {
             passes.len(),
             TIMED
         );
+    } else {
+        println!("ns per request: no timed pass ran (a criterion filter excluded the bench?)");
     }
 }

@@ -458,7 +458,10 @@ impl Venue {
             account_names: cfg.accounts.iter().map(|a| a.name.clone()).collect(),
             sessions: states,
             session_ids,
-            orders: OrderTable::with_capacity(ORDER_WINDOW, capacity),
+            // The window spans the numbers from the oldest remembered order
+            // on: the finished ones kept, plus the working ones, plus the
+            // forgotten numbers between them.
+            orders: OrderTable::with_capacity(ORDER_WINDOW, capacity + DONE_ORDERS_KEPT),
             by_engine_id: EngineIds::with_capacity(capacity),
             done: VecDeque::new(),
             next_order_id: 1,

@@ -50,7 +50,8 @@ impl<T> OrderTable<T> {
         }
     }
 
-    /// Orders the table can hold before either part grows.
+    /// Numbers the window can span, and orders the spill map can hold,
+    /// before either grows (the lesser).
     #[cfg(test)]
     pub fn capacity(&self) -> usize {
         self.window.capacity().min(self.spill.capacity())

@@ -32,11 +32,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use criterion::{Criterion, SamplingMode, Throughput};
 use fixgw::engine::VenueConfig;
-use fixgw::fix::message::parse_u64;
 use fixgw::fix::parser::field;
 use fixgw::fix::time::Precision;
 use fixgw::fix::{Encoder, Message, BEGIN_STRING_FIX44};
-use fixgw::load::workload::{Mix, OpenOrder, OpenOrders, Request, Workload};
+use fixgw::load::workload::{order_number, Mix, OpenOrder, OpenOrders, Request, Workload};
 use fixgw::load::LoadOptions;
 use fixgw::session::{OutboundMessage, SessionRole};
 use fixgw::venue::order_entry::{SessionInfo, Venue, DONE_ORDERS_KEPT};
@@ -150,7 +149,7 @@ fn generate(n: usize) -> (Stream, Tally, Tally) {
     let mut ends = Vec::with_capacity(n);
     let mut tally = Tally::default();
     let mut timed = Tally::default();
-    let order_number = |v: &[u8]| parse_u64(v.strip_prefix(CLORDID_PREFIX.as_bytes())?);
+    let order_number = |v: &[u8]| order_number(CLORDID_PREFIX, v);
     for k in 0..n {
         let req = w.next(&mut open);
         // The header as `fixgw load` writes it (src/load/client.rs `header`), then its body.

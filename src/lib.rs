@@ -13,6 +13,7 @@ pub mod fix;
 pub mod gateway;
 pub mod load;
 pub mod logging;
+pub mod seq_window;
 pub mod session;
 pub mod sled_open;
 pub mod venue;

@@ -1,6 +1,6 @@
 //! Many sessions at full load: more requests wait for the core than one
 //! batch takes (`gateway::core::MAX_BATCH`, 1 024), and none of them may be
-//! lost. Ten sessions of `fixgw load` keep 256 requests each in flight
+//! lost. Ten sessions of the load generator (`fixgw::load`) keep 256 requests each in flight
 //! against the running binary; every request must be answered.
 //!
 //! A build that dropped the first message left over when a batch was full
@@ -10,7 +10,8 @@
 
 mod common;
 
-use common::{fixgw, repo_path, Gateway};
+use common::{repo_path, Gateway};
+use fixgw::load::LoadOptions;
 
 const SESSIONS: usize = 10;
 
@@ -26,52 +27,20 @@ fn ten_sessions_at_full_load_get_every_request_answered() {
     }
     let venue = std::fs::read_to_string(repo_path("sessions/bench-venue.toml")).unwrap();
     let gw = Gateway::start_with_venue_args(dir.path(), &cfg, &venue, &["--flush", "os"]);
-    let port = gw.port.to_string();
-    let n = SESSIONS.to_string();
-    let mut args = vec![
-        "load",
-        "--port",
-        &port,
-        "-n",
-        &n,
-        "--window",
-        "256",
-        "--duration",
-        "4",
-        "--warmup",
-        "1",
-        "--mix",
-        "60,30,10",
-    ];
-    let senders: Vec<String> = (1..=SESSIONS).map(|i| format!("LOAD{i:02}")).collect();
-    for s in &senders {
-        args.extend(["--sender", s.as_str()]);
-    }
-    let run = fixgw(&args);
-    assert_eq!(run.code, 0, "fixgw load failed:\n{}\n{}", run.out, run.err);
-    let field = |name: &str| -> u64 {
-        let at = run
-            .out
-            .find(name)
-            .unwrap_or_else(|| panic!("no `{name}` in the report:\n{}", run.out));
-        run.out[at + name.len()..]
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no number after `{name}`:\n{}", run.out))
+    let opts = LoadOptions {
+        port: gw.port,
+        sessions: SESSIONS,
+        sender_comp_ids: (1..=SESSIONS).map(|i| format!("LOAD{i:02}")).collect(),
+        window: 256,
+        duration_secs: 4.0,
+        warmup_secs: 1.0,
+        mix: "60,30,10".parse().unwrap(),
+        ..LoadOptions::default()
     };
-    let sent = field("sent ");
-    assert!(
-        sent > 10_000,
-        "too little load to fill a batch:\n{}",
-        run.out
-    );
-    assert_eq!(field("unanswered "), 0, "requests lost:\n{}", run.out);
-    assert_eq!(
-        field("acks "),
-        sent,
-        "every request acknowledged:\n{}",
-        run.out
-    );
-    assert!(run.out.contains("errors      none"), "{}", run.out);
+    let r = common::run_load(&opts);
+    let sent = r.orders_sent;
+    assert!(sent > 10_000, "too little load to fill a batch:\n{r}");
+    assert_eq!(r.unanswered, 0, "requests lost:\n{r}");
+    assert_eq!(r.acks, sent, "every request acknowledged:\n{r}");
+    assert!(r.errors.is_empty(), "{r}");
 }

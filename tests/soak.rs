@@ -562,12 +562,7 @@ fn good_load(port: u16, secs: f64, warmup: f64) -> LoadReport {
         seed: 7,
         ..LoadOptions::default()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(fixgw::load::run(&opts)).expect("load run")
+    common::run_load(&opts)
 }
 
 /// The good clients' figures over all slices of one phase.

@@ -14,7 +14,6 @@
 //! A request's send then costs no thread wake-up on our side, and its time
 //! on the wire does not depend on when a tokio worker gets a core.
 
-use std::collections::VecDeque;
 use std::io::{ErrorKind, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -31,6 +30,7 @@ use tokio_util::codec::FramedRead;
 
 use crate::fix::time::{now_utc, Precision};
 use crate::fix::{Encoder, FixCodec, Message, BEGIN_STRING_FIX44};
+use crate::seq_window::SeqWindow;
 
 use super::report::SessionStats;
 use super::workload::{OpenOrder, OpenOrders, Request, Schedule, Workload};
@@ -276,9 +276,8 @@ struct Client {
     last_sent: Instant,
     stats: SessionStats,
     open: OpenOrders,
-    /// Pending requests by order number, from `pending_base` on.
-    pending: VecDeque<Option<Pending>>,
-    pending_base: u64,
+    /// Pending requests by order number.
+    pending: SeqWindow<Pending>,
     in_flight: usize,
     /// Next order number (= ClOrdID counter = schedule index).
     next_k: u64,
@@ -301,8 +300,7 @@ impl Client {
             last_sent: Instant::now(),
             stats,
             open: OpenOrders::default(),
-            pending: VecDeque::new(),
-            pending_base: 0,
+            pending: SeqWindow::with_capacity(0),
             in_flight: 0,
             next_k: 0,
             phase: Phase::Sending,
@@ -360,8 +358,7 @@ impl Client {
 
     /// The order number in one of our ClOrdIDs.
     fn order_number(&self, clordid: &[u8]) -> Option<u64> {
-        let rest = clordid.strip_prefix(self.setup.clordid_prefix.as_bytes())?;
-        crate::fix::message::parse_u64(rest)
+        super::workload::order_number(&self.setup.clordid_prefix, clordid)
     }
 
     /// Sends request number `next_k`, scheduled at `scheduled`.
@@ -396,24 +393,23 @@ impl Client {
             Request::Cancel { .. } => self.stats.cancels_sent += 1,
         }
         self.stats.sent += 1;
-        self.pending.push_back(Some(Pending {
-            scheduled,
-            seq,
-            measured,
-        }));
+        // Numbered in sequence from 0: always the next after the window.
+        let _ = self.pending.insert(
+            k,
+            Pending {
+                scheduled,
+                seq,
+                measured,
+            },
+        );
         self.in_flight += 1;
         self.stats.max_in_flight = self.stats.max_in_flight.max(self.in_flight);
     }
 
     /// Removes request `k` from the pending requests, if it is pending.
     fn take_pending(&mut self, k: u64) -> Option<Pending> {
-        let idx = usize::try_from(k.checked_sub(self.pending_base)?).ok()?;
-        let p = self.pending.get_mut(idx)?.take()?;
+        let p = self.pending.remove(k)?;
         self.in_flight -= 1;
-        while let Some(None) = self.pending.front() {
-            self.pending.pop_front();
-            self.pending_base += 1;
-        }
         Some(p)
     }
 
@@ -421,8 +417,8 @@ impl Client {
     fn pending_by_seq(&self, seq: u64) -> Option<u64> {
         self.pending
             .iter()
-            .position(|p| matches!(p, Some(p) if p.seq == seq))
-            .map(|i| self.pending_base + i as u64)
+            .find(|(_, p)| p.seq == seq)
+            .map(|(k, _)| k)
     }
 
     /// Records the first answer to a request.

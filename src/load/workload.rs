@@ -215,6 +215,12 @@ impl Request {
     }
 }
 
+/// The request number in a ClOrdID written by [`Request::encode_body`]
+/// with `clordid_prefix` (None: not one of ours).
+pub fn order_number(clordid_prefix: &str, clordid: &[u8]) -> Option<u64> {
+    crate::fix::message::parse_u64(clordid.strip_prefix(clordid_prefix.as_bytes())?)
+}
+
 /// SplitMix64: small, fast and good enough to draw a workload; seeded per
 /// session so runs are reproducible.
 #[derive(Debug, Clone)]

@@ -403,3 +403,14 @@ macro_rules! acceptor_defaults {
          BeginString=FIX.4.4\n"
     };
 }
+
+/// Runs the load generator (`fixgw::load`) in process on a runtime of its
+/// own (two workers) and returns its report.
+pub fn run_load(opts: &fixgw::load::LoadOptions) -> fixgw::load::LoadReport {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(fixgw::load::run(opts)).expect("load run")
+}

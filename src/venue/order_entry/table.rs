@@ -14,23 +14,19 @@
 //!   slots are reused most-recent-first, so a vector indexed by slot stays
 //!   small and hot.
 
-use std::collections::VecDeque;
-
 use rustc_hash::FxHashMap;
 
 use crate::engine::OrderId;
+use crate::seq_window::SeqWindow;
 
 /// Orders by venue order number: a window over the recent numbers plus a
 /// spill map for older ones.
 #[derive(Debug, Clone)]
 pub(super) struct OrderTable<T> {
-    /// Number of `window[0]`.
-    base: u64,
-    /// Orders `base..base + window.len()`; `None`: forgotten (or never
-    /// entered). The front is always `Some` (forgotten fronts are popped).
-    window: VecDeque<Option<T>>,
-    /// Remembered orders numbered below `base` (numbers are the venue's,
-    /// not a client's: a fast hasher is safe).
+    /// Orders from `window.base()` on.
+    window: SeqWindow<T>,
+    /// Remembered orders numbered below the window (numbers are the
+    /// venue's, not a client's: a fast hasher is safe).
     spill: FxHashMap<u64, T>,
     /// The most numbers the window spans.
     window_cap: usize,
@@ -43,8 +39,7 @@ impl<T> OrderTable<T> {
     pub fn with_capacity(window_cap: usize, capacity: usize) -> OrderTable<T> {
         let window_cap = window_cap.max(1);
         OrderTable {
-            base: 0,
-            window: VecDeque::with_capacity(capacity.min(window_cap)),
+            window: SeqWindow::with_capacity(capacity.min(window_cap)),
             spill: FxHashMap::with_capacity_and_hasher(capacity, Default::default()),
             window_cap,
         }
@@ -60,70 +55,43 @@ impl<T> OrderTable<T> {
     /// Remembered orders.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.window.iter().flatten().count() + self.spill.len()
+        self.window.count() + self.spill.len()
     }
 
     /// Enters (or replaces) order `no`. Numbers normally come in sequence;
     /// any other number is kept too.
     pub fn insert(&mut self, no: u64, rec: T) {
-        if self.window.is_empty() && no >= self.base {
-            self.base = no;
-        }
-        if no < self.base {
+        if let Err(rec) = self.window.insert(no, rec) {
             self.spill.insert(no, rec);
             return;
         }
-        let i = (no - self.base) as usize;
-        if i < self.window.len() {
-            self.window[i] = Some(rec);
-            return;
-        }
-        // A gap (never seen in the venue, which numbers in sequence) is kept
-        // as forgotten numbers.
-        while self.window.len() < i {
-            self.window.push_back(None);
-        }
-        self.window.push_back(Some(rec));
-        while self.window.len() > self.window_cap {
-            if let Some(old) = self.window.pop_front().flatten() {
-                self.spill.insert(self.base, old);
+        while self.window.span() > self.window_cap {
+            if let Some((old_no, Some(old))) = self.window.pop_front() {
+                self.spill.insert(old_no, old);
             }
-            self.base += 1;
         }
-        self.trim_front();
     }
 
     pub fn get(&self, no: u64) -> Option<&T> {
-        if no < self.base {
+        if no < self.window.base() {
             return self.spill.get(&no);
         }
-        self.window.get((no - self.base) as usize)?.as_ref()
+        self.window.get(no)
     }
 
     pub fn get_mut(&mut self, no: u64) -> Option<&mut T> {
-        if no < self.base {
+        if no < self.window.base() {
             return self.spill.get_mut(&no);
         }
-        self.window.get_mut((no - self.base) as usize)?.as_mut()
+        self.window.get_mut(no)
     }
 
     /// Forgets order `no`.
     pub fn remove(&mut self, no: u64) -> Option<T> {
-        if no < self.base {
+        if no < self.window.base() {
             return self.spill.remove(&no);
         }
-        let rec = self.window.get_mut((no - self.base) as usize)?.take();
-        self.trim_front();
-        rec
-    }
-
-    /// Pops forgotten numbers off the front, so that the window starts at
-    /// the oldest order it holds.
-    fn trim_front(&mut self) {
-        while matches!(self.window.front(), Some(None)) {
-            self.window.pop_front();
-            self.base += 1;
-        }
+        self.window.remove(no)
     }
 }
 
@@ -194,9 +162,9 @@ mod tests {
         // The front moves past forgotten numbers.
         assert_eq!(t.remove(1), Some(10));
         assert_eq!(t.remove(2), Some(20));
-        assert_eq!(t.base, 3);
+        assert_eq!(t.window.base(), 3);
         assert_eq!(t.remove(3), Some(30));
-        assert_eq!(t.base, 5, "4 was forgotten earlier");
+        assert_eq!(t.window.base(), 5, "4 was forgotten earlier");
         *t.get_mut(5).unwrap() += 1;
         assert_eq!(t.get(5), Some(&51));
         assert_eq!(t.len(), 6);
@@ -211,7 +179,7 @@ mod tests {
             t.remove(no);
         }
         // Number 1 held the front until the window passed 4 numbers.
-        assert!(t.base > 1);
+        assert!(t.window.base() > 1);
         assert_eq!(t.spill.len(), 1);
         assert_eq!(t.get(1), Some(&"long-lived"));
         *t.get_mut(1).unwrap() = "changed";
@@ -221,7 +189,7 @@ mod tests {
         for no in 21..=40u64 {
             t.insert(no, "kept");
         }
-        assert!(t.window.len() <= 4);
+        assert!(t.window.span() <= 4);
         assert_eq!(t.len(), 20);
         for no in 21..=40u64 {
             assert_eq!(t.get(no), Some(&"kept"), "order {no}");
@@ -244,9 +212,9 @@ mod tests {
         for no in [5, 10, 11, 13] {
             assert!(t.remove(no).is_some());
         }
-        assert!(t.window.is_empty());
+        assert_eq!(t.window.span(), 0);
         t.insert(100, 'e');
-        assert_eq!((t.base, t.get(100)), (100, Some(&'e')));
+        assert_eq!((t.window.base(), t.get(100)), (100, Some(&'e')));
     }
 
     #[test]

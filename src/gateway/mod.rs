@@ -200,12 +200,11 @@ impl Gateway {
         let stop = Arc::new(AtomicBool::new(false));
         let mut core_thread = None;
         if let Some((core, rx)) = self.core.take() {
-            let rt = tokio::runtime::Handle::current();
             let admin_rx = self.admin_rx.take();
             let stop = stop.clone();
             let spawned = std::thread::Builder::new()
                 .name("fixgw-core".into())
-                .spawn(move || core.run(rx, admin_rx, stop, rt));
+                .spawn(move || core.run(rx, admin_rx, stop));
             match spawned {
                 Ok(h) => core_thread = Some(h),
                 Err(e) => {

@@ -98,6 +98,10 @@ enum Command {
     /// Drive a FIX 4.4 acceptor (fixgw or any other) with NewOrderSingles and
     /// report sustained orders/s and ExecutionReport latency percentiles.
     ///
+    /// Exit status: 0 for a clean run; 2 when the report shows requests left
+    /// unanswered or sessions that failed (the report is printed anyway);
+    /// 1 when no session could log on or the run could not start.
+    ///
     /// Example: fixgw load --port 9878 --sender CLIENT1 --rate 10000 --duration 20
     Load(Box<fixgw::load::LoadOptions>),
 }
@@ -234,7 +238,13 @@ fn load(opts: fixgw::load::LoadOptions) -> ExitCode {
     match rt.block_on(fixgw::load::run(&opts)) {
         Ok(report) => {
             println!("{report}");
-            ExitCode::SUCCESS
+            match report.problems() {
+                None => ExitCode::SUCCESS,
+                Some(why) => {
+                    eprintln!("fixgw load: not a clean run: {why}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Err(e) => {
             eprintln!("fixgw load: {e:#}");

@@ -138,6 +138,25 @@ pub struct LoadReport {
 }
 
 impl LoadReport {
+    /// Why the run is not a clean measurement, if it is not: requests the
+    /// acceptor never answered, sessions that failed or ended early, and
+    /// market-data subscribers that did. `fixgw load` prints the report
+    /// either way, and exits with status 2 when this is `Some`.
+    pub fn problems(&self) -> Option<String> {
+        let mut p = Vec::new();
+        if self.unanswered > 0 {
+            p.push(format!("{} requests unanswered", self.unanswered));
+        }
+        if !self.errors.is_empty() {
+            p.push(format!("{} session errors", self.errors.len()));
+        }
+        let md = self.md.iter().filter(|m| m.error.is_some()).count();
+        if md > 0 {
+            p.push(format!("{md} market-data subscriber errors"));
+        }
+        (!p.is_empty()).then(|| p.join(", "))
+    }
+
     /// Merges the sessions' statistics.
     pub fn from_sessions(
         sessions: usize,

@@ -25,6 +25,8 @@ struct Behaviour {
     probe: bool,
     /// Log the client out this long after Logon.
     logout_after: Option<Duration>,
+    /// Never answer an order or a cancel.
+    silent: bool,
 }
 
 /// What the fake acceptor saw.
@@ -152,6 +154,9 @@ async fn serve(sock: TcpStream, b: Behaviour, seen: Arc<Seen>) {
                         };
                         counter.fetch_add(1, Ordering::Relaxed);
                         let answer = out.answer(&m);
+                        if b.silent {
+                            continue;
+                        }
                         if b.delay.is_zero() {
                             reply.extend(answer);
                         } else {
@@ -234,6 +239,7 @@ async fn fixed_rate_run_reports_the_rate_and_latencies() {
     assert_eq!(r.sessions_logged_on, 2);
     assert_eq!(r.rejects, 0);
     assert_eq!(r.unanswered, 0);
+    assert_eq!(r.problems(), None);
     assert!(
         (1800.0..=2200.0).contains(&r.orders_per_sec),
         "{}",
@@ -318,6 +324,31 @@ async fn acceptor_logout_is_an_error_in_the_report() {
         r.errors
     );
     assert!(r.to_string().contains("acceptor logged out"));
+    assert_eq!(r.problems().as_deref(), Some("1 session errors"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_never_answered_make_the_run_unclean() {
+    let (port, seen) = start_acceptor(Behaviour {
+        silent: true,
+        ..Behaviour::default()
+    })
+    .await;
+    let o = LoadOptions {
+        rate: Some(200),
+        duration_secs: 0.5,
+        warmup_secs: 0.0,
+        ..opts(port)
+    };
+    let r = run(&o).await.unwrap();
+    let sent = seen.orders.load(Ordering::Relaxed) + seen.cancels.load(Ordering::Relaxed);
+    assert!(sent > 0);
+    assert_eq!(r.orders_sent, sent);
+    assert_eq!(r.acks, 0);
+    assert_eq!(r.unanswered, sent);
+    // The session itself ended normally: the silence is the only problem.
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert_eq!(r.problems(), Some(format!("{sent} requests unanswered")));
 }
 
 #[tokio::test]

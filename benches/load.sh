@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 dur="${1:-20}"
 cargo build --release -p fixgw --bin fixgw
 bin=./target/release/fixgw
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 senders() { local n=$1 s=""; for i in $(seq 1 "$n"); do s+="--sender LOAD$(printf %02d "$i") "; done; echo "$s"; }
 
 # run_gateway FLUSH [MORE fixgw run ARGUMENTS...]
@@ -37,22 +39,10 @@ stop_gateway() {
     sync
 }
 trap stop_gateway EXIT
-# checked COMMAND...: runs a `fixgw load` command, shows its report, and
-# stops here unless the run was clean (exit status 0): a gateway that loses
-# input, or a session that failed, is not measured, whatever the figures.
-checked() {
-    local out status=0
-    out=$("$@") || status=$?
-    echo "$out"
-    if [[ $status -ne 0 ]]; then
-        echo "load.sh: fixgw load exited with status $status (requests unanswered, or sessions failed): these figures are not valid" >&2
-        exit 1
-    fi
-}
 data=""
 gw=""
-# Command prefix of the gateway and the load generator: empty (all CPUs),
-# or `taskset -c 0` for the pass on one CPU below.
+# Command prefix of the gateway and the load generator: nothing (all CPUs),
+# or `taskset -c N` for the pass on one CPU below.
 pin=(env)
 
 for flush in fsync os; do
@@ -67,23 +57,6 @@ for flush in fsync os; do
         stop_gateway
     done
 done
-# disk_cpu DIR: the CPU that has taken most of the interrupts of the disk
-# holding DIR (found by its device's name in /proc/interrupts: virtio1-req.0,
-# nvme0q1, ...), or 0 when they cannot be told apart.
-disk_cpu() {
-    local dev dev_name
-    dev=$(basename "$(df --output=source "$1" | tail -1)")
-    # A partition's interrupts are its disk's.
-    if [[ -e /sys/class/block/$dev/partition ]]; then
-        dev=$(basename "$(dirname "$(readlink -f "/sys/class/block/$dev")")")
-    fi
-    dev_name=$(basename "$(readlink -f "/sys/block/$dev/device" 2>/dev/null)")
-    awk -v d="$dev_name" '
-        NR == 1 { ncpu = NF; next }
-        d != "" && $NF ~ ("^" d "[-q]") { for (i = 2; i <= ncpu + 1; i++) n[i - 2] += $i }
-        END { best = 0; for (c in n) if (n[c] > n[best]) best = c; print best }
-    ' /proc/interrupts
-}
 # Fixed rates, on the default kernel settings, then with idle CPUs polling
 # (--cpu-wakeup-latency 0, a machine-wide request that serves the load
 # generator too; it needs root, so that pass is left out without it), then
@@ -100,8 +73,16 @@ if [[ -w /dev/cpu_dma_latency ]]; then
 else
     echo "load.sh: /dev/cpu_dma_latency is not writable here: no pass with idle CPUs polling" >&2
 fi
+# Said of the one-CPU pass's CPU.
+why_cpu=", which takes the disk interrupts"
 if command -v taskset >/dev/null; then
-    passes+=("$(disk_cpu "${TMPDIR:-/tmp}")|")
+    cpu=$(disk_cpu "${TMPDIR:-/tmp}")
+    if [[ -z $cpu ]] || ! taskset -c "$cpu" true 2>/dev/null; then
+        echo "load.sh: cannot tell which CPU takes the store's disk interrupts (or it is not ours): the one-CPU pass runs on CPU 0" >&2
+        cpu=0
+        why_cpu=""
+    fi
+    passes+=("$cpu|")
 else
     echo "load.sh: no taskset here: no pass on one CPU" >&2
 fi
@@ -116,7 +97,7 @@ for pass in "${passes[@]}"; do
     for rate in "${rates[@]}"; do
         # shellcheck disable=SC2086
         run_gateway fsync $extra
-        echo "== fixed rate $rate/s, flush=fsync, sessions=2${extra:+, $extra}${pin[1]:+, gateway and load generator on CPU $cpu, which takes the disk interrupts}"
+        echo "== fixed rate $rate/s, flush=fsync, sessions=2${extra:+, $extra}${pin[1]:+, gateway and load generator on CPU $cpu$why_cpu}"
         # shellcheck disable=SC2046
         checked "${pin[@]}" "$bin" load -n 2 $(senders 2) --rate "$rate" --duration "$dur" --warmup 2 --mix 60,30,10 \
             --hgrm "target/load-$rate$label.hgrm"

@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 dur="${1:-15}"
 cargo build --release -p fixgw --bin fixgw
 bin=./target/release/fixgw
+# shellcheck source=benches/lib.sh
+source benches/lib.sh
 work=$(mktemp -d)
 cfg="$work/md-bench.cfg"
 # sessions/bench.cfg (LOAD01..LOAD10) plus 100 market-data sessions MD001..MD100.
@@ -31,14 +33,14 @@ trap 'stop_gateway; rm -rf "$work"' EXIT
 for subs in 0 1 10 100; do
     run_gateway
     echo "== max rate, 2 order sessions, $subs market-data subscribers (full depth, AAPL+MSFT)"
-    "$bin" load -n 2 --sender LOAD01 --sender LOAD02 --window 256 --duration "$dur" --warmup 2 \
+    checked "$bin" load -n 2 --sender LOAD01 --sender LOAD02 --window 256 --duration "$dur" --warmup 2 \
         --mix 60,30,10 --md-subscribers "$subs"
     stop_gateway
 done
 for subs in 0 100; do
     run_gateway
     echo "== fixed rate 5000/s, 2 order sessions, $subs market-data subscribers"
-    "$bin" load -n 2 --sender LOAD01 --sender LOAD02 --rate 5000 --duration "$dur" --warmup 2 \
+    checked "$bin" load -n 2 --sender LOAD01 --sender LOAD02 --rate 5000 --duration "$dur" --warmup 2 \
         --mix 60,30,10 --md-subscribers "$subs"
     stop_gateway
 done

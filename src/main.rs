@@ -98,9 +98,10 @@ enum Command {
     /// Drive a FIX 4.4 acceptor (fixgw or any other) with NewOrderSingles and
     /// report sustained orders/s and ExecutionReport latency percentiles.
     ///
-    /// Exit status: 0 for a clean run; 2 when the report shows requests left
+    /// Exit status: 0 for a clean run; 3 when the report shows requests left
     /// unanswered or sessions that failed (the report is printed anyway);
-    /// 1 when no session could log on or the run could not start.
+    /// 1 when no session could log on or the run could not start; 2 for a
+    /// command-line mistake.
     ///
     /// Example: fixgw load --port 9878 --sender CLIENT1 --rate 10000 --duration 20
     Load(Box<fixgw::load::LoadOptions>),
@@ -242,7 +243,7 @@ fn load(opts: fixgw::load::LoadOptions) -> ExitCode {
                 None => ExitCode::SUCCESS,
                 Some(why) => {
                     eprintln!("fixgw load: not a clean run: {why}");
-                    ExitCode::from(2)
+                    ExitCode::from(3)
                 }
             }
         }

@@ -141,7 +141,7 @@ impl LoadReport {
     /// Why the run is not a clean measurement, if it is not: requests the
     /// acceptor never answered, sessions that failed or ended early, and
     /// market-data subscribers that did. `fixgw load` prints the report
-    /// either way, and exits with status 2 when this is `Some`.
+    /// either way, and exits with status 3 when this is `Some`.
     pub fn problems(&self) -> Option<String> {
         let mut p = Vec::new();
         if self.unanswered > 0 {

@@ -153,10 +153,10 @@ async fn serve(sock: TcpStream, b: Behaviour, seen: Arc<Seen>) {
                             &seen.cancels
                         };
                         counter.fetch_add(1, Ordering::Relaxed);
-                        let answer = out.answer(&m);
                         if b.silent {
                             continue;
                         }
+                        let answer = out.answer(&m);
                         if b.delay.is_zero() {
                             reply.extend(answer);
                         } else {

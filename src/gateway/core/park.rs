@@ -10,6 +10,7 @@
 //! channels (`tokio::sync::mpsc`), which wake whatever waker polled them.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
@@ -29,9 +30,11 @@ impl Wake for Unpark {
     }
 }
 
-/// Waits on futures on the thread that made it.
+/// Waits on futures on the thread that made it (it cannot be sent to
+/// another: parking there would never be woken, every wait a timeout).
 pub struct Parker {
     waker: Waker,
+    _this_thread: PhantomData<*const ()>,
 }
 
 impl Parker {
@@ -39,12 +42,14 @@ impl Parker {
     pub fn new() -> Parker {
         Parker {
             waker: Waker::from(Arc::new(Unpark(thread::current()))),
+            _this_thread: PhantomData,
         }
     }
 
     /// `fut`'s output once it is ready, or None after `timeout` (which may
-    /// be zero: the future is polled once). Must be called on the thread
-    /// that made the parker.
+    /// be zero: the future is polled once). An unpark of the thread from
+    /// elsewhere (shutdown) ends the wait early too: the future is polled
+    /// again and, if still pending, the wait goes on.
     pub fn wait<F: Future>(&self, fut: F, timeout: Duration) -> Option<F::Output> {
         let mut cx = Context::from_waker(&self.waker);
         let mut fut = pin!(fut);

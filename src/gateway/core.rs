@@ -34,10 +34,8 @@ use crate::venue::order_entry::Venue;
 
 mod admin;
 mod flusher;
-mod park;
 use super::message_log::MessageLog;
 use flusher::{Flushed, Flusher};
-use park::Parker;
 
 /// Timer resolution of every session.
 const TICK_NS: i64 = 100_000_000;
@@ -367,11 +365,11 @@ impl Core {
         rx: mpsc::Receiver<CoreMsg>,
         mut admin: Option<mpsc::Receiver<AdminCall>>,
         shutdown: Arc<AtomicBool>,
+        rt: tokio::runtime::Handle,
     ) {
         let mut batch: Vec<CoreMsg> = Vec::with_capacity(MAX_BATCH);
         self.inbox = Some(rx);
         let mut calls: Vec<AdminCall> = Vec::new();
-        let parker = Parker::new();
         self.start(now_utc());
         loop {
             if shutdown.load(Ordering::Acquire) {
@@ -379,14 +377,14 @@ impl Core {
                 return;
             }
             let wait = self.wait_time(now_utc());
-            let input = async {
+            let wake = rt.block_on(async {
                 tokio::select! {
                     m = next_input(&mut self.inbox) => Wake::Conn(m),
                     a = next_admin(&mut admin) => Wake::Admin(a),
                     f = next_flushed(&mut self.flusher) => Wake::Flushed(f),
+                    _ = tokio::time::sleep(wait) => Wake::Timeout,
                 }
-            };
-            let wake = parker.wait(input, wait).unwrap_or(Wake::Timeout);
+            });
             match wake {
                 Wake::Conn(Some(m)) => batch.push(m),
                 Wake::Conn(None) => return,

@@ -200,11 +200,12 @@ impl Gateway {
         let stop = Arc::new(AtomicBool::new(false));
         let mut core_thread = None;
         if let Some((core, rx)) = self.core.take() {
+            let rt = tokio::runtime::Handle::current();
             let admin_rx = self.admin_rx.take();
             let stop = stop.clone();
             let spawned = std::thread::Builder::new()
                 .name("fixgw-core".into())
-                .spawn(move || core.run(rx, admin_rx, stop));
+                .spawn(move || core.run(rx, admin_rx, stop, rt));
             match spawned {
                 Ok(h) => core_thread = Some(h),
                 Err(e) => {
@@ -228,8 +229,6 @@ impl Gateway {
         }
         stop.store(true, Ordering::Release);
         if let Some(h) = core_thread {
-            // Ends the core's wait now rather than at its next timer.
-            h.thread().unpark();
             let joined = tokio::time::timeout(
                 SHUTDOWN_TIMEOUT,
                 tokio::task::spawn_blocking(move || h.join()),

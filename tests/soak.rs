@@ -588,9 +588,9 @@ struct Phase {
     slices: usize,
     problems: Vec<String>,
     /// Ticks stolen from all CPUs (/proc/stat) during the slices, and the
-    /// slices' wall time.
+    /// CPU time the slices spanned (wall time × CPUs), seconds.
     steal_ticks: u64,
-    wall_secs: f64,
+    cpu_secs: f64,
 }
 
 /// Ticks stolen from all CPUs since boot (/proc/stat's `cpu` line, in
@@ -621,7 +621,7 @@ impl Phase {
             slices: 0,
             problems: Vec::new(),
             steal_ticks: 0,
-            wall_secs: 0.0,
+            cpu_secs: 0.0,
         }
     }
 
@@ -631,17 +631,16 @@ impl Phase {
         let before = stolen();
         let started = Instant::now();
         let report = slice();
-        self.wall_secs += started.elapsed().as_secs_f64();
-        if let (Some((s0, _)), Some((s1, _))) = (before, stolen()) {
+        if let (Some((s0, _)), Some((s1, cpus))) = (before, stolen()) {
             self.steal_ticks += s1.saturating_sub(s0);
+            self.cpu_secs += started.elapsed().as_secs_f64() * cpus as f64;
         }
         self.add(&report);
     }
 
     /// Share of the machine's CPU time stolen during the slices.
     fn steal_share(&self) -> f64 {
-        let cpus = stolen().map_or(1, |(_, n)| n) as f64;
-        self.steal_ticks as f64 / (self.wall_secs.max(1e-9) * 100.0 * cpus)
+        self.steal_ticks as f64 / (self.cpu_secs.max(1e-9) * 100.0)
     }
 
     fn add(&mut self, r: &LoadReport) {

@@ -3,20 +3,14 @@
 //! and ResendRequest (with a gap fill: nothing is persisted), keep the
 //! connection alive with Heartbeats, and Logout at the end.
 //!
-//! A session is one tokio task. It reads and writes from one `select!`
-//! loop: writes go through a buffer that is written whenever the socket
-//! takes bytes, so a slow reader on the other side never blocks our reads.
-//!
-//! The session's state sits in a [`Desk`] behind a mutex, so that in
-//! fixed-rate mode the pacer thread sends each request itself the moment it
-//! is due: it encodes the request and writes it through a second descriptor
-//! of the socket. Only what the socket does not take is left to the task.
-//! A request's send then costs no thread wake-up on our side, and its time
-//! on the wire does not depend on when a tokio worker gets a core.
+//! The session's state is a [`Client`]. In max mode it is run by one tokio
+//! task, which reads and writes from one `select!` loop: writes go through a
+//! buffer that is written whenever the socket takes bytes, so a slow reader
+//! on the other side never blocks our reads. In fixed-rate mode every
+//! session, once logged on, is handed to the driver thread
+//! ([`super::driver`]), which runs the same [`Client`] steps.
 
-use std::io::{ErrorKind, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::io::ErrorKind;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,7 +18,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::oneshot;
 use tokio::time::{sleep_until, Instant, MissedTickBehavior};
 use tokio_util::codec::FramedRead;
 
@@ -42,9 +36,9 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to wait for the acceptor's Logout reply.
 pub const LOGOUT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most frames handled between two looks at the clock and the socket.
-const READ_BATCH: usize = 256;
+pub(super) const READ_BATCH: usize = 256;
 /// Period of the heartbeat check.
-const HOUSEKEEPING: Duration = Duration::from_millis(250);
+pub(super) const HOUSEKEEPING: Duration = Duration::from_millis(250);
 
 /// Everything a session needs before it connects.
 #[derive(Debug)]
@@ -77,7 +71,7 @@ pub enum Pacing {
         /// In-flight limit.
         window: usize,
     },
-    /// On a fixed schedule driven by the pacer thread.
+    /// On a fixed schedule, sent by the driver thread.
     Fixed {
         /// The schedule shared by all sessions.
         schedule: Schedule,
@@ -85,8 +79,6 @@ pub enum Pacing {
         slot: u64,
         /// Global number of requests in the whole run.
         total: u64,
-        /// Number of global requests due so far (written by the pacer).
-        due: Arc<AtomicU64>,
     },
 }
 
@@ -112,19 +104,19 @@ struct Pending {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
+pub(super) enum Phase {
     Sending,
     Draining,
     LoggingOut,
     Done,
 }
 
-/// Runs one session: connects and logs on, reports the logon result on
-/// `logged_on`, waits for the plan on `go` (`None`: the run was called
-/// off), then runs it. Returns what it counted.
+/// Runs one session in max mode: connects and logs on, reports the logon
+/// result on `logged_on`, waits for the plan on `go` (`None`: the run was
+/// called off), then runs it. Returns what it counted.
 pub async fn run_session(
     setup: SessionSetup,
-    logged_on: oneshot::Sender<Result<Arc<Desk>, String>>,
+    logged_on: oneshot::Sender<Result<(), String>>,
     go: oneshot::Receiver<Option<Plan>>,
 ) -> SessionStats {
     let mut stats = SessionStats::new(&setup.sender);
@@ -136,22 +128,48 @@ pub async fn run_session(
             return stats;
         }
     };
-    let direct = crate::session::acceptor::second_descriptor(writer.as_ref());
-    let desk = Arc::new(Desk {
-        client: Mutex::new(Client::new(setup, direct, stats)),
-        notify: Notify::new(),
-    });
-    let _ = logged_on.send(Ok(desk.clone()));
+    let _ = logged_on.send(Ok(()));
     let plan = match go.await {
         Ok(Some(plan)) => Some(plan),
         _ => None,
     };
-    let mut task = Task { desk, writer };
+    let mut task = Task {
+        client: Client::new(setup, stats),
+        writer,
+    };
     match plan {
         Some(plan) => task.run(reader, plan).await,
         None => task.logout_only(reader).await,
     }
     task.finish().await
+}
+
+/// Connects and logs on for the driver thread (fixed-rate mode): the
+/// session's state and its socket, non-blocking, with whatever was read
+/// past the Logon reply. On failure, the statistics with the reason.
+pub(super) async fn logon_for_driver(
+    setup: SessionSetup,
+) -> Result<(Client, std::net::TcpStream, bytes::BytesMut), SessionStats> {
+    let mut stats = SessionStats::new(&setup.sender);
+    let socket = match connect_and_logon(&setup).await {
+        Ok((reader, writer)) => {
+            let parts = reader.into_parts();
+            parts
+                .io
+                .reunite(writer)
+                .map_err(|e| e.to_string())
+                .and_then(|s| s.into_std().map_err(|e| e.to_string()))
+                .map(|s| (s, parts.read_buf))
+        }
+        Err(e) => Err(e),
+    };
+    match socket {
+        Ok((stream, read_buf)) => Ok((Client::new(setup, stats), stream, read_buf)),
+        Err(e) => {
+            stats.error = Some(e);
+            Err(stats)
+        }
+    }
 }
 
 /// Bytes the load generator's connections read at a time (at most).
@@ -225,53 +243,12 @@ pub(crate) fn header(enc: &mut Encoder, msg_type: &[u8], setup: &SessionSetup, s
         .field_time(52, now_utc(), Precision::Millis);
 }
 
-/// A logged-on session as the pacer thread sees it.
-pub struct Desk {
-    client: Mutex<Client>,
-    /// Wakes the session's task when the pacer left bytes unwritten.
-    notify: Notify,
-}
-
-impl Desk {
-    fn lock(&self) -> MutexGuard<'_, Client> {
-        // A panic while holding the lock ends the run anyway; the state is
-        // still usable for the report.
-        self.client.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Called by the pacer thread: sends this session's requests that are
-    /// due and writes them through the second descriptor. What the socket
-    /// does not take (or all of it, without a second descriptor) is left to
-    /// the session's task, which is woken for it.
-    pub fn send_due_now(&self, plan: &Plan) {
-        let mut c = self.lock();
-        c.send_due(plan, false);
-        if c.written == c.out.len() {
-            return;
-        }
-        let done = match c.direct.take() {
-            Some(mut d) => {
-                let r = c.write_out(|buf| d.write(buf));
-                c.direct = Some(d);
-                matches!(r, Ok(true))
-            }
-            None => false,
-        };
-        drop(c);
-        if !done {
-            self.notify.notify_one();
-        }
-    }
-}
-
 /// The connection state of a running session.
-struct Client {
+pub(super) struct Client {
     setup: SessionSetup,
-    /// A second descriptor of the socket, for the pacer thread's writes.
-    direct: Option<std::net::TcpStream>,
     enc: Encoder,
-    out: Vec<u8>,
-    written: usize,
+    pub(super) out: Vec<u8>,
+    pub(super) written: usize,
     next_seq: u64,
     last_sent: Instant,
     stats: SessionStats,
@@ -281,18 +258,13 @@ struct Client {
     in_flight: usize,
     /// Next order number (= ClOrdID counter = schedule index).
     next_k: u64,
-    phase: Phase,
+    pub(super) phase: Phase,
 }
 
 impl Client {
-    fn new(
-        setup: SessionSetup,
-        direct: Option<std::net::TcpStream>,
-        stats: SessionStats,
-    ) -> Client {
+    fn new(setup: SessionSetup, stats: SessionStats) -> Client {
         Client {
             setup,
-            direct,
             enc: Encoder::new(),
             out: Vec::with_capacity(64 * 1024),
             written: 0,
@@ -519,53 +491,86 @@ impl Client {
         true
     }
 
-    /// Sends whatever the pacing allows now (`at_end`: everything the
-    /// schedule still holds, in case the pacer is late).
-    fn send_due(&mut self, plan: &Plan, at_end: bool) {
+    /// Max mode: fills the window with requests scheduled now.
+    fn send_window(&mut self, plan: &Plan) {
+        let Pacing::Max { window } = plan.pacing else {
+            return;
+        };
+        let now = Instant::now();
+        if self.phase != Phase::Sending || now >= plan.end {
+            return;
+        }
+        let measured = now >= plan.measure_from;
+        while self.in_flight < window {
+            self.send_request(now, measured);
+        }
+    }
+
+    /// Fixed-rate mode: sends this session's requests among the first
+    /// `global` of the schedule (over all sessions) not sent yet.
+    pub(super) fn send_scheduled(&mut self, plan: &Plan, global: u64) {
+        let Pacing::Fixed { schedule, slot, .. } = &plan.pacing else {
+            return;
+        };
         if self.phase != Phase::Sending {
             return;
         }
-        match &plan.pacing {
-            Pacing::Max { window } => {
-                let now = Instant::now();
-                if at_end || now >= plan.end {
-                    return;
+        let mine = schedule.session_due(*slot, global);
+        while self.next_k < mine {
+            let scheduled = plan.start + schedule.offset(*slot, self.next_k);
+            self.send_request(scheduled, scheduled >= plan.measure_from);
+        }
+    }
+
+    /// The current phase's deadline passed: the end of sending (send what
+    /// the schedule still holds, then wait for the answers), of the drain
+    /// (log out) or of the logout (done). Returns the next deadline.
+    pub(super) fn deadline_passed(&mut self, plan: &Plan) -> Instant {
+        match self.phase {
+            Phase::Sending => {
+                if let Pacing::Fixed { total, .. } = plan.pacing {
+                    self.send_scheduled(plan, total);
                 }
-                let measured = now >= plan.measure_from;
-                while self.in_flight < *window {
-                    self.send_request(now, measured);
-                }
+                self.phase = Phase::Draining;
+                Instant::now() + DRAIN_TIMEOUT
             }
-            Pacing::Fixed {
-                schedule,
-                slot,
-                total,
-                due,
-                ..
-            } => {
-                let global = if at_end {
-                    *total
-                } else {
-                    due.load(Ordering::Acquire)
-                };
-                let mine = schedule.session_due(*slot, global);
-                while self.next_k < mine {
-                    let scheduled = plan.start + schedule.offset(*slot, self.next_k);
-                    self.send_request(scheduled, scheduled >= plan.measure_from);
-                }
+            Phase::Draining => self.start_logout(),
+            _ => {
+                self.phase = Phase::Done;
+                Instant::now()
             }
         }
     }
 
-    fn start_logout(&mut self, deadline: &mut std::pin::Pin<&mut tokio::time::Sleep>) {
+    /// Once every request is answered after the end, logs out; returns the
+    /// logout's deadline when it started.
+    pub(super) fn log_out_if_drained(&mut self) -> Option<Instant> {
+        (self.phase == Phase::Draining && self.in_flight == 0).then(|| self.start_logout())
+    }
+
+    /// Sends a Heartbeat when nothing was sent for a heartbeat interval.
+    pub(super) fn housekeeping(&mut self) {
+        if self.last_sent.elapsed() >= self.setup.heartbeat {
+            self.send_heartbeat(None);
+        }
+    }
+
+    /// Sends Logout; returns the deadline for the acceptor's reply.
+    fn start_logout(&mut self) -> Instant {
         self.send_logout();
         self.phase = Phase::LoggingOut;
-        deadline.as_mut().reset(Instant::now() + LOGOUT_TIMEOUT);
+        Instant::now() + LOGOUT_TIMEOUT
+    }
+
+    /// The statistics at the end of the session.
+    pub(super) fn into_stats(mut self) -> SessionStats {
+        self.stats.unanswered = self.in_flight as u64;
+        self.stats
     }
 
     /// Writes the queued bytes with `write` until they are all written
     /// (`Ok(true)`) or the socket takes no more (`Ok(false)`).
-    fn write_out(
+    pub(super) fn write_out(
         &mut self,
         mut write: impl FnMut(&[u8]) -> std::io::Result<usize>,
     ) -> std::io::Result<bool> {
@@ -584,7 +589,7 @@ impl Client {
     }
 
     /// Parses and handles one frame; false ends the session.
-    fn on_frame(&mut self, bytes: Bytes, plan: &Plan) -> bool {
+    pub(super) fn on_frame(&mut self, bytes: Bytes, plan: &Plan) -> bool {
         let at = Instant::now();
         match Message::parse(bytes) {
             Ok(m) => self.on_message(&m, at, plan),
@@ -596,7 +601,7 @@ impl Client {
     }
 
     /// Ends the session with an error (unless it was logging out anyway).
-    fn fail(&mut self, why: &str) {
+    pub(super) fn fail(&mut self, why: &str) {
         if self.phase != Phase::LoggingOut && self.stats.error.is_none() {
             self.stats.error = Some(why.to_string());
         }
@@ -607,46 +612,42 @@ impl Client {
     }
 }
 
-/// The session's task: owns the socket's tokio halves; the state is in the
-/// desk, locked for each step and never across an `await`.
+/// The session's task in max mode: the session's state and its socket's
+/// writing half (the reading half is passed to [`Task::run`]).
 struct Task {
-    desk: Arc<Desk>,
+    client: Client,
     writer: OwnedWriteHalf,
 }
 
 impl Task {
     /// The main loop: from the start of the plan to the end of the logout.
     async fn run(&mut self, mut reader: FramedRead<OwnedReadHalf, FixCodec>, plan: Plan) {
-        let desk = self.desk.clone();
-        let heartbeat = desk.lock().setup.heartbeat;
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let deadline = sleep_until(plan.end);
         tokio::pin!(deadline);
         sleep_until(plan.start).await;
         loop {
-            let (phase, pending_write) = {
-                let mut c = desk.lock();
-                c.send_due(&plan, false);
-                if c.phase == Phase::Draining && c.in_flight == 0 {
-                    c.start_logout(&mut deadline);
-                }
-                (c.phase, c.written < c.out.len())
-            };
-            if phase == Phase::Done {
+            let c = &mut self.client;
+            c.send_window(&plan);
+            if let Some(at) = c.log_out_if_drained() {
+                deadline.as_mut().reset(at);
+            }
+            if c.phase == Phase::Done {
                 break;
             }
+            let pending_write = c.written < c.out.len();
             tokio::select! {
                 biased;
                 r = self.writer.writable(), if pending_write => {
-                    let mut c = desk.lock();
                     let w = &self.writer;
+                    let c = &mut self.client;
                     if r.is_err() || c.write_out(|buf| w.try_write(buf)).is_err() {
                         c.fail("connection lost while writing");
                     }
                 },
                 frame = reader.next() => {
-                    let mut c = desk.lock();
+                    let c = &mut self.client;
                     let mut next = Some(frame);
                     let mut handled = 0;
                     while let Some(frame) = next.take() {
@@ -671,33 +672,18 @@ impl Task {
                         }
                     }
                 }
-                _ = desk.notify.notified(), if phase == Phase::Sending => {}
                 _ = &mut deadline => {
-                    let mut c = desk.lock();
-                    match c.phase {
-                        Phase::Sending => {
-                            // Send what is due up to the end, then wait for answers.
-                            c.send_due(&plan, true);
-                            c.phase = Phase::Draining;
-                            deadline.as_mut().reset(Instant::now() + DRAIN_TIMEOUT);
-                        }
-                        Phase::Draining => c.start_logout(&mut deadline),
-                        _ => c.phase = Phase::Done,
-                    }
+                    let at = self.client.deadline_passed(&plan);
+                    deadline.as_mut().reset(at);
                 },
-                _ = housekeeping.tick() => {
-                    let mut c = desk.lock();
-                    if c.last_sent.elapsed() >= heartbeat {
-                        c.send_heartbeat(None);
-                    }
-                }
+                _ = housekeeping.tick() => self.client.housekeeping(),
             }
         }
     }
 
     /// The run was called off before it started: just log out.
     async fn logout_only(&mut self, mut reader: FramedRead<OwnedReadHalf, FixCodec>) {
-        self.desk.lock().send_logout();
+        self.client.send_logout();
         let _ = self.flush().await;
         let _ = tokio::time::timeout(LOGOUT_TIMEOUT, async {
             while let Some(Ok(frame)) = reader.next().await {
@@ -713,13 +699,9 @@ impl Task {
 
     /// Writes whatever is queued, waiting for the socket as needed.
     async fn flush(&mut self) -> std::io::Result<()> {
-        let (out, written) = {
-            let mut c = self.desk.lock();
-            (
-                std::mem::take(&mut c.out),
-                std::mem::replace(&mut c.written, 0),
-            )
-        };
+        let c = &mut self.client;
+        let out = std::mem::take(&mut c.out);
+        let written = std::mem::replace(&mut c.written, 0);
         self.writer.write_all(&out[written..]).await
     }
 
@@ -727,9 +709,6 @@ impl Task {
     async fn finish(mut self) -> SessionStats {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.flush()).await;
         let _ = self.writer.shutdown().await;
-        let mut c = self.desk.lock();
-        c.stats.unanswered = c.in_flight as u64;
-        let sender = c.setup.sender.clone();
-        std::mem::replace(&mut c.stats, SessionStats::new(&sender))
+        self.client.into_stats()
     }
 }

@@ -10,10 +10,11 @@
 //!
 //! Two pacing modes:
 //! - **fixed rate** (`--rate R`): request `j` (over all sessions, interleaved)
-//!   is due at `start + j/R`. A pacer thread (OS sleep, well below tokio's
-//!   millisecond timer) sends them itself; a request is sent when due whether or
-//!   not earlier ones were answered, and its latency counts from when it was
-//!   due, so a stalling acceptor shows up as latency (no coordinated omission).
+//!   is due at `start + j/R`. One driver thread runs every session
+//!   ([`driver`]: `ppoll` with a nanosecond timeout, well below tokio's
+//!   millisecond timer); a request is sent when due whether or not earlier
+//!   ones were answered, and its latency counts from when it was due, so a
+//!   stalling acceptor shows up as latency (no coordinated omission).
 //! - **max** (no `--rate`): each session keeps `--window` requests in
 //!   flight; a request's scheduled time is the moment the window let it go.
 //!
@@ -22,6 +23,7 @@
 //! 41, 11, 54, 55, 60, 38. The first `--warmup` seconds are sent but not measured.
 
 pub mod client;
+mod driver;
 pub mod md;
 pub mod report;
 pub mod workload;
@@ -30,8 +32,6 @@ pub mod workload;
 mod tests;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -284,11 +284,8 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
     for rx in md_logons {
         let _ = rx.await;
     }
-    let mut logons = Vec::new();
-    let mut gos = Vec::new();
-    let mut tasks = Vec::new();
-    for i in 0..opts.sessions {
-        let setup = SessionSetup {
+    let setups: Vec<SessionSetup> = (0..opts.sessions)
+        .map(|i| SessionSetup {
             host: opts.host.clone(),
             port: opts.port,
             sender: opts.sender_for(i),
@@ -303,91 +300,14 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
                 opts.seed.wrapping_add(i as u64),
             ),
             clordid_prefix: format!("{run_id}-{i}-"),
-        };
-        let (logon_tx, logon_rx) = oneshot::channel();
-        let (go_tx, go_rx) = oneshot::channel();
-        tasks.push(tokio::spawn(client::run_session(setup, logon_tx, go_rx)));
-        logons.push(logon_rx);
-        gos.push(go_tx);
-    }
-    let mut live = Vec::new();
-    for (i, rx) in logons.into_iter().enumerate() {
-        if let Ok(Ok(desk)) = rx.await {
-            live.push((i, desk));
-        }
-    }
-
-    let start = Instant::now() + Duration::from_millis(20);
-    for go in md_gos {
-        let _ = go.send((start + warmup, start + duration));
-    }
-    let end = start + duration;
-    let stop = Arc::new(AtomicBool::new(false));
-    let plan = |pacing| Plan {
-        start,
-        measure_from: start + warmup,
-        end,
-        pacing,
+        })
+        .collect();
+    let timing = Timing { warmup, duration };
+    let (stats, live) = match opts.rate {
+        Some(rate) => run_fixed(opts, setups, rate, timing, md_gos).await?,
+        None => run_max(opts, setups, timing, md_gos).await,
     };
-    let mut plans: Vec<Option<Plan>> = vec![None; opts.sessions];
-    let mut pacer = None;
-    match opts.rate {
-        None => {
-            for (i, _) in &live {
-                plans[*i] = Some(plan(Pacing::Max {
-                    window: opts.window,
-                }));
-            }
-        }
-        Some(rate) if !live.is_empty() => {
-            let schedule = Schedule {
-                total_rate: rate,
-                sessions: live.len() as u64,
-            };
-            let due = Arc::new(AtomicU64::new(0));
-            let total = schedule.total(duration);
-            let mut desks = Vec::new();
-            for (slot, (i, desk)) in live.iter().enumerate() {
-                let p = plan(Pacing::Fixed {
-                    schedule,
-                    slot: slot as u64,
-                    total,
-                    due: due.clone(),
-                });
-                desks.push((desk.clone(), p.clone()));
-                plans[*i] = Some(p);
-            }
-            let stop = stop.clone();
-            let start_std = start.into_std();
-            pacer = Some(
-                std::thread::Builder::new()
-                    .name("fixgw-load-pacer".into())
-                    .spawn(move || pace(start_std, schedule, total, &due, &desks, &stop))
-                    .context("starting the pacer thread")?,
-            );
-        }
-        Some(_) => {}
-    }
-    for (go, plan) in gos.into_iter().zip(plans) {
-        let _ = go.send(plan);
-    }
-
-    let mut stats = Vec::new();
-    for (i, t) in tasks.into_iter().enumerate() {
-        match t.await {
-            Ok(s) => stats.push(s),
-            Err(e) => {
-                let mut s = SessionStats::new(&opts.sender_for(i));
-                s.error = Some(format!("session task failed: {e}"));
-                stats.push(s);
-            }
-        }
-    }
-    stop.store(true, Ordering::Release);
-    if let Some(p) = pacer {
-        let _ = tokio::task::spawn_blocking(move || p.join()).await;
-    }
-    if live.is_empty() {
+    if live == 0 {
         let why: Vec<String> = stats
             .iter()
             .filter_map(|s| {
@@ -406,7 +326,7 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
         warmup,
         duration - warmup,
     );
-    report.sessions_logged_on = live.len();
+    report.sessions_logged_on = live;
     for t in md_tasks {
         match t.await {
             Ok(s) => report.md.push(s),
@@ -421,58 +341,150 @@ pub async fn run(opts: &LoadOptions) -> anyhow::Result<LoadReport> {
     Ok(report)
 }
 
-/// Below this interval between requests the pacer keeps the default timer
-/// slack (see [`crate::cpu_latency::tighten_timer_slack`]): each wake-up
-/// then sends the few requests that fell due meanwhile. Waking for every request instead cost
-/// the pacer twice the CPU at 50 000/s (35 % -> 64 % of a core) and, on a
-/// two-core machine shared with the acceptor, made the acceptor's p99 many
-/// times worse.
-const PACER_MIN_PERIOD: Duration = Duration::from_micros(50);
-
-/// Whether the pacer of `schedule` wakes for each request on time (see
-/// [`PACER_MIN_PERIOD`]).
-fn sleeps_on_time(schedule: &Schedule) -> bool {
-    schedule.global_offset(1) >= PACER_MIN_PERIOD
+/// When a run's requests are scheduled and measured.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    warmup: Duration,
+    duration: Duration,
 }
 
-/// Longest single sleep of the pacer, so that it notices `stop`.
-const PACER_MAX_SLEEP: Duration = Duration::from_millis(50);
-
-/// The pacer thread of fixed-rate mode: publishes how many requests are due
-/// and sends each session's due requests itself (see [`client::Desk`]).
-/// OS sleeps are precise to tens of microseconds, where tokio's timer rounds
-/// to milliseconds.
-fn pace(
-    start: std::time::Instant,
-    schedule: Schedule,
-    total: u64,
-    due: &AtomicU64,
-    desks: &[(Arc<client::Desk>, Plan)],
-    stop: &AtomicBool,
-) {
-    if sleeps_on_time(&schedule) {
-        crate::cpu_latency::tighten_timer_slack();
-    }
-    let sessions = desks.len() as u64;
-    let mut announced = 0u64;
-    while announced < total && !stop.load(Ordering::Acquire) {
-        let now = std::time::Instant::now();
-        let global = now
-            .checked_duration_since(start)
-            .map_or(0, |e| schedule.due_at(e).min(total));
-        if global > announced {
-            due.store(global, Ordering::Release);
-            let first = announced % sessions;
-            let count = (global - announced).min(sessions);
-            for j in 0..count {
-                let (desk, plan) = &desks[((first + j) % sessions) as usize];
-                desk.send_due_now(plan);
-            }
-            announced = global;
-            continue;
+impl Timing {
+    /// Time zero of the schedule, once every session has logged on; the
+    /// market-data subscribers measure from the same moments.
+    fn begin(&self, md_gos: Vec<oneshot::Sender<(Instant, Instant)>>) -> Instant {
+        let start = Instant::now() + Duration::from_millis(20);
+        for go in md_gos {
+            let _ = go.send((start + self.warmup, start + self.duration));
         }
-        let next = start + schedule.global_offset(announced);
-        let wait = next.saturating_duration_since(std::time::Instant::now());
-        std::thread::sleep(wait.min(PACER_MAX_SLEEP));
+        start
     }
+
+    fn plan(&self, start: Instant, pacing: Pacing) -> Plan {
+        Plan {
+            start,
+            measure_from: start + self.warmup,
+            end: start + self.duration,
+            pacing,
+        }
+    }
+}
+
+/// Fixed-rate mode: logs every session on, then runs them all on the
+/// driver thread ([`driver`]). Returns each session's statistics (in
+/// session order) and how many logged on.
+async fn run_fixed(
+    opts: &LoadOptions,
+    setups: Vec<SessionSetup>,
+    rate: u64,
+    timing: Timing,
+    md_gos: Vec<oneshot::Sender<(Instant, Instant)>>,
+) -> anyhow::Result<(Vec<SessionStats>, usize)> {
+    let logons: Vec<_> = setups
+        .into_iter()
+        .map(|s| tokio::spawn(client::logon_for_driver(s)))
+        .collect();
+    let mut stats: Vec<Option<SessionStats>> = Vec::new();
+    let mut logged_on = Vec::new();
+    for (i, t) in logons.into_iter().enumerate() {
+        stats.push(match t.await {
+            Ok(Ok(session)) => {
+                logged_on.push((i, session));
+                None
+            }
+            Ok(Err(s)) => Some(s),
+            Err(e) => Some(task_failed(opts, i, &e)),
+        });
+    }
+    let start = timing.begin(md_gos);
+    let live = logged_on.len();
+    if live > 0 {
+        let schedule = Schedule {
+            total_rate: rate,
+            sessions: live as u64,
+        };
+        let total = schedule.total(timing.duration);
+        let (slots, mut conns): (Vec<usize>, Vec<driver::Conn>) = logged_on
+            .into_iter()
+            .enumerate()
+            .map(|(slot, (i, (client, stream, inbuf)))| {
+                let pacing = Pacing::Fixed {
+                    schedule,
+                    slot: slot as u64,
+                    total,
+                };
+                (
+                    i,
+                    driver::Conn::new(client, stream, inbuf, timing.plan(start, pacing)),
+                )
+            })
+            .unzip();
+        let thread = std::thread::Builder::new()
+            .name("fixgw-load".into())
+            .spawn(move || {
+                driver::drive(&mut conns, start, schedule, total);
+                conns
+                    .into_iter()
+                    .map(driver::Conn::finish)
+                    .collect::<Vec<_>>()
+            })
+            .context("starting the driver thread")?;
+        let done = tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .context("the driver thread failed")?;
+        for (i, s) in slots.into_iter().zip(done) {
+            stats[i] = Some(s);
+        }
+    }
+    Ok((stats.into_iter().flatten().collect(), live))
+}
+
+/// Max mode: one tokio task per session. Returns each session's statistics
+/// (in session order) and how many logged on.
+async fn run_max(
+    opts: &LoadOptions,
+    setups: Vec<SessionSetup>,
+    timing: Timing,
+    md_gos: Vec<oneshot::Sender<(Instant, Instant)>>,
+) -> (Vec<SessionStats>, usize) {
+    let mut logons = Vec::new();
+    let mut gos = Vec::new();
+    let mut tasks = Vec::new();
+    for setup in setups {
+        let (logon_tx, logon_rx) = oneshot::channel();
+        let (go_tx, go_rx) = oneshot::channel();
+        tasks.push(tokio::spawn(client::run_session(setup, logon_tx, go_rx)));
+        logons.push(logon_rx);
+        gos.push(go_tx);
+    }
+    let mut live = 0;
+    let mut ok = Vec::new();
+    for rx in logons {
+        let on = matches!(rx.await, Ok(Ok(())));
+        live += usize::from(on);
+        ok.push(on);
+    }
+    let start = timing.begin(md_gos);
+    let pacing = Pacing::Max {
+        window: opts.window,
+    };
+    for (go, on) in gos.into_iter().zip(ok) {
+        let _ = go.send(on.then(|| timing.plan(start, pacing.clone())));
+    }
+    let mut stats = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        stats.push(match t.await {
+            Ok(s) => s,
+            Err(e) => task_failed(opts, i, &e),
+        });
+    }
+    (stats, live)
+}
+
+/// The statistics of session `i` whose task failed.
+fn task_failed(opts: &LoadOptions, i: usize, e: &tokio::task::JoinError) -> SessionStats {
+    let mut s = SessionStats::new(&opts.sender_for(i));
+    s.error = Some(format!("session task failed: {e}"));
+    s
 }

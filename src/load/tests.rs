@@ -324,7 +324,10 @@ async fn acceptor_logout_is_an_error_in_the_report() {
         r.errors
     );
     assert!(r.to_string().contains("acceptor logged out"));
-    assert_eq!(r.problems().as_deref(), Some("1 session errors"));
+    // A request sent as the Logout was on its way stays unanswered.
+    assert!(r.unanswered <= 1, "{}", r.unanswered);
+    let problems = r.problems().unwrap_or_default();
+    assert!(problems.ends_with("1 session errors"), "{problems}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -421,9 +424,9 @@ fn clap_defaults_match_default_and_flags_parse() {
 }
 
 #[test]
-fn the_pacer_wakes_for_each_request_only_up_to_20_000_per_second() {
+fn the_driver_wakes_for_each_request_only_up_to_20_000_per_second() {
     let at = |total_rate| {
-        sleeps_on_time(&Schedule {
+        super::driver::sleeps_on_time(&Schedule {
             total_rate,
             sessions: 2,
         })

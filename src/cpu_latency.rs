@@ -103,7 +103,7 @@ pub fn grantable() -> Result<i32, String> {
 /// Asks that the calling thread's sleeps end on time. Linux may end a
 /// normal thread's sleep up to its timer slack late (50 µs by default, to
 /// batch wake-ups), so a thread that must act at a given time (the load
-/// generator's pacer, the store's flusher after its commit window) would
+/// generator's driver thread, the store's flusher after its commit window) would
 /// act late. Writing one's own slack needs no privilege. Returns false where there is no such file
 /// (other systems): the default slack stays.
 pub fn tighten_timer_slack() -> bool {

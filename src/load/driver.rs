@@ -32,6 +32,9 @@ use super::Plan;
 const READ_CHUNK: usize = 64 * 1024;
 /// Most reads from one socket per turn of the loop.
 const READS_PER_WAKE: usize = 16;
+/// Once every session is done, how long the last bytes (Logouts) may take
+/// to be written.
+const FLUSH_LIMIT: Duration = Duration::from_secs(1);
 
 /// Below this interval between requests the driver keeps the default timer
 /// slack (see [`crate::cpu_latency::tighten_timer_slack`]): each wake-up
@@ -58,6 +61,8 @@ pub(super) struct Conn {
     plan: Plan,
     /// When the current phase ends (see [`Client::deadline_passed`]).
     deadline: Instant,
+    /// Our side of the connection is shut down.
+    closed: bool,
 }
 
 impl Conn {
@@ -71,6 +76,7 @@ impl Conn {
             inbuf,
             deadline: plan.end,
             plan,
+            closed: false,
         }
     }
 
@@ -78,13 +84,25 @@ impl Conn {
         self.client.phase == Phase::Done
     }
 
+    /// Bytes queued and not yet written.
+    fn pending(&self) -> bool {
+        self.client.written < self.client.out.len()
+    }
+
+    /// Shuts our side of the connection down (once).
+    fn close(&mut self) {
+        if !self.closed {
+            let _ = self.stream.shutdown(Shutdown::Write);
+            self.closed = true;
+        }
+    }
+
     /// Writes what is queued, as far as the socket takes it.
     fn write(&mut self) {
-        let c = &mut self.client;
-        if c.written < c.out.len() {
+        if self.pending() {
             let s = &self.stream;
-            if c.write_out(|buf| (&*s).write(buf)).is_err() {
-                c.fail("connection lost while writing");
+            if self.client.write_out(|buf| (&*s).write(buf)).is_err() {
+                self.client.fail("connection lost while writing");
             }
         }
     }
@@ -133,11 +151,9 @@ impl Conn {
         }
     }
 
-    /// Writes what is left (if the socket takes it), closes the connection
-    /// and returns the counts.
+    /// Closes the connection and returns the counts.
     pub(super) fn finish(mut self) -> SessionStats {
-        self.write();
-        let _ = self.stream.shutdown(Shutdown::Write);
+        self.close();
         self.client.into_stats()
     }
 }
@@ -151,12 +167,18 @@ pub(super) fn drive(conns: &mut [Conn], start: Instant, schedule: Schedule, tota
     let mut chunk = vec![0u8; READ_CHUNK];
     let mut sent = 0u64;
     let mut housekeeping = start + HOUSEKEEPING;
+    // Once every session is done: how long their last bytes may take.
+    let mut flush_until: Option<Instant> = None;
+    // The sessions the last wait was on, with what it found.
+    let mut polled: Vec<(usize, PollFlags)> = Vec::with_capacity(conns.len());
+    let mut ready: Vec<PollFlags> = Vec::with_capacity(conns.len());
     // Bytes the sessions read before the start (past their Logon replies).
     for c in conns.iter_mut() {
         c.handle_frames();
     }
     loop {
         let now = Instant::now();
+        // Due requests go first: sending never waits for the reading below.
         if sent < total {
             let due = now
                 .checked_duration_since(start)
@@ -164,70 +186,88 @@ pub(super) fn drive(conns: &mut [Conn], start: Instant, schedule: Schedule, tota
             if due > sent {
                 for c in conns.iter_mut() {
                     c.client.send_scheduled(&c.plan, due);
+                    c.write();
                 }
                 sent = due;
+            }
+        }
+        for (&(i, _), revents) in polled.iter().zip(&ready) {
+            let c = &mut conns[i];
+            if !c.done() && revents.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR) {
+                c.read(&mut chunk);
             }
         }
         let heartbeat = now >= housekeeping;
         if heartbeat {
             housekeeping = now + HOUSEKEEPING;
         }
-        for c in conns.iter_mut().filter(|c| !c.done()) {
-            if heartbeat {
-                c.client.housekeeping();
+        for c in conns.iter_mut() {
+            if !c.done() {
+                if heartbeat {
+                    c.client.housekeeping();
+                }
+                if now >= c.deadline {
+                    c.deadline = c.client.deadline_passed(&c.plan);
+                }
+                if let Some(at) = c.client.log_out_if_drained() {
+                    c.deadline = at;
+                }
             }
-            if now >= c.deadline {
-                c.deadline = c.client.deadline_passed(&c.plan);
-            }
-            if let Some(at) = c.client.log_out_if_drained() {
-                c.deadline = at;
-            }
+            // A session that is done may still have its last bytes to
+            // write (the Logout answering the acceptor's): they go now, and
+            // the connection is closed once they are written.
             c.write();
+            if c.done() && !c.pending() {
+                c.close();
+            }
         }
+        let mut wake = housekeeping;
         if conns.iter().all(Conn::done) {
-            return;
+            let until = *flush_until.get_or_insert(now + FLUSH_LIMIT);
+            if now >= until || !conns.iter().any(Conn::pending) {
+                return;
+            }
+            wake = until;
         }
-        let mut wake = conns
-            .iter()
-            .filter(|c| !c.done())
-            .map(|c| c.deadline)
-            .fold(housekeeping, Instant::min);
+        for c in conns.iter().filter(|c| !c.done()) {
+            wake = wake.min(c.deadline);
+        }
         if sent < total {
             wake = wake.min(start + schedule.global_offset(sent));
         }
         let timeout = wake.saturating_duration_since(Instant::now());
-        let live: Vec<usize> = (0..conns.len()).filter(|&i| !conns[i].done()).collect();
-        let ready = {
-            let mut fds: Vec<PollFd<'_>> = live
-                .iter()
-                .map(|&i| {
-                    let c = &conns[i];
-                    let mut events = PollFlags::IN;
-                    if c.client.written < c.client.out.len() {
-                        events |= PollFlags::OUT;
-                    }
-                    PollFd::new(&c.stream, events)
-                })
-                .collect();
-            // Whole seconds and nanoseconds: always representable.
-            let timeout = Timespec {
-                tv_sec: timeout.as_secs() as i64,
-                tv_nsec: i64::from(timeout.subsec_nanos()),
-            };
-            match poll(&mut fds, Some(&timeout)) {
-                Ok(_) => fds.iter().map(PollFd::revents).collect(),
-                Err(rustix::io::Errno::INTR) => vec![PollFlags::empty(); live.len()],
-                Err(e) => {
-                    for &i in &live {
-                        conns[i].client.fail(&format!("poll: {e}"));
-                    }
-                    return;
-                }
+        polled.clear();
+        for (i, c) in conns.iter().enumerate() {
+            let mut events = PollFlags::empty();
+            if !c.done() {
+                events |= PollFlags::IN;
             }
+            if c.pending() {
+                events |= PollFlags::OUT;
+            }
+            if !events.is_empty() {
+                polled.push((i, events));
+            }
+        }
+        let mut fds: Vec<PollFd<'_>> = polled
+            .iter()
+            .map(|&(i, events)| PollFd::new(&conns[i].stream, events))
+            .collect();
+        // Whole seconds and nanoseconds: always representable.
+        let timeout = Timespec {
+            tv_sec: timeout.as_secs() as i64,
+            tv_nsec: i64::from(timeout.subsec_nanos()),
         };
-        for (&i, revents) in live.iter().zip(ready) {
-            if revents.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR) {
-                conns[i].read(&mut chunk);
+        ready.clear();
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(_) => ready.extend(fds.iter().map(PollFd::revents)),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => {
+                drop(fds);
+                for c in conns.iter_mut().filter(|c| !c.done()) {
+                    c.client.fail(&format!("poll: {e}"));
+                }
+                return;
             }
         }
     }

@@ -392,7 +392,7 @@ async fn run_fixed(
                 None
             }
             Ok(Err(s)) => Some(s),
-            Err(e) => Some(task_failed(opts, i, &e)),
+            Err(e) => Some(failed(opts, i, format!("session task failed: {e}"))),
         });
     }
     let start = timing.begin(md_gos);
@@ -431,10 +431,20 @@ async fn run_fixed(
         let done = tokio::task::spawn_blocking(move || thread.join())
             .await
             .ok()
-            .and_then(Result::ok)
-            .context("the driver thread failed")?;
-        for (i, s) in slots.into_iter().zip(done) {
-            stats[i] = Some(s);
+            .and_then(Result::ok);
+        match done {
+            Some(done) => {
+                for (i, s) in slots.into_iter().zip(done) {
+                    stats[i] = Some(s);
+                }
+            }
+            // The sessions' counts went with the thread.
+            None => {
+                for i in slots {
+                    let why = "the load generator's driver thread failed".to_string();
+                    stats[i] = Some(failed(opts, i, why));
+                }
+            }
         }
     }
     Ok((stats.into_iter().flatten().collect(), live))
@@ -476,15 +486,15 @@ async fn run_max(
     for (i, t) in tasks.into_iter().enumerate() {
         stats.push(match t.await {
             Ok(s) => s,
-            Err(e) => task_failed(opts, i, &e),
+            Err(e) => failed(opts, i, format!("session task failed: {e}")),
         });
     }
     (stats, live)
 }
 
-/// The statistics of session `i` whose task failed.
-fn task_failed(opts: &LoadOptions, i: usize, e: &tokio::task::JoinError) -> SessionStats {
+/// The statistics of session `i`, lost with the task or thread that ran it.
+fn failed(opts: &LoadOptions, i: usize, why: String) -> SessionStats {
     let mut s = SessionStats::new(&opts.sender_for(i));
-    s.error = Some(format!("session task failed: {e}"));
+    s.error = Some(why);
     s
 }

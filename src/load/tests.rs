@@ -25,6 +25,8 @@ struct Behaviour {
     probe: bool,
     /// Log the client out this long after Logon.
     logout_after: Option<Duration>,
+    /// Only this SenderCompID is logged out (None: every one).
+    logout_only: Option<&'static str>,
     /// Never answer an order or a cancel.
     silent: bool,
 }
@@ -40,6 +42,8 @@ struct Seen {
     gap_fill_received: AtomicBool,
     logouts: AtomicU64,
     malformed: AtomicU64,
+    /// Longest wait, in ms, from our Logout to the client's answer.
+    logout_answer_ms: AtomicU64,
 }
 
 async fn start_acceptor(b: Behaviour) -> (u16, Arc<Seen>) {
@@ -115,6 +119,7 @@ async fn serve(sock: TcpStream, b: Behaviour, seen: Arc<Seen>) {
     let mut delayed: VecDeque<(Instant, Vec<u8>)> = VecDeque::new();
     let far = Instant::now() + Duration::from_secs(3600);
     let mut logout_at = far;
+    let mut logout_sent: Option<Instant> = None;
     loop {
         let next_answer = delayed.front().map_or(far, |d| d.0);
         tokio::select! {
@@ -143,7 +148,9 @@ async fn serve(sock: TcpStream, b: Behaviour, seen: Arc<Seen>) {
                             reply.extend(out.finish());
                         }
                         if let Some(after) = b.logout_after {
-                            logout_at = Instant::now() + after;
+                            if b.logout_only.is_none_or(|only| only == out.client) {
+                                logout_at = Instant::now() + after;
+                            }
                         }
                     }
                     b"D" | b"F" => {
@@ -175,6 +182,11 @@ async fn serve(sock: TcpStream, b: Behaviour, seen: Arc<Seen>) {
                     }
                     b"5" => {
                         seen.logouts.fetch_add(1, Ordering::Relaxed);
+                        if let Some(at) = logout_sent {
+                            let ms = at.elapsed().as_millis() as u64;
+                            seen.logout_answer_ms.fetch_max(ms, Ordering::Relaxed);
+                            return;
+                        }
                         out.begin(b"5");
                         let bye = out.finish();
                         let _ = wr.write_all(&bye).await;
@@ -203,6 +215,7 @@ async fn serve(sock: TcpStream, b: Behaviour, seen: Arc<Seen>) {
                 let bye = out.finish();
                 let _ = wr.write_all(&bye).await;
                 logout_at = far;
+                logout_sent = Some(Instant::now());
             }
         }
     }
@@ -328,6 +341,36 @@ async fn acceptor_logout_is_an_error_in_the_report() {
     assert!(r.unanswered <= 1, "{}", r.unanswered);
     let problems = r.problems().unwrap_or_default();
     assert!(problems.ends_with("1 session errors"), "{problems}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_logged_out_answers_at_once_while_the_others_run_on() {
+    let (port, seen) = start_acceptor(Behaviour {
+        logout_after: Some(Duration::from_millis(300)),
+        logout_only: Some("CLIENT1"),
+        ..Behaviour::default()
+    })
+    .await;
+    let o = LoadOptions {
+        sessions: 2,
+        rate: Some(500),
+        warmup_secs: 0.0,
+        ..opts(port)
+    };
+    let r = run(&o).await.unwrap();
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    assert!(
+        r.errors[0].starts_with("CLIENT1: acceptor logged out: maintenance"),
+        "{:?}",
+        r.errors
+    );
+    // CLIENT1 answered the acceptor's Logout; CLIENT2 logged out at the end.
+    assert_eq!(seen.logouts.load(Ordering::Relaxed), 2);
+    // The answer went at once, not when the run (2 s) was over.
+    let waited = seen.logout_answer_ms.load(Ordering::Relaxed);
+    assert!(waited < 500, "Logout answered after {waited} ms");
+    // CLIENT2 sent its whole share: half of 2 s at 500/s.
+    assert!(r.orders_sent >= 500, "{}", r.orders_sent);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,7 +36,7 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to wait for the acceptor's Logout reply.
 pub const LOGOUT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most frames handled between two looks at the clock and the socket.
-pub(super) const READ_BATCH: usize = 256;
+const READ_BATCH: usize = 256;
 /// Period of the heartbeat check.
 pub(super) const HOUSEKEEPING: Duration = Duration::from_millis(250);
 

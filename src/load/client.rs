@@ -173,7 +173,7 @@ pub(super) async fn logon_for_driver(
 }
 
 /// Bytes the load generator's connections read at a time (at most).
-const READ_BUFFER: usize = 64 * 1024;
+pub(super) const READ_BUFFER: usize = 64 * 1024;
 
 /// Opens the TCP connection, sends Logon and waits for the acceptor's Logon.
 pub(crate) async fn connect_and_logon(

@@ -23,13 +23,11 @@ use tokio_util::codec::Decoder;
 
 use crate::fix::FixCodec;
 
-use super::client::{Client, Phase, HOUSEKEEPING};
+use super::client::{Client, Phase, HOUSEKEEPING, READ_BUFFER};
 use super::report::SessionStats;
 use super::workload::Schedule;
 use super::Plan;
 
-/// Bytes read from a socket at a time (at most).
-const READ_CHUNK: usize = 64 * 1024;
 /// Most reads from one socket per turn of the loop.
 const READS_PER_WAKE: usize = 16;
 /// Once every session is done, how long the last bytes (Logouts) may take
@@ -164,7 +162,7 @@ pub(super) fn drive(conns: &mut [Conn], start: Instant, schedule: Schedule, tota
     if sleeps_on_time(&schedule) {
         crate::cpu_latency::tighten_timer_slack();
     }
-    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut chunk = vec![0u8; READ_BUFFER];
     let mut sent = 0u64;
     let mut housekeeping = start + HOUSEKEEPING;
     // Once every session is done: how long their last bytes may take.

@@ -177,6 +177,21 @@ impl Engine {
     /// Rebuilds an engine from a snapshot taken under the same venue config.
     pub fn restore(cfg: &VenueConfig, bytes: &[u8]) -> Result<Engine, SnapshotError> {
         let mut e = Engine::new(cfg)?;
+        e.restore_onto(bytes)?;
+        Ok(e)
+    }
+
+    /// [`Engine::restore`] onto this engine, which must be fresh (built by
+    /// [`Engine::new`] from the config the snapshot was taken under, no
+    /// command applied; its capacities are kept). After an error the
+    /// engine is unusable.
+    pub fn restore_onto(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+        let e = self;
+        if !e.slab.orders.is_empty() || e.seq != 0 {
+            return Err(SnapshotError::Inconsistent(
+                "restore onto an engine that has state".into(),
+            ));
+        }
         let mut r = Reader::new(bytes);
         for &b in MAGIC {
             if r.u8()? != b {
@@ -296,7 +311,6 @@ impl Engine {
                 e.expiries.insert((o.expire_ts_ns, o.id));
             }
         }
-        e.check_invariants().map_err(SnapshotError::Inconsistent)?;
-        Ok(e)
+        e.check_invariants().map_err(SnapshotError::Inconsistent)
     }
 }

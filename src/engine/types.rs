@@ -17,7 +17,9 @@ pub type Ticks = i64;
 pub type Lots = u64;
 
 /// Side of an order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Side {
     /// Bid.
     Buy,
@@ -46,7 +48,7 @@ impl Side {
 }
 
 /// Order type (FIX OrdType 1, 2, 3, 4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum OrdType {
     /// Trades at its price or better, remainder rests (per TIF).
     Limit,
@@ -70,7 +72,7 @@ impl OrdType {
 }
 
 /// Time in force (FIX TimeInForce 0, 1, 3, 4, 6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Tif {
     /// Expires at `EndOfDay`.
     Day,

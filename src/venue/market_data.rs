@@ -18,11 +18,13 @@
 //! boundaries, which is why market data is never replayed to a client
 //! (market-data sessions gap-fill resends and resync with a new snapshot).
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::config::InstrumentSpec;
 use crate::engine::{Event, InstrumentId, Lots, Owner, Side, Ticks};
@@ -166,7 +168,7 @@ fn nth(levels: &Levels, side: Side, n: u32) -> Option<(Ticks, (Lots, u32))> {
 }
 
 /// Market state of one instrument.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct InstrumentMd {
     bids: Levels,
     asks: Levels,
@@ -190,7 +192,7 @@ impl InstrumentMd {
 }
 
 /// What a feed serves: one instrument at one depth with some entry types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 struct FeedKey {
     instrument: InstrumentId,
     /// 0 = full book.
@@ -205,13 +207,17 @@ struct Encoded {
     ends: Vec<usize>,
 }
 
-#[derive(Debug, Clone)]
+/// A checkpoint is taken between batches, when nothing is pending: a feed
+/// keeps its key, RptSeq and subscriber count.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Feed {
     key: FeedKey,
     rpt_seq: u64,
     subscribers: u32,
+    #[serde(skip)]
     pending: Vec<Entry>,
     /// Encodings of `pending` without / with RptSeq, built at flush.
+    #[serde(skip)]
     encoded: [Option<Encoded>; 2],
 }
 
@@ -223,7 +229,7 @@ impl Feed {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Subscription {
     owner: Owner,
     md_req_id: String,
@@ -251,7 +257,59 @@ pub struct MarketData {
     subs: Vec<Subscription>,
 }
 
+/// The market-data part of a venue checkpoint: books, statistics, feeds
+/// (with their RptSeq) and subscriptions.
+#[derive(Serialize, Deserialize)]
+pub struct MdCheckpoint<'a> {
+    books: Cow<'a, [InstrumentMd]>,
+    feeds: Cow<'a, [Feed]>,
+    subs: Cow<'a, [Subscription]>,
+}
+
 impl MarketData {
+    /// The state a checkpoint keeps (taken between batches: no entry is
+    /// pending).
+    pub fn checkpoint(&self) -> MdCheckpoint<'_> {
+        MdCheckpoint {
+            books: Cow::Borrowed(&self.books),
+            feeds: Cow::Borrowed(&self.feeds),
+            subs: Cow::Borrowed(&self.subs),
+        }
+    }
+
+    /// Takes over a checkpoint's state; refuses one whose instruments or
+    /// feed references do not fit this venue.
+    pub fn restore(&mut self, cp: MdCheckpoint<'_>) -> Result<(), String> {
+        let (books, feeds, subs) = (
+            cp.books.into_owned(),
+            cp.feeds.into_owned(),
+            cp.subs.into_owned(),
+        );
+        if books.len() != self.symbols.len() {
+            return Err(format!(
+                "{} instruments in the checkpoint's market data, {} configured",
+                books.len(),
+                self.symbols.len()
+            ));
+        }
+        let bad_feed = |f: usize| f >= feeds.len();
+        if feeds
+            .iter()
+            .any(|f| f.key.instrument as usize >= books.len())
+            || books.iter().any(|b| b.feeds.iter().any(|&f| bad_feed(f)))
+            || subs
+                .iter()
+                .any(|s| s.feeds.iter().any(|&(f, _)| bad_feed(f)))
+        {
+            return Err("market data names a feed or instrument that does not exist".into());
+        }
+        self.feed_ids = feeds.iter().enumerate().map(|(i, f)| (f.key, i)).collect();
+        self.books = books;
+        self.feeds = feeds;
+        self.subs = subs;
+        Ok(())
+    }
+
     /// Market data over the listed instruments (index = InstrumentId).
     pub fn new(symbols: Vec<(String, InstrumentSpec)>) -> MarketData {
         MarketData {

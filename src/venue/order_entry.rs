@@ -8,6 +8,7 @@
 //! ExecID) comes from its own counters, so replaying the journaled inputs
 //! rebuilds the same state and the same bytes.
 
+mod checkpoint;
 #[cfg(test)]
 mod md_tests;
 pub(super) mod report;
@@ -42,6 +43,7 @@ type StrMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
 type ClOrdIdMap<V> = HashMap<CompactString, V, foldhash::fast::RandomState>;
 
 pub use super::input::{DecodeError, VenueInput};
+pub use checkpoint::CheckpointError;
 
 /// Most FIX sessions one venue serves.
 pub const MAX_SESSIONS: usize = 4096;
@@ -246,7 +248,7 @@ mod cxl {
 }
 
 /// What the venue remembers of an order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct OrderRec {
     engine_id: OrderId,
     owner: Owner,

@@ -53,7 +53,8 @@ comp_id = "CLIENT2"
 account = "ACC2"
 "#;
 
-fn md_venue(drop_copy: SessionInfo) -> T {
+/// The market-data venue's config and sessions.
+fn md_setup(drop_copy: SessionInfo) -> (VenueConfig, [SessionInfo; 4]) {
     let cfg = VenueConfig::from_toml_str(MD_CFG).unwrap();
     let sessions = [
         session("CLIENT1", SessionRole::OrderEntry, false),
@@ -61,6 +62,11 @@ fn md_venue(drop_copy: SessionInfo) -> T {
         drop_copy,
         session("MDCLIENT", SessionRole::MarketData, false),
     ];
+    (cfg, sessions)
+}
+
+fn md_venue(drop_copy: SessionInfo) -> T {
+    let (cfg, sessions) = md_setup(drop_copy);
     T {
         v: Venue::new(&cfg, &sessions).unwrap(),
         ts: T0,
@@ -465,6 +471,7 @@ fn snapshot_plus_incrementals_track_the_engine_book_through_random_flow() {
                 }
             }
         }
+        assert_checkpoint_restores(&mut t, seed);
         assert_replay_mode_rebuilds(&mut t, seed);
         let full = &views[&("MDCLIENT".to_string(), "full".to_string())];
         let feed: BTreeSet<(String, Decimal, Decimal)> = full.trades.iter().cloned().collect();
@@ -738,6 +745,39 @@ fn drop_copy_scope_by_session_and_account() {
         err.to_string(),
         "drop-copy session DROPCOPY: account ACC9 is not configured"
     );
+}
+
+/// A venue restored from a checkpoint of a busy one (books, subscriptions,
+/// feeds with their RptSeq, ClOrdIDs) answers the next orders exactly as
+/// the original, market data included.
+fn assert_checkpoint_restores(t: &mut T, seed: u64) {
+    let (cfg, sessions) = md_setup(all_copies());
+    let mut r = md_venue(all_copies());
+    r.v = Venue::new(&cfg, &sessions)
+        .unwrap()
+        .restored(&t.v.checkpoint())
+        .unwrap();
+    r.ts = t.ts;
+    let show =
+        |o: &[Out]| -> Vec<String> { o.iter().map(|m| format!("{} {:?}", m.to, m.msg)).collect() };
+    let mut moved = 0;
+    for (who, cl, side, px) in [
+        ("CLIENT1", "cp1", "1", "140.00"),
+        ("CLIENT2", "cp2", "2", "160.00"),
+        ("CLIENT1", "cp3", "1", "150.00"),
+    ] {
+        let live = t.limit(who, cl, side, "500", px);
+        let restored = r.limit(who, cl, side, "500", px);
+        assert_eq!(show(&restored), show(&live), "seed {seed}");
+        let live = flush(t);
+        moved += live.len();
+        assert_eq!(
+            show(&flush(&mut r)),
+            show(&live),
+            "market data, seed {seed}"
+        );
+    }
+    assert!(moved > 0, "the orders move the subscribed books");
 }
 
 /// The gateway's start-up replay (no reports rendered, market data

@@ -86,6 +86,13 @@ impl<T> OrderTable<T> {
         self.window.get_mut(no)
     }
 
+    /// Every remembered order with its number, lowest number first.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &T)> {
+        let mut spilled: Vec<(u64, &T)> = self.spill.iter().map(|(&no, t)| (no, t)).collect();
+        spilled.sort_unstable_by_key(|&(no, _)| no);
+        spilled.into_iter().chain(self.window.iter())
+    }
+
     /// Forgets order `no`.
     pub fn remove(&mut self, no: u64) -> Option<T> {
         if no < self.window.base() {
@@ -96,7 +103,7 @@ impl<T> OrderTable<T> {
 }
 
 /// Venue order number by engine OrderId, indexed by the id's slab slot.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct EngineIds {
     /// By slot: the engine id that holds it and its venue number (id 0: none).
     slots: Vec<(OrderId, u64)>,

@@ -76,7 +76,8 @@ pub(super) fn session(comp_id: &str, role: SessionRole, cod: bool) -> SessionInf
     }
 }
 
-pub(super) fn venue() -> Venue {
+/// The test venue's config and sessions.
+fn setup() -> (VenueConfig, [SessionInfo; 6]) {
     let cfg = VenueConfig::from_toml_str(CFG).unwrap();
     let sessions = [
         session("CLIENT1", SessionRole::OrderEntry, false),
@@ -86,6 +87,11 @@ pub(super) fn venue() -> Venue {
         session("DROPCOPY", SessionRole::DropCopy, false),
         session("MDCLIENT", SessionRole::MarketData, false),
     ];
+    (cfg, sessions)
+}
+
+pub(super) fn venue() -> Venue {
+    let (cfg, sessions) = setup();
     Venue::new(&cfg, &sessions).unwrap()
 }
 
@@ -1088,6 +1094,66 @@ proptest! {
         let b = run_all(&mut venue(), &replayed);
         prop_assert!(a == b, "outputs differ");
     }
+
+    /// A venue restored from a checkpoint taken after any input answers the
+    /// inputs after it exactly as the venue that never stopped: same
+    /// OrderIDs, ExecIDs, fills, rejects, byte for byte.
+    #[test]
+    fn a_restored_checkpoint_answers_as_the_venue_it_was_taken_of(
+        ops in prop::collection::vec(arb_op(), 1..150),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let inputs = inputs(&ops);
+        let cut = cut.index(inputs.len() + 1);
+        let mut live = venue();
+        run_all(&mut live, &inputs[..cut]);
+        let (cfg, sessions) = setup();
+        let bytes = live.checkpoint();
+        let mut restored = Venue::new(&cfg, &sessions).unwrap().restored(&bytes).unwrap();
+        prop_assert_eq!(restored.engine().snapshot(), live.engine().snapshot());
+        // A checkpoint of the restored venue restores again.
+        Venue::new(&cfg, &sessions).unwrap().restored(&restored.checkpoint()).unwrap();
+        let a = run_all(&mut live, &inputs[cut..]);
+        let b = run_all(&mut restored, &inputs[cut..]);
+        prop_assert!(a == b, "outputs after the checkpoint differ");
+    }
+}
+
+#[test]
+fn a_checkpoint_from_other_sessions_or_instruments_is_refused() {
+    let (cfg, sessions) = setup();
+    let mut t = T::new();
+    t.limit("CLIENT1", "c1", "1", "10", "150.00");
+    let bytes = t.v.checkpoint();
+    let err = Venue::new(&cfg, &sessions[..5])
+        .unwrap()
+        .restored(&bytes)
+        .unwrap_err();
+    assert!(
+        matches!(err, CheckpointError::ConfigMismatch(_)),
+        "one session fewer: {err}"
+    );
+    assert!(err.to_string().contains("MDCLIENT"), "{err}");
+    let mut other = cfg.clone();
+    other.instruments.swap(0, 1);
+    let err = Venue::new(&other, &sessions)
+        .unwrap()
+        .restored(&bytes)
+        .unwrap_err();
+    assert!(
+        matches!(err, CheckpointError::ConfigMismatch(_)),
+        "instruments reordered: {err}"
+    );
+    let err = Venue::new(&cfg, &sessions)
+        .unwrap()
+        .restored(&bytes[..bytes.len() / 2])
+        .unwrap_err();
+    assert!(
+        matches!(err, CheckpointError::Decode(_)),
+        "cut short: {err}"
+    );
+    let err = t.v.clone().restored(&bytes).unwrap_err();
+    assert!(matches!(err, CheckpointError::NotFresh), "{err}");
 }
 
 #[test]

@@ -1,0 +1,188 @@
+//! Venue checkpoints: the venue's whole dynamic state (the engine's
+//! snapshot, remembered orders, ClOrdID indexes, counters, market data) as
+//! bytes, taken between batches. Start-up restores the newest checkpoint
+//! and replays only the journal after it, instead of every input since the
+//! store was created.
+//!
+//! What comes from the configuration (instruments, accounts, sessions and
+//! their settings) is not in a checkpoint: a restore builds the venue from
+//! the configuration and takes over the state, and refuses a checkpoint
+//! taken under other sessions or instruments (start-up then replays the
+//! whole journal).
+
+use std::borrow::Cow;
+use std::collections::{BTreeSet, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use super::{OrderRec, Venue, REJECT_CANCEL, REJECT_ORDER};
+use crate::venue::market_data::MdCheckpoint;
+
+const MAGIC: &str = "fixgw venue checkpoint";
+const VERSION: u32 = 1;
+
+/// Why a checkpoint cannot be restored.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Not a checkpoint of this version, or damaged.
+    #[error("not a readable venue checkpoint: {0}")]
+    Decode(String),
+    /// Taken under other sessions or instruments.
+    #[error("the checkpoint was taken under another configuration: {0}")]
+    ConfigMismatch(String),
+    /// Restored onto a venue that has processed input.
+    #[error("a checkpoint is restored onto a fresh venue only")]
+    NotFresh,
+}
+
+/// One session's part: its ClOrdID index and working orders.
+#[derive(Serialize, Deserialize)]
+struct SessionPart<'a> {
+    comp_id: Cow<'a, str>,
+    cl_ord_ids: Vec<(Cow<'a, str>, u64)>,
+    live: Cow<'a, BTreeSet<u64>>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct State<'a> {
+    magic: Cow<'a, str>,
+    version: u32,
+    symbols: Vec<Cow<'a, str>>,
+    engine: Cow<'a, [u8]>,
+    sessions: Vec<SessionPart<'a>>,
+    orders: Vec<(u64, Cow<'a, OrderRec>)>,
+    by_engine_id: Cow<'a, super::EngineIds>,
+    done: Cow<'a, VecDeque<u64>>,
+    next_order_id: u64,
+    next_exec_id: u64,
+    next_request_ref: u64,
+    rejects: Vec<(Cow<'a, str>, u32, u64)>,
+    md: MdCheckpoint<'a>,
+}
+
+impl Venue {
+    /// The venue's state as checkpoint bytes. Take it between batches (after
+    /// a commit, market data flushed): the state then equals a replay of
+    /// every input journaled so far.
+    pub fn checkpoint(&self) -> Vec<u8> {
+        let state = State {
+            magic: Cow::Borrowed(MAGIC),
+            version: VERSION,
+            symbols: self
+                .instruments
+                .iter()
+                .map(|i| Cow::Borrowed(i.symbol.as_str()))
+                .collect(),
+            engine: Cow::Owned(self.engine.snapshot()),
+            sessions: self
+                .sessions
+                .iter()
+                .map(|s| SessionPart {
+                    comp_id: Cow::Borrowed(&s.info.comp_id),
+                    cl_ord_ids: s
+                        .cl_ord_ids
+                        .iter()
+                        .map(|(c, &no)| (Cow::Borrowed(c.as_str()), no))
+                        .collect(),
+                    live: Cow::Borrowed(&s.live),
+                })
+                .collect(),
+            orders: self
+                .orders
+                .iter()
+                .map(|(no, o)| (no, Cow::Borrowed(o)))
+                .collect(),
+            by_engine_id: Cow::Borrowed(&self.by_engine_id),
+            done: Cow::Borrowed(&self.done),
+            next_order_id: self.next_order_id,
+            next_exec_id: self.next_exec_id,
+            next_request_ref: self.next_request_ref,
+            rejects: self
+                .rejects
+                .iter()
+                .map(|(&(kind, code), &n)| (Cow::Borrowed(kind), code, n))
+                .collect(),
+            md: self.md.checkpoint(),
+        };
+        // Serialising into a Vec fails only on types serde cannot write;
+        // every field here is plain data.
+        postcard::to_stdvec(&state).expect("venue state serialises")
+    }
+
+    /// This venue, fresh from [`Venue::new`], with a checkpoint's state: it
+    /// then behaves exactly as the venue the checkpoint was taken of.
+    pub fn restored(self, bytes: &[u8]) -> Result<Venue, CheckpointError> {
+        let decode = |e: &dyn std::fmt::Display| CheckpointError::Decode(e.to_string());
+        let mismatch = CheckpointError::ConfigMismatch;
+        let state: State = postcard::from_bytes(bytes).map_err(|e| decode(&e))?;
+        if state.magic != MAGIC || state.version != VERSION {
+            return Err(decode(&"bad magic or version"));
+        }
+        let mut v = self;
+        if v.next_order_id != 1 || v.next_exec_id != 1 {
+            return Err(CheckpointError::NotFresh);
+        }
+        let symbols: Vec<&str> = v.instruments.iter().map(|i| i.symbol.as_str()).collect();
+        if state
+            .symbols
+            .iter()
+            .map(|s| &**s)
+            .ne(symbols.iter().copied())
+        {
+            return Err(mismatch(format!(
+                "instruments {:?}, configured {symbols:?}",
+                state.symbols
+            )));
+        }
+        let comp_ids: Vec<&str> = v.sessions.iter().map(|s| &*s.info.comp_id).collect();
+        if state
+            .sessions
+            .iter()
+            .map(|s| &*s.comp_id)
+            .ne(comp_ids.iter().copied())
+        {
+            return Err(mismatch(format!(
+                "sessions {:?}, configured {comp_ids:?}",
+                state
+                    .sessions
+                    .iter()
+                    .map(|s| &*s.comp_id)
+                    .collect::<Vec<_>>()
+            )));
+        }
+        v.engine
+            .restore_onto(&state.engine)
+            .map_err(|e| decode(&e))?;
+        // Into the structures `Venue::new` sized up front (growing them
+        // later would stall the core).
+        for (s, part) in v.sessions.iter_mut().zip(state.sessions) {
+            s.cl_ord_ids
+                .extend(part.cl_ord_ids.into_iter().map(|(c, no)| (c.into(), no)));
+            s.live = part.live.into_owned();
+        }
+        let nsessions = v.sessions.len();
+        for (no, o) in state.orders {
+            if o.owner as usize >= nsessions || o.instrument as usize >= v.instruments.len() {
+                return Err(decode(&format!(
+                    "order {no} names an unknown session or instrument"
+                )));
+            }
+            v.orders.insert(no, o.into_owned());
+        }
+        v.by_engine_id = state.by_engine_id.into_owned();
+        v.done = state.done.into_owned();
+        v.next_order_id = state.next_order_id;
+        v.next_exec_id = state.next_exec_id;
+        v.next_request_ref = state.next_request_ref;
+        for (kind, code, n) in state.rejects {
+            let kind = match &*kind {
+                REJECT_ORDER => REJECT_ORDER,
+                REJECT_CANCEL => REJECT_CANCEL,
+                other => return Err(decode(&format!("unknown reject kind {other:?}"))),
+            };
+            v.rejects.insert((kind, code), n);
+        }
+        v.md.restore(state.md).map_err(|e| decode(&e))?;
+        Ok(v)
+    }
+}

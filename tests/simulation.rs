@@ -118,14 +118,13 @@ impl World {
         }
     }
 
-    fn open(&self, disk: &MemDisk, now: i64) -> Result<Harness, String> {
-        Harness::open(
-            &self.settings,
-            Some(&self.venue),
-            Arc::new(disk.backend()),
-            now,
-        )
-        .map_err(|e| format!("recovery failed: {e:#}"))
+    /// The gateway on `disk`, taking a venue checkpoint every `checkpoints`
+    /// inputs (0: none; a restart replays the whole journal).
+    fn open(&self, disk: &MemDisk, now: i64, checkpoints: u64) -> Result<Harness, String> {
+        let mut settings = self.settings.clone();
+        settings.checkpoint_inputs = checkpoints;
+        Harness::open(&settings, Some(&self.venue), Arc::new(disk.backend()), now)
+            .map_err(|e| format!("recovery failed: {e:#}"))
     }
 }
 
@@ -1136,6 +1135,8 @@ struct Params {
     operator_one_in: u64,
     disconnect_one_in: u64,
     order_pct: u64,
+    /// CheckpointInputs.
+    checkpoints: u64,
 }
 
 struct Sim<'w> {
@@ -1166,6 +1167,9 @@ impl<'w> Sim<'w> {
             operator_one_in: [60, 1_000_000][rng.below(2) as usize],
             disconnect_one_in: [50, 150, 500][rng.below(3) as usize],
             order_pct: rng.range(20, 70),
+            // Restarts restore a checkpoint taken a few inputs back, or one
+            // from long before, or replay the whole journal.
+            checkpoints: [0, 3, 40][(seed % 3) as usize],
         };
         let mut clients = vec![
             Client::new("CLIENT1", true, 0),
@@ -1188,15 +1192,16 @@ impl<'w> Sim<'w> {
         };
         trace!(
             cx,
-            "seed {seed}: clients {:?}, delay <= {max_delay} steps, crash 1/{}, disk 1/{}, disconnect 1/{}, orders {}%",
+            "seed {seed}: clients {:?}, delay <= {max_delay} steps, crash 1/{}, disk 1/{}, disconnect 1/{}, orders {}%, checkpoint every {} inputs",
             clients.iter().map(|c| c.name).collect::<Vec<_>>(),
             p.crash_one_in,
             p.disk_one_in,
             p.disconnect_one_in,
-            p.order_pct
+            p.order_pct,
+            p.checkpoints
         );
         let disk = MemDisk::new();
-        let h = world.open(&disk, T0)?;
+        let h = world.open(&disk, T0, p.checkpoints)?;
         Ok(Sim {
             world,
             cx,
@@ -1338,7 +1343,9 @@ impl<'w> Sim<'w> {
     }
 
     fn restart(&mut self) -> Result<(), String> {
-        let h = self.world.open(&self.disk, self.cx.now)?;
+        let h = self
+            .world
+            .open(&self.disk, self.cx.now, self.p.checkpoints)?;
         trace!(self.cx, "gateway restarted");
         self.ledger.check_unchanged(&self.disk)?;
         // (c) Nothing a client was told about is lost.
@@ -1559,7 +1566,9 @@ impl<'w> Sim<'w> {
             }
         }
         self.cx.now += SEC;
-        let mut h = self.world.open(&self.disk, self.cx.now)?;
+        let mut h = self
+            .world
+            .open(&self.disk, self.cx.now, self.p.checkpoints)?;
         for c in &self.clients {
             let store = h.core().store(&c.key).ok_or("no store")?;
             // No reservation jump: the numbers the client has not seen yet

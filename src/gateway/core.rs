@@ -207,6 +207,10 @@ pub struct Core {
     conns: HashMap<u64, usize>,
     log: BatchLog,
     venue: Option<Venue>,
+    /// Journaled inputs between two venue checkpoints (0: none).
+    checkpoint_every: u64,
+    /// Inputs committed since the last checkpoint.
+    since_checkpoint: u64,
     journal: Vec<Bytes>,
     others: Vec<(Arc<str>, OutboundMessage)>,
     produced: Vec<(Arc<str>, OutboundMessage)>,
@@ -314,6 +318,8 @@ impl Core {
             conns: HashMap::new(),
             log,
             venue,
+            checkpoint_every: crate::session::settings::DEFAULT_CHECKPOINT_INPUTS,
+            since_checkpoint: 0,
             journal: Vec::new(),
             others: Vec::new(),
             produced: Vec::new(),
@@ -464,6 +470,12 @@ impl Core {
             };
             let _ = reply.send(answer);
         }
+    }
+
+    /// Takes a venue checkpoint every `inputs` journaled inputs (0: never).
+    pub fn with_checkpoints(mut self, inputs: u64) -> Core {
+        self.checkpoint_every = inputs;
+        self
     }
 
     /// The venue, if this gateway runs one.
@@ -812,7 +824,9 @@ impl Core {
                     let took = started.elapsed().as_secs_f64();
                     self.metrics.commit_seconds.observe(took);
                 }
+                self.since_checkpoint += self.journal.len() as u64;
                 self.journal.clear();
+                self.checkpoint_if_due();
                 self.flush_written();
                 if let Some(down) = self.store_down.take() {
                     tracing::warn!(
@@ -840,6 +854,29 @@ impl Core {
             }
         }
         self.release_all(now, false);
+    }
+
+    /// Every `checkpoint_every` inputs, right after a commit (every input
+    /// applied so far is in a record written), hands the venue's state to
+    /// the log for the next record.
+    fn checkpoint_if_due(&mut self) {
+        if self.checkpoint_every == 0 || self.since_checkpoint < self.checkpoint_every {
+            return;
+        }
+        let Some(venue) = &self.venue else {
+            return;
+        };
+        let started = Instant::now();
+        let state = venue.checkpoint();
+        tracing::info!(
+            after_batch = self.log.last_written(),
+            inputs = self.since_checkpoint,
+            bytes = state.len(),
+            took_us = started.elapsed().as_micros() as u64,
+            "venue checkpoint taken (goes with the next record)"
+        );
+        self.log.set_checkpoint(state);
+        self.since_checkpoint = 0;
     }
 
     /// Tells the writers what is durable, and the flusher what is written.

@@ -20,7 +20,7 @@ use crate::fix::encoder::Encoder;
 use crate::fix::time::{Precision, UtcNanos};
 use crate::fix::Message;
 use crate::session::acceptor::{CoreMsg, Outgoing, Route, SessionKey};
-use crate::session::batch_store::{BatchLog, FlushMode};
+use crate::session::batch_store::{BatchLog, FlushMode, Replay};
 use crate::session::log_backend::LogBackend;
 use crate::session::out_queue::{out_queue, OutReceiver};
 use crate::session::settings::GatewaySettings;
@@ -83,7 +83,8 @@ impl Harness {
         now: UtcNanos,
     ) -> anyhow::Result<Harness> {
         let venue = venue.map(|v| build_venue(settings, v)).transpose()?;
-        let (log, recovered) = BatchLog::open_on(backend, FlushMode::Fsync)?;
+        let (log, recovered) =
+            BatchLog::open_on(backend, FlushMode::Fsync, Replay::SinceCheckpoint)?;
         let (mut core, routes) = assemble(settings, venue, log, recovered, now)?;
         core.start(now);
         Ok(Harness {

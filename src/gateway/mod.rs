@@ -298,15 +298,12 @@ pub fn assemble(
     now: crate::fix::time::UtcNanos,
 ) -> anyhow::Result<(Core, HashMap<SessionKey, Route>)> {
     let venue = match venue {
-        Some(mut v) => {
-            replay(&mut v, &recovered.inputs)?;
-            Some(v)
-        }
+        Some(v) => Some(recover_venue(v, &log, &recovered)?),
         None => None,
     };
     tracing::info!(
         batches = recovered.batches,
-        inputs = recovered.inputs.len(),
+        replayed = recovered.inputs.len(),
         "store recovered"
     );
     let mut entries = Vec::new();
@@ -337,7 +334,45 @@ pub fn assemble(
             },
         );
     }
-    Ok((Core::new(entries, log, venue), known))
+    Ok((
+        Core::new(entries, log, venue).with_checkpoints(settings.checkpoint_inputs),
+        known,
+    ))
+}
+
+/// Rebuilds the venue: the newest checkpoint plus a replay of the inputs
+/// after it; without one, or when it does not fit the configuration (other
+/// sessions or instruments), a replay of every journaled input.
+fn recover_venue(fresh: Venue, log: &BatchLog, rec: &Recovered) -> anyhow::Result<Venue> {
+    let Some((batch, state)) = &rec.checkpoint else {
+        let mut v = fresh;
+        replay(&mut v, &rec.inputs)?;
+        return Ok(v);
+    };
+    // Kept for a full replay should the checkpoint not restore.
+    let spare = fresh.clone();
+    match fresh.restored(state) {
+        Ok(mut v) => {
+            tracing::info!(
+                batch,
+                skipped = rec.inputs_before_checkpoint,
+                replayed = rec.inputs.len(),
+                "venue restored from its checkpoint"
+            );
+            replay(&mut v, &rec.inputs)?;
+            Ok(v)
+        }
+        Err(e) => {
+            tracing::warn!(
+                batch,
+                error = %e,
+                "the venue checkpoint cannot be restored: replaying the whole journal"
+            );
+            let mut v = spare;
+            replay(&mut v, &log.all_inputs()?)?;
+            Ok(v)
+        }
+    }
 }
 
 /// Rebuilds the venue's state by applying every journaled input again.

@@ -44,7 +44,8 @@ pub enum FlushMode {
 }
 
 const MAGIC: u32 = 0x4658_4742; // "FXGB"
-const VERSION: u8 = 2;
+/// Version 3 added the venue checkpoint a record may carry.
+const VERSION: u8 = 3;
 const HEADER_LEN: usize = 4 + 1 + 4 + 4;
 
 /// Where a stored message lives: batch number and byte range in its record.
@@ -209,6 +210,9 @@ pub struct BatchRecord {
     pub sessions: Vec<SessionDelta>,
     /// Stored outbound messages: (index into `sessions`, MsgSeqNum, bytes, offset in record).
     pub messages: Vec<(u16, u64, Bytes, u32)>,
+    /// The venue's state after every input of the earlier records (see
+    /// [`BatchLog::set_checkpoint`]).
+    pub checkpoint: Option<Bytes>,
 }
 
 /// A session's state as of the end of a batch.
@@ -248,16 +252,33 @@ pub struct BatchLog {
     spare: Vec<Vec<u8>>,
     /// Every batch up to this one is durable.
     durable: u64,
+    /// A venue checkpoint for the next record (see [`BatchLog::set_checkpoint`]).
+    checkpoint: Option<Vec<u8>>,
 }
 
 /// What start-up recovered: every session's state and the inputs to replay.
 pub struct Recovered {
     /// Session stores by key.
     pub sessions: HashMap<String, BatchSessionStore>,
-    /// Every journaled input, oldest first.
+    /// The newest venue checkpoint (with [`Replay::SinceCheckpoint`]): the
+    /// batch whose record holds it, and its bytes.
+    pub checkpoint: Option<(u64, Bytes)>,
+    /// The journaled inputs to replay, oldest first: those after the
+    /// checkpoint, or every one.
     pub inputs: Vec<Bytes>,
+    /// Journaled inputs before the checkpoint (not in `inputs`).
+    pub inputs_before_checkpoint: u64,
     /// Number of batch records scanned.
     pub batches: u64,
+}
+
+/// Which journaled inputs start-up keeps for replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay {
+    /// Those after the newest venue checkpoint (the gateway).
+    SinceCheckpoint,
+    /// Every one (inspection tools and tests that replay the whole journal).
+    All,
 }
 
 impl BatchLog {
@@ -266,13 +287,21 @@ impl BatchLog {
         dir: &std::path::Path,
         mode: FlushMode,
     ) -> Result<(BatchLog, Recovered), StoreError> {
-        BatchLog::open_on(Arc::new(SledBackend::open(dir, mode)?), mode)
+        BatchLog::open_on(
+            Arc::new(SledBackend::open(dir, mode)?),
+            mode,
+            Replay::SinceCheckpoint,
+        )
     }
 
     /// Opens the log in `dir` for an operator command (`fsync`; see
     /// [`SledBackend::open_for_tool`]).
     pub fn open_for_tool(dir: &std::path::Path) -> Result<(BatchLog, Recovered), StoreError> {
-        BatchLog::open_on(Arc::new(SledBackend::open_for_tool(dir)?), FlushMode::Fsync)
+        BatchLog::open_on(
+            Arc::new(SledBackend::open_for_tool(dir)?),
+            FlushMode::Fsync,
+            Replay::All,
+        )
     }
 
     /// Opens the log on any backend and rebuilds per-session state from it.
@@ -281,10 +310,13 @@ impl BatchLog {
     pub fn open_on(
         backend: Arc<dyn LogBackend>,
         mode: FlushMode,
+        replay: Replay,
     ) -> Result<(BatchLog, Recovered), StoreError> {
         let mut rec = Recovered {
             sessions: HashMap::new(),
+            checkpoint: None,
             inputs: Vec::new(),
+            inputs_before_checkpoint: 0,
             batches: 0,
         };
         let mut next_batch = 1;
@@ -320,6 +352,12 @@ impl BatchLog {
                         },
                     );
                 }
+            }
+            if let (Some(cp), Replay::SinceCheckpoint) = (record.checkpoint, replay) {
+                // Only what follows the newest checkpoint is kept.
+                rec.inputs_before_checkpoint += rec.inputs.len() as u64;
+                rec.inputs = Vec::new();
+                rec.checkpoint = Some((batch, Bytes::copy_from_slice(cp)));
             }
             // One allocation for the record's inputs, shared by their slices.
             let all: Bytes = record.inputs.concat().into();
@@ -357,9 +395,33 @@ impl BatchLog {
                 inflight: VecDeque::new(),
                 spare: Vec::new(),
                 durable: next_batch - 1,
+                checkpoint: None,
             },
             rec,
         ))
+    }
+
+    /// Every journaled input, oldest first, read from the records again
+    /// (start-up when the newest checkpoint cannot be restored).
+    pub fn all_inputs(&self) -> Result<Vec<Bytes>, StoreError> {
+        let mut inputs = Vec::new();
+        self.backend.scan(&mut |batch, v| {
+            let record =
+                decode_view(v).map_err(|e| StoreError::Corrupt(format!("batch {batch}: {e}")))?;
+            inputs.extend(record.inputs.iter().map(|i| Bytes::copy_from_slice(i)));
+            Ok(())
+        })?;
+        Ok(inputs)
+    }
+
+    /// Has the next record carry `state`: the venue's state after every
+    /// input of the records written so far (take it after a commit, before
+    /// the next input). Start-up restores the newest checkpoint and replays
+    /// only the inputs of the records from the one that holds it on. A
+    /// checkpoint not yet written is replaced by a newer one; one whose
+    /// record fails to write goes with that record's retry.
+    pub fn set_checkpoint(&mut self, state: Vec<u8>) {
+        self.checkpoint = Some(state);
     }
 
     /// From now on, commits write without flushing (unless asked to flush
@@ -488,11 +550,19 @@ impl BatchLog {
         let mut locs: Vec<(usize, u64, u32, u32)> = Vec::new();
         if !nothing {
             self.buf.clear();
-            encode_into(&mut self.buf, inputs, &dirty, reserve, &mut locs);
+            encode_into(
+                &mut self.buf,
+                inputs,
+                &dirty,
+                reserve,
+                self.checkpoint.as_deref(),
+                &mut locs,
+            );
             if let Err(e) = self.backend.insert(batch, &self.buf) {
                 self.failed = true;
                 return Err(e);
             }
+            self.checkpoint = None;
         }
         // `os`: never pipelined, so every commit flushes, which only hands
         // the record to the OS (see `FlushMode::Os`).
@@ -591,6 +661,7 @@ fn encode_into(
     inputs: &[Bytes],
     sessions: &[&mut BatchSessionStore],
     reserve: u64,
+    checkpoint: Option<&[u8]>,
     locs: &mut Vec<(usize, u64, u32, u32)>,
 ) {
     buf.put_u32(MAGIC);
@@ -624,6 +695,9 @@ fn encode_into(
             locs.push((si, *seq, offset, m.len() as u32));
         }
     }
+    let checkpoint = checkpoint.unwrap_or_default();
+    buf.put_u32(checkpoint.len() as u32);
+    buf.put_slice(checkpoint);
     let payload_len = (buf.len() - HEADER_LEN) as u32;
     buf[5..9].copy_from_slice(&payload_len.to_be_bytes());
     let crc = crc32fast::hash(&buf[HEADER_LEN..]);
@@ -639,6 +713,8 @@ pub struct RecordView<'a> {
     pub sessions: Vec<SessionDelta>,
     /// Stored outbound messages: (index into `sessions`, MsgSeqNum, bytes, offset in record).
     pub messages: Vec<(u16, u64, &'a [u8], u32)>,
+    /// A venue checkpoint (version 3 on; see [`BatchLog::set_checkpoint`]).
+    pub checkpoint: Option<&'a [u8]>,
 }
 
 /// Decodes and verifies a record (owned copy; see [`decode_view`]).
@@ -652,6 +728,7 @@ pub fn decode(v: &[u8]) -> Result<BatchRecord, String> {
             .iter()
             .map(|&(si, seq, m, off)| (si, seq, Bytes::copy_from_slice(m), off))
             .collect(),
+        checkpoint: r.checkpoint.map(Bytes::copy_from_slice),
     })
 }
 
@@ -665,7 +742,7 @@ pub fn decode_view(v: &[u8]) -> Result<RecordView<'_>, String> {
         return Err("bad magic".into());
     }
     let version = h.get_u8();
-    if version != 1 && version != VERSION {
+    if !(1..=VERSION).contains(&version) {
         return Err("unknown record version".into());
     }
     let len = h.get_u32() as usize;
@@ -733,6 +810,13 @@ pub fn decode_view(v: &[u8]) -> Result<RecordView<'_>, String> {
         rec.messages.push((si, seq, &p[..n], offset));
         p.advance(n);
     }
+    if version >= 3 {
+        need(&p, 4)?;
+        let n = p.get_u32() as usize;
+        need(&p, n)?;
+        rec.checkpoint = (n > 0).then(|| &p[..n]);
+        p.advance(n);
+    }
     if p.has_remaining() {
         return Err("trailing bytes".into());
     }
@@ -792,7 +876,8 @@ mod tests {
     fn pipelined_commits_are_durable_once_flushed_and_rewritten_after_a_failed_flush() {
         use crate::session::log_backend::MemDisk;
         let disk = MemDisk::new();
-        let (mut log, _) = BatchLog::open_on(Arc::new(disk.backend()), FlushMode::Fsync).unwrap();
+        let (mut log, _) =
+            BatchLog::open_on(Arc::new(disk.backend()), FlushMode::Fsync, Replay::All).unwrap();
         log.set_pipelined();
         let mut a = log.new_session("A", 10);
         let commit = |log: &mut BatchLog, a: &mut BatchSessionStore, n: u64| {
@@ -833,11 +918,63 @@ mod tests {
         }
         assert_eq!((log.last_written(), log.durable()), (4, 4));
         disk.crash();
-        let (_, rec) = BatchLog::open_on(Arc::new(disk.backend()), FlushMode::Fsync).unwrap();
+        let (_, rec) =
+            BatchLog::open_on(Arc::new(disk.backend()), FlushMode::Fsync, Replay::All).unwrap();
         assert_eq!(rec.batches, 4);
         let inputs: Vec<&[u8]> = rec.inputs.iter().map(|b| &b[..]).collect();
         assert_eq!(inputs, [&b"in1"[..], b"in2", b"in3", b"in4"]);
         assert_eq!(rec.sessions["A"].get_range(1, 9).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn start_up_keeps_the_newest_checkpoint_and_only_the_inputs_after_it() {
+        let disk = MemDisk::new();
+        let open = |replay| BatchLog::open_on(Arc::new(disk.backend()), FlushMode::Fsync, replay);
+        let (mut log, _) = open(Replay::SinceCheckpoint).unwrap();
+        let mut a = log.new_session("A", 10);
+        let mut commit = |log: &mut BatchLog, input: &'static [u8]| {
+            a.save(a.next_sender_seq(), Bytes::from_static(input));
+            a.set_next_sender_seq(a.next_sender_seq() + 1);
+            log.commit(&[Bytes::from_static(input)], std::iter::once(&mut a))
+                .unwrap();
+        };
+        commit(&mut log, b"in1");
+        // Set after batch 1: the state after in1, carried by batch 2.
+        log.set_checkpoint(b"after in1".to_vec());
+        commit(&mut log, b"in2");
+        // A failed write keeps the checkpoint for the record's retry.
+        log.set_checkpoint(b"after in2".to_vec());
+        disk.set_failing(true);
+        let input = [Bytes::from_static(b"in3")];
+        assert!(log.commit(&input, std::iter::empty()).is_err());
+        disk.set_failing(false);
+        log.commit(&input, std::iter::empty()).unwrap();
+        commit(&mut log, b"in4");
+        let (log, rec) = open(Replay::SinceCheckpoint).unwrap();
+        assert_eq!(rec.checkpoint, Some((3, Bytes::from_static(b"after in2"))));
+        assert_eq!(
+            rec.inputs,
+            [Bytes::from_static(b"in3"), Bytes::from_static(b"in4")]
+        );
+        assert_eq!(rec.inputs_before_checkpoint, 2);
+        // Messages and sequence numbers come from every record still.
+        let a = &rec.sessions["A"];
+        assert_eq!(a.get_range(1, 9).unwrap().len(), 3);
+        let every = log.all_inputs().unwrap();
+        assert_eq!(every.len(), 4);
+        let (_, all) = open(Replay::All).unwrap();
+        assert_eq!((all.checkpoint, all.inputs), (None, every));
+        // A record lost in a crash loses its checkpoint: the one before serves.
+        let (mut log, _) = open(Replay::SinceCheckpoint).unwrap();
+        log.set_pipelined();
+        log.set_checkpoint(b"after in4".to_vec());
+        let input = [Bytes::from_static(b"in5")];
+        log.commit_flushing(&input, std::iter::empty(), false)
+            .unwrap();
+        disk.crash();
+        let (_, rec) = open(Replay::SinceCheckpoint).unwrap();
+        assert_eq!(rec.checkpoint.map(|c| c.0), Some(3));
+        assert_eq!(rec.inputs.len(), 2);
     }
 
     #[test]
@@ -859,7 +996,8 @@ mod tests {
     fn with_os_flushing_a_committed_batch_survives_a_crash_of_the_process() {
         let disk = MemDisk::new();
         {
-            let (mut log, _) = BatchLog::open_on(Arc::new(disk.backend()), FlushMode::Os).unwrap();
+            let (mut log, _) =
+                BatchLog::open_on(Arc::new(disk.backend()), FlushMode::Os, Replay::All).unwrap();
             let mut a = log.new_session("A", 1);
             a.save(1, Bytes::from_static(b"sent"));
             a.set_next_sender_seq(2);
@@ -869,7 +1007,8 @@ mod tests {
             assert_eq!(log.durable(), 1);
         }
         disk.crash();
-        let (_, rec) = BatchLog::open_on(Arc::new(disk.backend()), FlushMode::Os).unwrap();
+        let (_, rec) =
+            BatchLog::open_on(Arc::new(disk.backend()), FlushMode::Os, Replay::All).unwrap();
         assert_eq!(rec.inputs, vec![Bytes::from_static(b"order")]);
         let a = &rec.sessions["A"];
         assert_eq!(

@@ -292,6 +292,10 @@ impl Reader<'_> {
     }
 }
 
+/// Journaled inputs between two venue checkpoints by default: at most this
+/// many are replayed at start-up.
+pub const DEFAULT_CHECKPOINT_INPUTS: u64 = 1_000_000;
+
 /// Acceptor-level settings of one session: where it listens.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
@@ -323,6 +327,9 @@ pub struct GatewaySettings {
     /// Failed Logons per minute after which an address is refused for the
     /// rest of that minute (0: no limit).
     pub max_failed_logons: u32,
+    /// CheckpointInputs: journaled inputs between two venue checkpoints
+    /// (0: none; start-up then replays the whole journal).
+    pub checkpoint_inputs: u64,
     /// The raw file, for settings read by other layers.
     pub raw: Settings,
 }
@@ -396,6 +403,11 @@ impl GatewaySettings {
                 "MaxFailedLogons",
                 5,
                 "expected failed Logons per minute per address (0: no limit)",
+            )?,
+            checkpoint_inputs: d.number(
+                "CheckpointInputs",
+                DEFAULT_CHECKPOINT_INPUTS,
+                "expected a number of journaled inputs (0: no checkpoints)",
             )?,
             sessions,
             raw: settings,

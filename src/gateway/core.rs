@@ -33,8 +33,10 @@ use crate::venue::input::VenueInput;
 use crate::venue::order_entry::Venue;
 
 mod admin;
+mod checkpointer;
 mod flusher;
 use super::message_log::MessageLog;
+use checkpointer::Checkpointer;
 use flusher::{Flushed, Flusher};
 
 /// Timer resolution of every session.
@@ -207,10 +209,8 @@ pub struct Core {
     conns: HashMap<u64, usize>,
     log: BatchLog,
     venue: Option<Venue>,
-    /// Journaled inputs between two venue checkpoints (0: none).
-    checkpoint_every: u64,
-    /// Inputs committed since the last checkpoint.
-    since_checkpoint: u64,
+    /// The shadow venue that takes checkpoints (none: no checkpoints).
+    checkpointer: Option<Checkpointer>,
     journal: Vec<Bytes>,
     others: Vec<(Arc<str>, OutboundMessage)>,
     produced: Vec<(Arc<str>, OutboundMessage)>,
@@ -318,8 +318,7 @@ impl Core {
             conns: HashMap::new(),
             log,
             venue,
-            checkpoint_every: crate::session::settings::DEFAULT_CHECKPOINT_INPUTS,
-            since_checkpoint: 0,
+            checkpointer: None,
             journal: Vec::new(),
             others: Vec::new(),
             produced: Vec::new(),
@@ -472,9 +471,22 @@ impl Core {
         }
     }
 
-    /// Takes a venue checkpoint every `inputs` journaled inputs (0: never).
-    pub fn with_checkpoints(mut self, inputs: u64) -> Core {
-        self.checkpoint_every = inputs;
+    /// Has a shadow of the venue, on its own thread, take a checkpoint
+    /// every `inputs` journaled inputs (0: never). Call before
+    /// [`Core::start`]: the shadow starts from the venue as it is now.
+    pub fn with_checkpoints(mut self, inputs: u64) -> std::io::Result<Core> {
+        if let (Some(venue), true) = (&self.venue, inputs > 0) {
+            self.checkpointer = Some(Checkpointer::spawn(venue.clone(), inputs)?);
+        }
+        Ok(self)
+    }
+
+    /// [`Core::with_checkpoints`] with the shadow on the core's thread
+    /// (in-process tests: a run replays exactly).
+    pub fn with_inline_checkpoints(mut self, inputs: u64) -> Core {
+        if let (Some(venue), true) = (&self.venue, inputs > 0) {
+            self.checkpointer = Some(Checkpointer::inline(venue.clone(), inputs));
+        }
         self
     }
 
@@ -824,9 +836,8 @@ impl Core {
                     let took = started.elapsed().as_secs_f64();
                     self.metrics.commit_seconds.observe(took);
                 }
-                self.since_checkpoint += self.journal.len() as u64;
+                self.hand_to_checkpointer(written);
                 self.journal.clear();
-                self.checkpoint_if_due();
                 self.flush_written();
                 if let Some(down) = self.store_down.take() {
                     tracing::warn!(
@@ -856,27 +867,24 @@ impl Core {
         self.release_all(now, false);
     }
 
-    /// Every `checkpoint_every` inputs, right after a commit (every input
-    /// applied so far is in a record written), hands the venue's state to
-    /// the log for the next record.
-    fn checkpoint_if_due(&mut self) {
-        if self.checkpoint_every == 0 || self.since_checkpoint < self.checkpoint_every {
-            return;
-        }
-        let Some(venue) = &self.venue else {
+    /// After a commit: hands the batch's inputs (if it wrote a record with
+    /// any) to the shadow venue, and a checkpoint it finished to the log,
+    /// for the next record.
+    fn hand_to_checkpointer(&mut self, written: bool) {
+        let Some(c) = &mut self.checkpointer else {
             return;
         };
-        let started = Instant::now();
-        let state = venue.checkpoint();
-        tracing::info!(
-            after_batch = self.log.last_written(),
-            inputs = self.since_checkpoint,
-            bytes = state.len(),
-            took_us = started.elapsed().as_micros() as u64,
-            "venue checkpoint taken (goes with the next record)"
-        );
-        self.log.set_checkpoint(state);
-        self.since_checkpoint = 0;
+        if written && !self.journal.is_empty() {
+            let capacity = self.journal.capacity();
+            let inputs = std::mem::replace(&mut self.journal, Vec::with_capacity(capacity));
+            if !c.committed(self.log.last_written(), inputs) {
+                self.checkpointer = None;
+                return;
+            }
+        }
+        if let Some(t) = c.take() {
+            self.log.set_checkpoint(t.after, t.state);
+        }
     }
 
     /// Tells the writers what is durable, and the flusher what is written.

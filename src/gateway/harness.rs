@@ -85,7 +85,8 @@ impl Harness {
         let venue = venue.map(|v| build_venue(settings, v)).transpose()?;
         let (log, recovered) =
             BatchLog::open_on(backend, FlushMode::Fsync, Replay::SinceCheckpoint)?;
-        let (mut core, routes) = assemble(settings, venue, log, recovered, now)?;
+        let (core, routes) = assemble(settings, venue, log, recovered, now)?;
+        let mut core = core.with_inline_checkpoints(settings.checkpoint_inputs);
         core.start(now);
         Ok(Harness {
             core,

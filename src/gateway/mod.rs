@@ -126,6 +126,9 @@ impl Gateway {
         let (log, recovered) = BatchLog::open(&data_dir, opts.flush_mode)
             .with_context(|| format!("opening the store in {}", data_dir.display()))?;
         let (core, known) = assemble(&settings, venue, log, recovered, now_utc())?;
+        let core = core
+            .with_checkpoints(settings.checkpoint_inputs)
+            .context("cannot start the checkpoint thread")?;
         let mut endpoints = BTreeMap::new();
         for (_, endpoint) in &settings.sessions {
             endpoints.insert((endpoint.address.clone(), endpoint.port), endpoint);
@@ -334,10 +337,7 @@ pub fn assemble(
             },
         );
     }
-    Ok((
-        Core::new(entries, log, venue).with_checkpoints(settings.checkpoint_inputs),
-        known,
-    ))
+    Ok((Core::new(entries, log, venue), known))
 }
 
 /// Rebuilds the venue: the newest checkpoint plus a replay of the inputs

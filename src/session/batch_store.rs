@@ -210,9 +210,9 @@ pub struct BatchRecord {
     pub sessions: Vec<SessionDelta>,
     /// Stored outbound messages: (index into `sessions`, MsgSeqNum, bytes, offset in record).
     pub messages: Vec<(u16, u64, Bytes, u32)>,
-    /// The venue's state after every input of the earlier records (see
-    /// [`BatchLog::set_checkpoint`]).
-    pub checkpoint: Option<Bytes>,
+    /// A venue checkpoint: the batch it was taken after, and the venue's
+    /// state then (see [`BatchLog::set_checkpoint`]).
+    pub checkpoint: Option<(u64, Bytes)>,
 }
 
 /// A session's state as of the end of a batch.
@@ -253,7 +253,7 @@ pub struct BatchLog {
     /// Every batch up to this one is durable.
     durable: u64,
     /// A venue checkpoint for the next record (see [`BatchLog::set_checkpoint`]).
-    checkpoint: Option<Vec<u8>>,
+    checkpoint: Option<(u64, Vec<u8>)>,
 }
 
 /// What start-up recovered: every session's state and the inputs to replay.
@@ -261,7 +261,7 @@ pub struct Recovered {
     /// Session stores by key.
     pub sessions: HashMap<String, BatchSessionStore>,
     /// The newest venue checkpoint (with [`Replay::SinceCheckpoint`]): the
-    /// batch whose record holds it, and its bytes.
+    /// batch it was taken after, and its bytes.
     pub checkpoint: Option<(u64, Bytes)>,
     /// The journaled inputs to replay, oldest first: those after the
     /// checkpoint, or every one.
@@ -320,6 +320,8 @@ impl BatchLog {
             batches: 0,
         };
         let mut next_batch = 1;
+        // The inputs of each record since the newest checkpoint's batch.
+        let mut kept: VecDeque<(u64, Vec<Bytes>)> = VecDeque::new();
         backend.scan(&mut |batch, v| {
             let record =
                 decode_view(v).map_err(|e| StoreError::Corrupt(format!("batch {batch}: {e}")))?;
@@ -353,23 +355,39 @@ impl BatchLog {
                     );
                 }
             }
-            if let (Some(cp), Replay::SinceCheckpoint) = (record.checkpoint, replay) {
+            if let (Some((after, cp)), Replay::SinceCheckpoint) = (record.checkpoint, replay) {
+                if after >= batch {
+                    return Err(StoreError::Corrupt(format!(
+                        "batch {batch}: checkpoint taken after batch {after}"
+                    )));
+                }
                 // Only what follows the newest checkpoint is kept.
-                rec.inputs_before_checkpoint += rec.inputs.len() as u64;
-                rec.inputs = Vec::new();
-                rec.checkpoint = Some((batch, Bytes::copy_from_slice(cp)));
+                while kept.front().is_some_and(|(b, _)| *b <= after) {
+                    if let Some((_, inputs)) = kept.pop_front() {
+                        rec.inputs_before_checkpoint += inputs.len() as u64;
+                    }
+                }
+                rec.checkpoint = Some((after, Bytes::copy_from_slice(cp)));
             }
             // One allocation for the record's inputs, shared by their slices.
             let all: Bytes = record.inputs.concat().into();
             let mut at = 0;
-            rec.inputs.extend(record.inputs.iter().map(|i| {
-                at += i.len();
-                all.slice(at - i.len()..at)
-            }));
+            kept.push_back((
+                batch,
+                record
+                    .inputs
+                    .iter()
+                    .map(|i| {
+                        at += i.len();
+                        all.slice(at - i.len()..at)
+                    })
+                    .collect(),
+            ));
             rec.batches += 1;
             next_batch = batch + 1;
             Ok(())
         })?;
+        rec.inputs = kept.into_iter().flat_map(|(_, inputs)| inputs).collect();
         let mut jumped = 0;
         for s in rec.sessions.values_mut() {
             if s.reserved > s.next_sender {
@@ -414,14 +432,15 @@ impl BatchLog {
         Ok(inputs)
     }
 
-    /// Has the next record carry `state`: the venue's state after every
-    /// input of the records written so far (take it after a commit, before
-    /// the next input). Start-up restores the newest checkpoint and replays
-    /// only the inputs of the records from the one that holds it on. A
-    /// checkpoint not yet written is replaced by a newer one; one whose
-    /// record fails to write goes with that record's retry.
-    pub fn set_checkpoint(&mut self, state: Vec<u8>) {
-        self.checkpoint = Some(state);
+    /// Has the next record carry a venue checkpoint: `state`, the venue's
+    /// state after every input of the records up to batch `after` (a batch
+    /// already written). Start-up restores the newest checkpoint and replays
+    /// only the inputs of the records after `after`. A checkpoint not yet
+    /// written is replaced by a newer one; one whose record fails to write
+    /// goes with that record's retry.
+    pub fn set_checkpoint(&mut self, after: u64, state: Vec<u8>) {
+        debug_assert!(after < self.next_batch);
+        self.checkpoint = Some((after, state));
     }
 
     /// From now on, commits write without flushing (unless asked to flush
@@ -555,7 +574,7 @@ impl BatchLog {
                 inputs,
                 &dirty,
                 reserve,
-                self.checkpoint.as_deref(),
+                self.checkpoint.as_ref().map(|(a, s)| (*a, &s[..])),
                 &mut locs,
             );
             if let Err(e) = self.backend.insert(batch, &self.buf) {
@@ -661,7 +680,7 @@ fn encode_into(
     inputs: &[Bytes],
     sessions: &[&mut BatchSessionStore],
     reserve: u64,
-    checkpoint: Option<&[u8]>,
+    checkpoint: Option<(u64, &[u8])>,
     locs: &mut Vec<(usize, u64, u32, u32)>,
 ) {
     buf.put_u32(MAGIC);
@@ -695,9 +714,14 @@ fn encode_into(
             locs.push((si, *seq, offset, m.len() as u32));
         }
     }
-    let checkpoint = checkpoint.unwrap_or_default();
-    buf.put_u32(checkpoint.len() as u32);
-    buf.put_slice(checkpoint);
+    match checkpoint {
+        Some((after, state)) if !state.is_empty() => {
+            buf.put_u32(state.len() as u32);
+            buf.put_u64(after);
+            buf.put_slice(state);
+        }
+        _ => buf.put_u32(0),
+    }
     let payload_len = (buf.len() - HEADER_LEN) as u32;
     buf[5..9].copy_from_slice(&payload_len.to_be_bytes());
     let crc = crc32fast::hash(&buf[HEADER_LEN..]);
@@ -713,8 +737,9 @@ pub struct RecordView<'a> {
     pub sessions: Vec<SessionDelta>,
     /// Stored outbound messages: (index into `sessions`, MsgSeqNum, bytes, offset in record).
     pub messages: Vec<(u16, u64, &'a [u8], u32)>,
-    /// A venue checkpoint (version 3 on; see [`BatchLog::set_checkpoint`]).
-    pub checkpoint: Option<&'a [u8]>,
+    /// A venue checkpoint (version 3 on): the batch it was taken after and
+    /// the state (see [`BatchLog::set_checkpoint`]).
+    pub checkpoint: Option<(u64, &'a [u8])>,
 }
 
 /// Decodes and verifies a record (owned copy; see [`decode_view`]).
@@ -728,7 +753,7 @@ pub fn decode(v: &[u8]) -> Result<BatchRecord, String> {
             .iter()
             .map(|&(si, seq, m, off)| (si, seq, Bytes::copy_from_slice(m), off))
             .collect(),
-        checkpoint: r.checkpoint.map(Bytes::copy_from_slice),
+        checkpoint: r.checkpoint.map(|(a, s)| (a, Bytes::copy_from_slice(s))),
     })
 }
 
@@ -813,9 +838,12 @@ pub fn decode_view(v: &[u8]) -> Result<RecordView<'_>, String> {
     if version >= 3 {
         need(&p, 4)?;
         let n = p.get_u32() as usize;
-        need(&p, n)?;
-        rec.checkpoint = (n > 0).then(|| &p[..n]);
-        p.advance(n);
+        if n > 0 {
+            need(&p, 8 + n)?;
+            let after = p.get_u64();
+            rec.checkpoint = Some((after, &p[..n]));
+            p.advance(n);
+        }
     }
     if p.has_remaining() {
         return Err("trailing bytes".into());
@@ -939,42 +967,42 @@ mod tests {
                 .unwrap();
         };
         commit(&mut log, b"in1");
-        // Set after batch 1: the state after in1, carried by batch 2.
-        log.set_checkpoint(b"after in1".to_vec());
+        // Taken after batch 1, carried by batch 2.
+        log.set_checkpoint(1, b"after in1".to_vec());
         commit(&mut log, b"in2");
-        // A failed write keeps the checkpoint for the record's retry.
-        log.set_checkpoint(b"after in2".to_vec());
+        commit(&mut log, b"in3");
+        // Taken after batch 2 (it comes from another thread, late); a failed
+        // write keeps it for the record's retry (batch 4).
+        log.set_checkpoint(2, b"after in2".to_vec());
         disk.set_failing(true);
-        let input = [Bytes::from_static(b"in3")];
+        let input = [Bytes::from_static(b"in4")];
         assert!(log.commit(&input, std::iter::empty()).is_err());
         disk.set_failing(false);
         log.commit(&input, std::iter::empty()).unwrap();
-        commit(&mut log, b"in4");
+        commit(&mut log, b"in5");
         let (log, rec) = open(Replay::SinceCheckpoint).unwrap();
-        assert_eq!(rec.checkpoint, Some((3, Bytes::from_static(b"after in2"))));
-        assert_eq!(
-            rec.inputs,
-            [Bytes::from_static(b"in3"), Bytes::from_static(b"in4")]
-        );
+        assert_eq!(rec.checkpoint, Some((2, Bytes::from_static(b"after in2"))));
+        let inputs: Vec<&[u8]> = rec.inputs.iter().map(|b| &b[..]).collect();
+        assert_eq!(inputs, [&b"in3"[..], b"in4", b"in5"]);
         assert_eq!(rec.inputs_before_checkpoint, 2);
         // Messages and sequence numbers come from every record still.
         let a = &rec.sessions["A"];
-        assert_eq!(a.get_range(1, 9).unwrap().len(), 3);
+        assert_eq!(a.get_range(1, 9).unwrap().len(), 4);
         let every = log.all_inputs().unwrap();
-        assert_eq!(every.len(), 4);
+        assert_eq!(every.len(), 5);
         let (_, all) = open(Replay::All).unwrap();
         assert_eq!((all.checkpoint, all.inputs), (None, every));
         // A record lost in a crash loses its checkpoint: the one before serves.
         let (mut log, _) = open(Replay::SinceCheckpoint).unwrap();
         log.set_pipelined();
-        log.set_checkpoint(b"after in4".to_vec());
-        let input = [Bytes::from_static(b"in5")];
+        log.set_checkpoint(5, b"after in5".to_vec());
+        let input = [Bytes::from_static(b"in6")];
         log.commit_flushing(&input, std::iter::empty(), false)
             .unwrap();
         disk.crash();
         let (_, rec) = open(Replay::SinceCheckpoint).unwrap();
-        assert_eq!(rec.checkpoint.map(|c| c.0), Some(3));
-        assert_eq!(rec.inputs.len(), 2);
+        assert_eq!(rec.checkpoint.map(|c| c.0), Some(2));
+        assert_eq!(rec.inputs.len(), 3);
     }
 
     #[test]

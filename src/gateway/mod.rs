@@ -123,6 +123,7 @@ impl Gateway {
         let data_dir = data_dir(opts.data.as_deref(), &settings);
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create store directory {}", data_dir.display()))?;
+        tracing::info!(dir = %data_dir.display(), "reading the store");
         let (log, recovered) = BatchLog::open(&data_dir, opts.flush_mode)
             .with_context(|| format!("opening the store in {}", data_dir.display()))?;
         let (core, known) = assemble(&settings, venue, log, recovered, now_utc())?;

@@ -1,7 +1,8 @@
 //! Venue checkpoints taken off the core thread.
 //!
-//! Copying the venue's state stalls whoever does it: 270 ms for a venue
-//! holding 400 000 orders (serialising it; cloning it took 200 ms). The
+//! Copying the venue's state stalls whoever does it: 270 ms to serialise the
+//! 47.8 MB state of the benchmark's venue after 1 M inputs, 200 ms just to
+//! clone it. The
 //! core must not stall, so a shadow venue on this thread replays every
 //! committed batch's inputs, as start-up would, and serialises itself every
 //! `every` inputs, at a batch boundary. The core hands each committed

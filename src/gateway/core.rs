@@ -476,7 +476,11 @@ impl Core {
     /// [`Core::start`]: the shadow starts from the venue as it is now.
     pub fn with_checkpoints(mut self, inputs: u64) -> std::io::Result<Core> {
         if let (Some(venue), true) = (&self.venue, inputs > 0) {
-            self.checkpointer = Some(Checkpointer::spawn(venue.clone(), inputs)?);
+            self.checkpointer = Some(Checkpointer::spawn(
+                venue.clone(),
+                inputs,
+                self.log.backend(),
+            )?);
         }
         Ok(self)
     }
@@ -485,7 +489,11 @@ impl Core {
     /// (in-process tests: a run replays exactly).
     pub fn with_inline_checkpoints(mut self, inputs: u64) -> Core {
         if let (Some(venue), true) = (&self.venue, inputs > 0) {
-            self.checkpointer = Some(Checkpointer::inline(venue.clone(), inputs));
+            self.checkpointer = Some(Checkpointer::inline(
+                venue.clone(),
+                inputs,
+                self.log.backend(),
+            ));
         }
         self
     }
@@ -868,8 +876,7 @@ impl Core {
     }
 
     /// After a commit: hands the batch's inputs (if it wrote a record with
-    /// any) to the shadow venue, and a checkpoint it finished to the log,
-    /// for the next record.
+    /// any) to the shadow venue.
     fn hand_to_checkpointer(&mut self, written: bool) {
         let Some(c) = &mut self.checkpointer else {
             return;
@@ -879,11 +886,7 @@ impl Core {
             let inputs = std::mem::replace(&mut self.journal, Vec::with_capacity(capacity));
             if !c.committed(self.log.last_written(), inputs) {
                 self.checkpointer = None;
-                return;
             }
-        }
-        if let Some(t) = c.take() {
-            self.log.set_checkpoint(t.after, t.state);
         }
     }
 

@@ -607,6 +607,12 @@ impl LogBackend for GatedBackend {
         }
         Ok(())
     }
+    fn put_checkpoint(&self, after: u64, state: &[u8]) -> Result<(), StoreError> {
+        self.inner().put_checkpoint(after, state)
+    }
+    fn checkpoint(&self) -> Result<Option<(u64, Bytes)>, StoreError> {
+        self.inner().checkpoint()
+    }
 }
 
 /// With the flusher thread flushing (under load, or with a commit window,

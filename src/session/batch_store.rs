@@ -44,8 +44,7 @@ pub enum FlushMode {
 }
 
 const MAGIC: u32 = 0x4658_4742; // "FXGB"
-/// Version 3 added the venue checkpoint a record may carry.
-const VERSION: u8 = 3;
+const VERSION: u8 = 2;
 const HEADER_LEN: usize = 4 + 1 + 4 + 4;
 
 /// Where a stored message lives: batch number and byte range in its record.
@@ -210,9 +209,6 @@ pub struct BatchRecord {
     pub sessions: Vec<SessionDelta>,
     /// Stored outbound messages: (index into `sessions`, MsgSeqNum, bytes, offset in record).
     pub messages: Vec<(u16, u64, Bytes, u32)>,
-    /// A venue checkpoint: the batch it was taken after, and the venue's
-    /// state then (see [`BatchLog::set_checkpoint`]).
-    pub checkpoint: Option<(u64, Bytes)>,
 }
 
 /// A session's state as of the end of a batch.
@@ -252,8 +248,6 @@ pub struct BatchLog {
     spare: Vec<Vec<u8>>,
     /// Every batch up to this one is durable.
     durable: u64,
-    /// A venue checkpoint for the next record (see [`BatchLog::set_checkpoint`]).
-    checkpoint: Option<(u64, Vec<u8>)>,
 }
 
 /// What start-up recovered: every session's state and the inputs to replay.
@@ -261,7 +255,8 @@ pub struct Recovered {
     /// Session stores by key.
     pub sessions: HashMap<String, BatchSessionStore>,
     /// The newest venue checkpoint (with [`Replay::SinceCheckpoint`]): the
-    /// batch it was taken after, and its bytes.
+    /// batch it was taken after, and its bytes (see
+    /// [`LogBackend::put_checkpoint`]).
     pub checkpoint: Option<(u64, Bytes)>,
     /// The journaled inputs to replay, oldest first: those after the
     /// checkpoint, or every one.
@@ -320,8 +315,14 @@ impl BatchLog {
             batches: 0,
         };
         let mut next_batch = 1;
-        // The inputs of each record since the newest checkpoint's batch.
-        let mut kept: VecDeque<(u64, Vec<Bytes>)> = VecDeque::new();
+        // A checkpoint is written after the records it covers: one taken
+        // after a batch the log does not hold (not durable when the process
+        // died) is not used.
+        let checkpoint = match replay {
+            Replay::SinceCheckpoint => backend.checkpoint()?,
+            Replay::All => None,
+        };
+        let after = checkpoint.as_ref().map_or(0, |c| c.0);
         backend.scan(&mut |batch, v| {
             let record =
                 decode_view(v).map_err(|e| StoreError::Corrupt(format!("batch {batch}: {e}")))?;
@@ -355,39 +356,32 @@ impl BatchLog {
                     );
                 }
             }
-            if let (Some((after, cp)), Replay::SinceCheckpoint) = (record.checkpoint, replay) {
-                if after >= batch {
-                    return Err(StoreError::Corrupt(format!(
-                        "batch {batch}: checkpoint taken after batch {after}"
-                    )));
-                }
-                // Only what follows the newest checkpoint is kept.
-                while kept.front().is_some_and(|(b, _)| *b <= after) {
-                    if let Some((_, inputs)) = kept.pop_front() {
-                        rec.inputs_before_checkpoint += inputs.len() as u64;
-                    }
-                }
-                rec.checkpoint = Some((after, Bytes::copy_from_slice(cp)));
+            if batch <= after {
+                rec.inputs_before_checkpoint += record.inputs.len() as u64;
+            } else {
+                // One allocation for the record's inputs, shared by their slices.
+                let all: Bytes = record.inputs.concat().into();
+                let mut at = 0;
+                rec.inputs.extend(record.inputs.iter().map(|i| {
+                    at += i.len();
+                    all.slice(at - i.len()..at)
+                }));
             }
-            // One allocation for the record's inputs, shared by their slices.
-            let all: Bytes = record.inputs.concat().into();
-            let mut at = 0;
-            kept.push_back((
-                batch,
-                record
-                    .inputs
-                    .iter()
-                    .map(|i| {
-                        at += i.len();
-                        all.slice(at - i.len()..at)
-                    })
-                    .collect(),
-            ));
             rec.batches += 1;
             next_batch = batch + 1;
             Ok(())
         })?;
-        rec.inputs = kept.into_iter().flat_map(|(_, inputs)| inputs).collect();
+        if after >= next_batch {
+            tracing::warn!(
+                checkpoint_after = after,
+                last_batch = next_batch - 1,
+                "the venue checkpoint is newer than the log (its batches were lost): replaying the whole journal"
+            );
+            rec.inputs_before_checkpoint = 0;
+            rec.inputs = read_all_inputs(&*backend)?;
+        } else {
+            rec.checkpoint = checkpoint;
+        }
         let mut jumped = 0;
         for s in rec.sessions.values_mut() {
             if s.reserved > s.next_sender {
@@ -413,7 +407,6 @@ impl BatchLog {
                 inflight: VecDeque::new(),
                 spare: Vec::new(),
                 durable: next_batch - 1,
-                checkpoint: None,
             },
             rec,
         ))
@@ -422,25 +415,7 @@ impl BatchLog {
     /// Every journaled input, oldest first, read from the records again
     /// (start-up when the newest checkpoint cannot be restored).
     pub fn all_inputs(&self) -> Result<Vec<Bytes>, StoreError> {
-        let mut inputs = Vec::new();
-        self.backend.scan(&mut |batch, v| {
-            let record =
-                decode_view(v).map_err(|e| StoreError::Corrupt(format!("batch {batch}: {e}")))?;
-            inputs.extend(record.inputs.iter().map(|i| Bytes::copy_from_slice(i)));
-            Ok(())
-        })?;
-        Ok(inputs)
-    }
-
-    /// Has the next record carry a venue checkpoint: `state`, the venue's
-    /// state after every input of the records up to batch `after` (a batch
-    /// already written). Start-up restores the newest checkpoint and replays
-    /// only the inputs of the records after `after`. A checkpoint not yet
-    /// written is replaced by a newer one; one whose record fails to write
-    /// goes with that record's retry.
-    pub fn set_checkpoint(&mut self, after: u64, state: Vec<u8>) {
-        debug_assert!(after < self.next_batch);
-        self.checkpoint = Some((after, state));
+        read_all_inputs(&*self.backend)
     }
 
     /// From now on, commits write without flushing (unless asked to flush
@@ -569,19 +544,11 @@ impl BatchLog {
         let mut locs: Vec<(usize, u64, u32, u32)> = Vec::new();
         if !nothing {
             self.buf.clear();
-            encode_into(
-                &mut self.buf,
-                inputs,
-                &dirty,
-                reserve,
-                self.checkpoint.as_ref().map(|(a, s)| (*a, &s[..])),
-                &mut locs,
-            );
+            encode_into(&mut self.buf, inputs, &dirty, reserve, &mut locs);
             if let Err(e) = self.backend.insert(batch, &self.buf) {
                 self.failed = true;
                 return Err(e);
             }
-            self.checkpoint = None;
         }
         // `os`: never pipelined, so every commit flushes, which only hands
         // the record to the OS (see `FlushMode::Os`).
@@ -673,6 +640,18 @@ impl BatchReader {
     }
 }
 
+/// Every journaled input in `backend`'s records, oldest first.
+fn read_all_inputs(backend: &dyn LogBackend) -> Result<Vec<Bytes>, StoreError> {
+    let mut inputs = Vec::new();
+    backend.scan(&mut |batch, v| {
+        let record =
+            decode_view(v).map_err(|e| StoreError::Corrupt(format!("batch {batch}: {e}")))?;
+        inputs.extend(record.inputs.iter().map(|i| Bytes::copy_from_slice(i)));
+        Ok(())
+    })?;
+    Ok(inputs)
+}
+
 /// Encodes a record; `locs` receives (session index, seq, offset, len) of
 /// every stored message.
 fn encode_into(
@@ -680,7 +659,6 @@ fn encode_into(
     inputs: &[Bytes],
     sessions: &[&mut BatchSessionStore],
     reserve: u64,
-    checkpoint: Option<(u64, &[u8])>,
     locs: &mut Vec<(usize, u64, u32, u32)>,
 ) {
     buf.put_u32(MAGIC);
@@ -714,14 +692,6 @@ fn encode_into(
             locs.push((si, *seq, offset, m.len() as u32));
         }
     }
-    match checkpoint {
-        Some((after, state)) if !state.is_empty() => {
-            buf.put_u32(state.len() as u32);
-            buf.put_u64(after);
-            buf.put_slice(state);
-        }
-        _ => buf.put_u32(0),
-    }
     let payload_len = (buf.len() - HEADER_LEN) as u32;
     buf[5..9].copy_from_slice(&payload_len.to_be_bytes());
     let crc = crc32fast::hash(&buf[HEADER_LEN..]);
@@ -737,9 +707,6 @@ pub struct RecordView<'a> {
     pub sessions: Vec<SessionDelta>,
     /// Stored outbound messages: (index into `sessions`, MsgSeqNum, bytes, offset in record).
     pub messages: Vec<(u16, u64, &'a [u8], u32)>,
-    /// A venue checkpoint (version 3 on): the batch it was taken after and
-    /// the state (see [`BatchLog::set_checkpoint`]).
-    pub checkpoint: Option<(u64, &'a [u8])>,
 }
 
 /// Decodes and verifies a record (owned copy; see [`decode_view`]).
@@ -753,7 +720,6 @@ pub fn decode(v: &[u8]) -> Result<BatchRecord, String> {
             .iter()
             .map(|&(si, seq, m, off)| (si, seq, Bytes::copy_from_slice(m), off))
             .collect(),
-        checkpoint: r.checkpoint.map(|(a, s)| (a, Bytes::copy_from_slice(s))),
     })
 }
 
@@ -767,7 +733,7 @@ pub fn decode_view(v: &[u8]) -> Result<RecordView<'_>, String> {
         return Err("bad magic".into());
     }
     let version = h.get_u8();
-    if !(1..=VERSION).contains(&version) {
+    if version != 1 && version != VERSION {
         return Err("unknown record version".into());
     }
     let len = h.get_u32() as usize;
@@ -834,16 +800,6 @@ pub fn decode_view(v: &[u8]) -> Result<RecordView<'_>, String> {
         let offset = (v.len() - p.remaining()) as u32;
         rec.messages.push((si, seq, &p[..n], offset));
         p.advance(n);
-    }
-    if version >= 3 {
-        need(&p, 4)?;
-        let n = p.get_u32() as usize;
-        if n > 0 {
-            need(&p, 8 + n)?;
-            let after = p.get_u64();
-            rec.checkpoint = Some((after, &p[..n]));
-            p.advance(n);
-        }
     }
     if p.has_remaining() {
         return Err("trailing bytes".into());
@@ -966,43 +922,35 @@ mod tests {
             log.commit(&[Bytes::from_static(input)], std::iter::once(&mut a))
                 .unwrap();
         };
-        commit(&mut log, b"in1");
-        // Taken after batch 1, carried by batch 2.
-        log.set_checkpoint(1, b"after in1".to_vec());
-        commit(&mut log, b"in2");
-        commit(&mut log, b"in3");
-        // Taken after batch 2 (it comes from another thread, late); a failed
-        // write keeps it for the record's retry (batch 4).
-        log.set_checkpoint(2, b"after in2".to_vec());
-        disk.set_failing(true);
-        let input = [Bytes::from_static(b"in4")];
-        assert!(log.commit(&input, std::iter::empty()).is_err());
-        disk.set_failing(false);
-        log.commit(&input, std::iter::empty()).unwrap();
-        commit(&mut log, b"in5");
+        for input in [&b"in1"[..], b"in2", b"in3"] {
+            commit(&mut log, input);
+        }
+        let backend = log.backend();
+        backend.put_checkpoint(1, b"after in1").unwrap();
+        // Written late (the checkpoint thread is behind), replacing the first.
+        backend.put_checkpoint(2, b"after in2").unwrap();
+        commit(&mut log, b"in4");
         let (log, rec) = open(Replay::SinceCheckpoint).unwrap();
         assert_eq!(rec.checkpoint, Some((2, Bytes::from_static(b"after in2"))));
         let inputs: Vec<&[u8]> = rec.inputs.iter().map(|b| &b[..]).collect();
-        assert_eq!(inputs, [&b"in3"[..], b"in4", b"in5"]);
+        assert_eq!(inputs, [&b"in3"[..], b"in4"]);
         assert_eq!(rec.inputs_before_checkpoint, 2);
         // Messages and sequence numbers come from every record still.
-        let a = &rec.sessions["A"];
-        assert_eq!(a.get_range(1, 9).unwrap().len(), 4);
+        assert_eq!(rec.sessions["A"].get_range(1, 9).unwrap().len(), 4);
         let every = log.all_inputs().unwrap();
-        assert_eq!(every.len(), 5);
+        assert_eq!(every.len(), 4);
         let (_, all) = open(Replay::All).unwrap();
-        assert_eq!((all.checkpoint, all.inputs), (None, every));
-        // A record lost in a crash loses its checkpoint: the one before serves.
-        let (mut log, _) = open(Replay::SinceCheckpoint).unwrap();
-        log.set_pipelined();
-        log.set_checkpoint(5, b"after in5".to_vec());
-        let input = [Bytes::from_static(b"in6")];
-        log.commit_flushing(&input, std::iter::empty(), false)
-            .unwrap();
+        assert_eq!((all.checkpoint, all.inputs), (None, every.clone()));
+        // Not flushed when the process dies: the one before serves.
+        log.backend().put_checkpoint(4, b"after in4").unwrap();
         disk.crash();
         let (_, rec) = open(Replay::SinceCheckpoint).unwrap();
         assert_eq!(rec.checkpoint.map(|c| c.0), Some(2));
-        assert_eq!(rec.inputs.len(), 3);
+        assert_eq!(rec.inputs.len(), 2);
+        // A checkpoint after a batch the log does not hold is not used.
+        disk.backend().put_checkpoint(9, b"after in9").unwrap();
+        let (_, rec) = open(Replay::SinceCheckpoint).unwrap();
+        assert_eq!((rec.checkpoint, rec.inputs), (None, every));
     }
 
     #[test]

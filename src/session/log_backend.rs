@@ -35,11 +35,21 @@ pub trait LogBackend: Send + Sync {
     /// After a failed write: forget what was not flushed and get ready to
     /// write again. Fails while the storage is still unusable.
     fn reopen(&self) -> Result<(), StoreError>;
+    /// Stores a venue checkpoint: the venue's state after every input of
+    /// the records up to batch `after` (records already written), in place
+    /// of the one before. Durable with the next `flush`, which also covers
+    /// those records: a checkpoint never outlives the records it follows.
+    fn put_checkpoint(&self, after: u64, state: &[u8]) -> Result<(), StoreError>;
+    /// The newest checkpoint stored: (after, state).
+    fn checkpoint(&self) -> Result<Option<(u64, Bytes)>, StoreError>;
 }
 
 fn io(e: sled::Error) -> StoreError {
     StoreError::Io(e.to_string())
 }
+
+/// The sled tree of venue checkpoints.
+const CHECKPOINTS: &str = "checkpoints";
 
 /// The batch number a record key encodes (big-endian u64).
 pub(crate) fn batch_number(k: &[u8]) -> Result<u64, StoreError> {
@@ -152,6 +162,11 @@ impl SledBackend {
         Ok((db, tree))
     }
 
+    /// The tree of venue checkpoints, keyed by big-endian batch number.
+    fn checkpoints(db: &sled::Db) -> Result<sled::Tree, StoreError> {
+        db.open_tree(CHECKPOINTS).map_err(io)
+    }
+
     fn with<T>(
         &self,
         f: impl FnOnce(&sled::Db, &sled::Tree) -> Result<T, StoreError>,
@@ -194,6 +209,24 @@ impl LogBackend for SledBackend {
                 f(batch_number(&k)?, &v)?;
             }
             Ok(())
+        })
+    }
+
+    fn put_checkpoint(&self, after: u64, state: &[u8]) -> Result<(), StoreError> {
+        self.with(|db, _| {
+            let t = Self::checkpoints(db)?;
+            t.insert(after.to_be_bytes(), state).map_err(io)?;
+            for k in t.range(..after.to_be_bytes()).keys() {
+                t.remove(k.map_err(io)?).map_err(io)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn checkpoint(&self) -> Result<Option<(u64, Bytes)>, StoreError> {
+        self.with(|db, _| match Self::checkpoints(db)?.last().map_err(io)? {
+            Some((k, v)) => Ok(Some((batch_number(&k)?, Bytes::copy_from_slice(&v)))),
+            None => Ok(None),
         })
     }
 
@@ -258,6 +291,13 @@ impl<B: LogBackend> LogBackend for FaultyBackend<B> {
         self.check()?;
         self.inner.reopen()
     }
+    fn put_checkpoint(&self, after: u64, state: &[u8]) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.put_checkpoint(after, state)
+    }
+    fn checkpoint(&self) -> Result<Option<(u64, Bytes)>, StoreError> {
+        self.inner.checkpoint()
+    }
 }
 
 /// A simulated disk in memory: inserts are volatile until `flush`, and
@@ -272,6 +312,8 @@ pub struct MemDisk {
 struct MemDiskState {
     durable: BTreeMap<u64, Bytes>,
     volatile: BTreeMap<u64, Bytes>,
+    durable_checkpoint: Option<(u64, Bytes)>,
+    volatile_checkpoint: Option<(u64, Bytes)>,
     fail_writes: bool,
     fail_flushes: bool,
 }
@@ -289,7 +331,9 @@ impl MemDisk {
 
     /// The process died: whatever was not flushed is gone.
     pub fn crash(&self) {
-        self.state().volatile.clear();
+        let mut s = self.state();
+        s.volatile.clear();
+        s.volatile_checkpoint = None;
     }
 
     /// Makes every write fail (or succeed again).
@@ -368,6 +412,9 @@ impl LogBackend for MemBackend {
         }
         let volatile = std::mem::take(&mut s.volatile);
         s.durable.extend(volatile);
+        if let Some(c) = s.volatile_checkpoint.take() {
+            s.durable_checkpoint = Some(c);
+        }
         Ok(())
     }
     fn scan(&self, f: &mut RecordVisitor<'_>) -> Result<(), StoreError> {
@@ -382,7 +429,20 @@ impl LogBackend for MemBackend {
         let mut s = self.disk.state();
         Self::check(&s)?;
         s.volatile.clear();
+        s.volatile_checkpoint = None;
         Ok(())
+    }
+    fn put_checkpoint(&self, after: u64, state: &[u8]) -> Result<(), StoreError> {
+        let mut s = self.disk.state();
+        Self::check(&s)?;
+        s.volatile_checkpoint = Some((after, Bytes::copy_from_slice(state)));
+        Ok(())
+    }
+    fn checkpoint(&self) -> Result<Option<(u64, Bytes)>, StoreError> {
+        let s = self.disk.state();
+        Ok(s.volatile_checkpoint
+            .clone()
+            .or_else(|| s.durable_checkpoint.clone()))
     }
 }
 
@@ -420,6 +480,30 @@ mod tests {
         b.insert(4, b"four").unwrap();
         b.flush().unwrap();
         assert_eq!(disk.durable_from(4).len(), 1);
+    }
+
+    #[test]
+    fn sled_keeps_the_newest_checkpoint_across_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = SledBackend::open(dir.path(), FlushMode::Fsync).unwrap();
+        assert_eq!(b.checkpoint().unwrap(), None);
+        b.insert(1, b"one").unwrap();
+        b.insert(2, b"two").unwrap();
+        b.put_checkpoint(1, b"after one").unwrap();
+        b.put_checkpoint(2, b"after two").unwrap();
+        b.flush().unwrap();
+        drop(b);
+        let b = SledBackend::open(dir.path(), FlushMode::Fsync).unwrap();
+        assert_eq!(
+            b.checkpoint().unwrap(),
+            Some((2, Bytes::from_static(b"after two")))
+        );
+        // The one it replaced is gone.
+        b.with(|db, _| {
+            assert_eq!(SledBackend::checkpoints(db)?.len(), 1);
+            Ok(())
+        })
+        .unwrap();
     }
 
     #[test]

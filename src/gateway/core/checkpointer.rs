@@ -5,11 +5,12 @@
 //! clone it. The
 //! core must not stall, so a shadow venue on this thread replays every
 //! committed batch's inputs, as start-up would, and serialises itself every
-//! `every` inputs, at a batch boundary. The core hands each committed
-//! batch's journal over (no copy: the inputs are shared bytes) and picks
-//! finished checkpoints up at its next commit; the next record carries the
-//! checkpoint with the batch it was taken after (see
-//! `BatchLog::set_checkpoint`).
+//! `every` inputs, at a batch boundary, and stores the checkpoint itself
+//! with the batch it was taken after (`LogBackend::put_checkpoint`: durable
+//! with the core's next flush, which covers that batch too). The core only
+//! hands each committed batch's journal over (no copy: the inputs are
+//! shared bytes); neither the copy nor the write of a checkpoint (tens of
+//! MB) is on its thread.
 //!
 //! The thread is never woken by the core: it sleeps [`POLL`] between looks
 //! at its queue, so a hand-over costs the core no system call. It runs
@@ -21,13 +22,13 @@
 //! checkpoint. In-process tests run the shadow on the core's own thread
 //! (`inline`), so that a seed replays exactly.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::session::log_backend::LogBackend;
 use crate::venue::input::VenueInput;
 use crate::venue::order_entry::Venue;
 
@@ -38,34 +39,31 @@ const POLL: Duration = Duration::from_millis(20);
 /// polls' worth at full load, whatever the checkpoint interval.
 const MIN_BACKLOG: u64 = 200_000;
 
-/// A checkpoint: the venue's state after every input of the batches up to
-/// `after`.
-pub struct Taken {
-    pub after: u64,
-    pub state: Vec<u8>,
-}
-
-/// The shadow venue and its count of inputs since its last checkpoint.
+/// The shadow venue, its count of inputs since its last checkpoint, and
+/// the store it writes checkpoints to.
 struct Shadow {
     venue: Venue,
     every: u64,
     since: u64,
-    discard: Vec<(std::sync::Arc<str>, crate::session::OutboundMessage)>,
+    backend: Arc<dyn LogBackend>,
+    discard: Vec<(Arc<str>, crate::session::OutboundMessage)>,
 }
 
 impl Shadow {
-    fn new(mut venue: Venue, every: u64) -> Shadow {
+    fn new(mut venue: Venue, every: u64, backend: Arc<dyn LogBackend>) -> Shadow {
         venue.set_replaying(true);
         Shadow {
             venue,
             every,
             since: 0,
+            backend,
             discard: Vec::new(),
         }
     }
 
-    /// Applies a committed batch's inputs; returns a checkpoint when one is due.
-    fn apply(&mut self, batch: u64, inputs: &[Bytes]) -> Option<Taken> {
+    /// Applies a committed batch's inputs, and stores a checkpoint when one
+    /// is due.
+    fn apply(&mut self, batch: u64, inputs: &[Bytes]) {
         for raw in inputs {
             // The core journaled what it applied: an input that does not
             // decode is a bug; the shadow can no longer be trusted.
@@ -77,29 +75,34 @@ impl Shadow {
         }
         self.since += inputs.len() as u64;
         if self.since < self.every {
-            return None;
+            return;
         }
         let started = Instant::now();
         let state = self.venue.checkpoint();
-        tracing::info!(
-            after_batch = batch,
-            inputs = self.since,
-            bytes = state.len(),
-            took_ms = started.elapsed().as_millis() as u64,
-            "venue checkpoint taken"
-        );
+        let serialised = started.elapsed();
+        match self.backend.put_checkpoint(batch, &state) {
+            Ok(()) => tracing::info!(
+                after_batch = batch,
+                inputs = self.since,
+                bytes = state.len(),
+                serialised_ms = serialised.as_millis() as u64,
+                took_ms = started.elapsed().as_millis() as u64,
+                "venue checkpoint written"
+            ),
+            // The store is down (its retry will tell); the next is due at
+            // the next batch.
+            Err(e) => {
+                tracing::warn!(after_batch = batch, error = %e, "venue checkpoint not written");
+                return;
+            }
+        }
         self.since = 0;
-        Some(Taken {
-            after: batch,
-            state,
-        })
     }
 }
 
 enum Mode {
     Thread {
         batches: mpsc::Sender<(u64, Vec<Bytes>)>,
-        taken: mpsc::Receiver<Taken>,
         /// Inputs handed over and not yet applied.
         backlog: Arc<AtomicU64>,
         /// Set when the thread must drop its queue and end.
@@ -107,10 +110,7 @@ enum Mode {
         /// The most inputs the thread may be behind.
         max_backlog: u64,
     },
-    Inline {
-        shadow: Box<Shadow>,
-        taken: VecDeque<Taken>,
-    },
+    Inline(Box<Shadow>),
 }
 
 /// The core's handle on the shadow venue.
@@ -121,12 +121,15 @@ pub struct Checkpointer {
 impl Checkpointer {
     /// A shadow of `venue` (the state the core starts from) on its own
     /// thread, checkpointing every `every` inputs.
-    pub fn spawn(venue: Venue, every: u64) -> std::io::Result<Checkpointer> {
+    pub fn spawn(
+        venue: Venue,
+        every: u64,
+        backend: Arc<dyn LogBackend>,
+    ) -> std::io::Result<Checkpointer> {
         let (batches, inbox) = mpsc::channel::<(u64, Vec<Bytes>)>();
-        let (done, taken) = mpsc::channel();
         let backlog = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let mut shadow = Shadow::new(venue, every);
+        let mut shadow = Shadow::new(venue, every, backend);
         let (behind, stopped) = (backlog.clone(), stop.clone());
         std::thread::Builder::new()
             .name("fixgw-checkpoint".into())
@@ -149,11 +152,8 @@ impl Checkpointer {
                         }
                         match inbox.try_recv() {
                             Ok((batch, inputs)) => {
-                                let t = shadow.apply(batch, &inputs);
+                                shadow.apply(batch, &inputs);
                                 behind.fetch_sub(inputs.len() as u64, Ordering::Relaxed);
-                                if t.is_some_and(|t| done.send(t).is_err()) {
-                                    return;
-                                }
                             }
                             Err(mpsc::TryRecvError::Empty) => break,
                             Err(mpsc::TryRecvError::Disconnected) => return,
@@ -164,7 +164,6 @@ impl Checkpointer {
         Ok(Checkpointer {
             mode: Mode::Thread {
                 batches,
-                taken,
                 backlog,
                 stop,
                 max_backlog: every.saturating_mul(2).max(MIN_BACKLOG),
@@ -173,12 +172,9 @@ impl Checkpointer {
     }
 
     /// The same on the caller's thread: each hand-over applies at once.
-    pub fn inline(venue: Venue, every: u64) -> Checkpointer {
+    pub fn inline(venue: Venue, every: u64, backend: Arc<dyn LogBackend>) -> Checkpointer {
         Checkpointer {
-            mode: Mode::Inline {
-                shadow: Box::new(Shadow::new(venue, every)),
-                taken: VecDeque::new(),
-            },
+            mode: Mode::Inline(Box::new(Shadow::new(venue, every, backend))),
         }
     }
 
@@ -207,21 +203,9 @@ impl Checkpointer {
                 // The thread ends only after a panic (logged by then).
                 batches.send((batch, inputs)).is_ok()
             }
-            Mode::Inline { shadow, taken } => {
-                taken.extend(shadow.apply(batch, &inputs));
+            Mode::Inline(shadow) => {
+                shadow.apply(batch, &inputs);
                 true
-            }
-        }
-    }
-
-    /// The newest checkpoint finished since the last call, if any.
-    pub fn take(&mut self) -> Option<Taken> {
-        match &mut self.mode {
-            Mode::Thread { taken, .. } => taken.try_iter().last(),
-            Mode::Inline { taken, .. } => {
-                let newest = taken.pop_back();
-                taken.clear();
-                newest
             }
         }
     }

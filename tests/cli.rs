@@ -191,17 +191,25 @@ fn check_config_names_file_and_line_of_every_error() {
     };
     // Settings: a bad value (file, line, key and what is allowed), a line
     // that is no setting.
+    let shipped = std::fs::read_to_string(repo_path("sessions/gateway.cfg")).unwrap();
+    let line_of = |text: &str| 1 + shipped.lines().position(|l| l == text).unwrap();
     must_fail(
         false,
         "ResetOnLogon=N",
         "ResetOnLogon=maybe",
-        "{FILE}:13: ResetOnLogon=\"maybe\" is invalid",
+        &format!(
+            "{{FILE}}:{}: ResetOnLogon=\"maybe\" is invalid",
+            line_of("ResetOnLogon=N")
+        ),
     );
     must_fail(
         false,
         "TargetCompID=CLIENT2",
         "this is not a setting",
-        "{FILE}:26: cannot parse \"this is not a setting\"",
+        &format!(
+            "{{FILE}}:{}: cannot parse \"this is not a setting\"",
+            line_of("TargetCompID=CLIENT2")
+        ),
     );
     // Venue: TOML syntax with its line, a bad value, an unknown account.
     must_fail(

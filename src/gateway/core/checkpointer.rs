@@ -6,11 +6,10 @@
 //! core must not stall, so a shadow venue on this thread replays every
 //! committed batch's inputs, as start-up would, and serialises itself every
 //! `every` inputs, at a batch boundary, and stores the checkpoint itself
-//! with the batch it was taken after (`LogBackend::put_checkpoint`: durable
-//! with the core's next flush, which covers that batch too). The core only
-//! hands each committed batch's journal over (no copy: the inputs are
-//! shared bytes); neither the copy nor the write of a checkpoint (tens of
-//! MB) is on its thread.
+//! with the batch it was taken after (`LogBackend::put_checkpoint`: a file
+//! of its own, synced, outside sled's log, so no flush of the core waits
+//! for it). The core only hands each committed batch's journal over (no
+//! copy: the inputs are shared bytes).
 //!
 //! The thread is never woken by the core: it sleeps [`POLL`] between looks
 //! at its queue, so a hand-over costs the core no system call. It runs
@@ -116,6 +115,15 @@ enum Mode {
 /// The core's handle on the shadow venue.
 pub struct Checkpointer {
     mode: Mode,
+}
+
+impl Drop for Checkpointer {
+    /// The thread drops its queue and ends at its next look.
+    fn drop(&mut self) {
+        if let Mode::Thread { stop, .. } = &self.mode {
+            stop.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Checkpointer {

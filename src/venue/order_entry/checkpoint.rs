@@ -47,7 +47,10 @@ struct SessionPart<'a> {
 struct State<'a> {
     magic: Cow<'a, str>,
     version: u32,
+    /// What the state's numbers refer to: instruments (symbol, tick and
+    /// lot size), accounts, and each session's account.
     symbols: Vec<Cow<'a, str>>,
+    setup: String,
     engine: Cow<'a, [u8]>,
     sessions: Vec<SessionPart<'a>>,
     orders: Vec<(u64, Cow<'a, OrderRec>)>,
@@ -61,6 +64,35 @@ struct State<'a> {
 }
 
 impl Venue {
+    /// The configuration a checkpoint's numbers depend on, besides the
+    /// symbols and sessions compared on their own.
+    fn checkpoint_setup(&self) -> String {
+        let instruments: Vec<String> = self
+            .instruments
+            .iter()
+            .map(|i| {
+                format!(
+                    "{} tick {} lot {}",
+                    i.symbol, i.spec.tick_size, i.spec.lot_size
+                )
+            })
+            .collect();
+        let accounts: Vec<String> = self
+            .sessions
+            .iter()
+            .map(|s| {
+                let acc = s.account.and_then(|a| self.account_names.get(a as usize));
+                format!("{}={}", s.info.comp_id, acc.map_or("-", String::as_str))
+            })
+            .collect();
+        format!(
+            "instruments [{}], accounts [{}], sessions [{}]",
+            instruments.join(", "),
+            self.account_names.join(", "),
+            accounts.join(", ")
+        )
+    }
+
     /// The venue's state as checkpoint bytes. Take it between batches (after
     /// a commit, market data flushed): the state then equals a replay of
     /// every input journaled so far.
@@ -73,6 +105,7 @@ impl Venue {
                 .iter()
                 .map(|i| Cow::Borrowed(i.symbol.as_str()))
                 .collect(),
+            setup: self.checkpoint_setup(),
             engine: Cow::Owned(self.engine.snapshot()),
             sessions: self
                 .sessions
@@ -134,6 +167,13 @@ impl Venue {
                 state.symbols
             )));
         }
+        if state.setup != v.checkpoint_setup() {
+            return Err(mismatch(format!(
+                "taken under {}, configured {}",
+                state.setup,
+                v.checkpoint_setup()
+            )));
+        }
         let comp_ids: Vec<&str> = v.sessions.iter().map(|s| &*s.info.comp_id).collect();
         if state
             .sessions
@@ -169,7 +209,7 @@ impl Venue {
             }
             v.orders.insert(no, o.into_owned());
         }
-        v.by_engine_id = state.by_engine_id.into_owned();
+        v.by_engine_id.replace_with(&state.by_engine_id);
         v.done = state.done.into_owned();
         v.next_order_id = state.next_order_id;
         v.next_exec_id = state.next_exec_id;

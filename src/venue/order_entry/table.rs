@@ -126,6 +126,12 @@ impl EngineIds {
         (id & 0xFFFF_FFFF) as usize
     }
 
+    /// Takes over `other`'s entries, keeping this one's capacity.
+    pub fn replace_with(&mut self, other: &EngineIds) {
+        self.slots.clear();
+        self.slots.extend_from_slice(&other.slots);
+    }
+
     pub fn insert(&mut self, id: OrderId, no: u64) {
         let slot = Self::slot(id);
         if slot >= self.slots.len() {

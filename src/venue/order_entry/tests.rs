@@ -1144,6 +1144,16 @@ fn a_checkpoint_from_other_sessions_or_instruments_is_refused() {
         matches!(err, CheckpointError::ConfigMismatch(_)),
         "instruments reordered: {err}"
     );
+    let mut other = cfg.clone();
+    other.instruments[1].lot_size = Decimal::from(10);
+    let err = Venue::new(&other, &sessions)
+        .unwrap()
+        .restored(&bytes)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("LOTS tick 0.05 lot 100"),
+        "lot size changed: {err}"
+    );
     let err = Venue::new(&cfg, &sessions)
         .unwrap()
         .restored(&bytes[..bytes.len() / 2])

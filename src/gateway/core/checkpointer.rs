@@ -88,12 +88,13 @@ impl Shadow {
                 took_ms = started.elapsed().as_millis() as u64,
                 "venue checkpoint written"
             ),
-            // The store is down (its retry will tell); the next is due at
-            // the next batch.
-            Err(e) => {
-                tracing::warn!(after_batch = batch, error = %e, "venue checkpoint not written");
-                return;
-            }
+            // A full disk, say: the one before stays, and the next try
+            // comes after another interval (not at every batch).
+            Err(e) => tracing::warn!(
+                after_batch = batch,
+                error = %e,
+                "venue checkpoint not written; the previous one stays"
+            ),
         }
         self.since = 0;
     }

@@ -32,7 +32,6 @@ use crate::session::batch_store::{BatchLog, FlushMode, Recovered};
 use crate::session::settings::{Endpoint, GatewaySettings};
 use crate::session::{Session, SessionConfig, SessionRole};
 use crate::venue::echo::EchoApp;
-use crate::venue::input::VenueInput;
 use crate::venue::order_entry::{SessionInfo, Venue};
 
 use self::core::{AppKind, Core, Entry};
@@ -385,11 +384,9 @@ fn replay(venue: &mut Venue, inputs: &[Bytes]) -> anyhow::Result<()> {
         if n > 0 && n % step == 0 {
             tracing::info!("replaying the journal: {n} of {} inputs", inputs.len());
         }
-        let (input, _) =
-            VenueInput::decode(raw).map_err(|e| anyhow::anyhow!("journal input {n}: {e:?}"))?;
-        discard.clear();
-        let _ = venue.apply(&input, &mut discard);
-        venue.discard_market_data();
+        venue
+            .replay_journaled(raw, &mut discard)
+            .map_err(|e| anyhow::anyhow!("journal input {n}: {e:?}"))?;
     }
     venue.set_replaying(false);
     Ok(())

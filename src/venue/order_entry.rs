@@ -598,6 +598,22 @@ impl Venue {
             .map_or(0, |&o| self.sessions[o as usize].live.len())
     }
 
+    /// Replays one journaled input (the venue in replay mode, see
+    /// [`Venue::set_replaying`]): what it would send goes to `scratch` and
+    /// is dropped, market data with it. Start-up's replay and the
+    /// checkpoint thread's shadow venue both go through here.
+    pub fn replay_journaled(
+        &mut self,
+        raw: &[u8],
+        scratch: &mut Vec<(Arc<str>, OutboundMessage)>,
+    ) -> Result<(), DecodeError> {
+        let (input, _) = VenueInput::decode(raw)?;
+        scratch.clear();
+        let _ = self.apply(&input, scratch);
+        self.discard_market_data();
+        Ok(())
+    }
+
     /// Applies one input. Messages to send go to `out` as (client CompID,
     /// message); a BusinessMessageReject for the input's own session is
     /// returned as Err. Deterministic: the same inputs in the same order give

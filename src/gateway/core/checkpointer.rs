@@ -28,7 +28,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::session::log_backend::LogBackend;
-use crate::venue::input::VenueInput;
 use crate::venue::order_entry::Venue;
 
 /// How long the thread sleeps between looks at the committed batches.
@@ -66,11 +65,9 @@ impl Shadow {
         for raw in inputs {
             // The core journaled what it applied: an input that does not
             // decode is a bug; the shadow can no longer be trusted.
-            let (input, _) = VenueInput::decode(raw)
+            self.venue
+                .replay_journaled(raw, &mut self.discard)
                 .unwrap_or_else(|e| panic!("journaled input of batch {batch}: {e:?}"));
-            self.discard.clear();
-            let _ = self.venue.apply(&input, &mut self.discard);
-            self.venue.discard_market_data();
         }
         self.since += inputs.len() as u64;
         if self.since < self.every {

@@ -26,7 +26,8 @@
 //! The gateway takes a venue checkpoint every 20 inputs, so most restarts
 //! restore one (taken on the checkpoint thread, killed at any moment too)
 //! and replay only the journal after it; check 4 compares that with the
-//! test's replay of the whole journal.
+//! test's replay of the whole journal, which `CompactStore=N` keeps (the
+//! simulation covers compaction across crashes).
 //!
 //! `CRASH_SEED` fixes the random seed (printed at the start), `CRASH_KILLS`
 //! the number of kills (default 30). The same test runs with `--flush os`
@@ -62,6 +63,7 @@ ResetOnLogout=N
 ResetOnDisconnect=N
 SendTrdMatchID=Y
 CheckpointInputs=20
+CompactStore=N
 [SESSION]
 TargetCompID=CLIENT1
 SessionRole=order-entry

@@ -56,7 +56,7 @@ use fixgw::fix::Message;
 use fixgw::gateway::build_venue;
 use fixgw::gateway::harness::{Conn, FixClient, Harness};
 use fixgw::session::batch_store::decode_view;
-use fixgw::session::log_backend::MemDisk;
+use fixgw::session::log_backend::{LogBackend, MemDisk};
 use fixgw::session::settings::{GatewaySettings, Settings};
 use fixgw::session::{MessageStore, OutboundMessage};
 use fixgw::venue::input::VenueInput;
@@ -417,13 +417,61 @@ impl Ledger {
     }
 
     /// Every durable record read so far is still there, unchanged (a
-    /// restart must not write over what was durable).
+    /// restart must not write over what was durable), unless start-up's
+    /// compaction may have deleted it.
     fn check_unchanged(&self, disk: &MemDisk) -> Result<(), String> {
         let now = disk.durable();
-        match self.read.iter().find(|(b, raw)| now.get(b) != Some(raw)) {
-            Some((b, _)) => Err(format!("durable batch {b} changed or disappeared")),
-            None => Ok(()),
+        for (b, raw) in &self.read {
+            match now.get(b) {
+                Some(r) if r == raw => {}
+                Some(_) => return Err(format!("durable batch {b} changed")),
+                None => self
+                    .check_compactable(*b, disk)
+                    .map_err(|why| format!("durable batch {b} disappeared, but {why}"))?,
+            }
         }
+        Ok(())
+    }
+
+    /// A record compaction may delete: a checkpoint holds its inputs, it is
+    /// not the newest, a later record holds the state of each session it
+    /// has, and a later reset voided each message it stored.
+    fn check_compactable(&self, batch: u64, disk: &MemDisk) -> Result<(), String> {
+        let covered = disk
+            .backend()
+            .checkpoints()
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|c| c.0)
+            .max();
+        if covered.is_none_or(|c| c < batch) {
+            return Err(format!("no checkpoint holds its inputs ({covered:?})"));
+        }
+        if self.read.keys().next_back() == Some(&batch) {
+            return Err("it was the newest record".into());
+        }
+        let (mut stated, mut reset) = (BTreeSet::new(), BTreeSet::new());
+        for raw in self.read.range(batch + 1..).map(|(_, r)| r) {
+            for d in decode_view(raw).map_err(|e| e.to_string())?.sessions {
+                if d.reset {
+                    reset.insert(d.key.clone());
+                }
+                stated.insert(d.key);
+            }
+        }
+        let rec = decode_view(&self.read[&batch]).map_err(|e| e.to_string())?;
+        if let Some(d) = rec.sessions.iter().find(|d| !stated.contains(&d.key)) {
+            return Err(format!("no later record holds {}'s state", d.key));
+        }
+        if let Some((si, seq, ..)) = rec
+            .messages
+            .iter()
+            .find(|(si, ..)| !reset.contains(&rec.sessions[usize::from(*si)].key))
+        {
+            let key = &rec.sessions[usize::from(*si)].key;
+            return Err(format!("{key} did not reset since storing message {seq}"));
+        }
+        Ok(())
     }
 
     /// Rule 3 at the release boundary: `m` was just handed to `key`'s connection.

@@ -884,7 +884,7 @@ impl Core {
         if written && !self.journal.is_empty() {
             let capacity = self.journal.capacity();
             let inputs = std::mem::replace(&mut self.journal, Vec::with_capacity(capacity));
-            if !c.committed(self.log.last_written(), inputs) {
+            if !c.committed(self.log.last_written(), inputs, self.log.durable()) {
                 self.checkpointer = None;
             }
         }
@@ -954,6 +954,9 @@ impl Core {
                 // The flush published `upto` to the writers itself.
                 self.metrics.commit_seconds.observe(f.took.as_secs_f64());
                 self.log.flushed(f.upto);
+                if let Some(c) = &mut self.checkpointer {
+                    c.durable(self.log.durable());
+                }
             }
             // Already durable through a later flush: nothing is lost.
             Err(_) if f.upto <= self.log.durable() => {}

@@ -607,14 +607,17 @@ impl LogBackend for GatedBackend {
         }
         Ok(())
     }
+    fn remove(&self, batches: &[u64]) -> Result<(), StoreError> {
+        self.inner().remove(batches)
+    }
     fn put_checkpoint(&self, after: u64, state: &[u8]) -> Result<(), StoreError> {
         self.inner().put_checkpoint(after, state)
     }
-    fn checkpoint(&self) -> Result<Option<(u64, Bytes)>, StoreError> {
-        self.inner().checkpoint()
+    fn checkpoints(&self) -> Vec<Result<(u64, Bytes), StoreError>> {
+        self.inner().checkpoints()
     }
-    fn remove_checkpoint(&self) -> Result<(), StoreError> {
-        self.inner().remove_checkpoint()
+    fn drop_checkpoints_after(&self, last: u64) -> Result<(), StoreError> {
+        self.inner().drop_checkpoints_after(last)
     }
 }
 

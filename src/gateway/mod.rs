@@ -28,7 +28,7 @@ use crate::engine::VenueConfig;
 use crate::fix::time::now_utc;
 use crate::session::acceptor::{Acceptor, AcceptorOptions, Listener, Route, SessionKey};
 use crate::session::application::RejectAll;
-use crate::session::batch_store::{BatchLog, FlushMode, Recovered};
+use crate::session::batch_store::{BatchLog, Checkpoint, FlushMode, Recovered};
 use crate::session::settings::{Endpoint, GatewaySettings};
 use crate::session::{Session, SessionConfig, SessionRole};
 use crate::venue::echo::EchoApp;
@@ -296,12 +296,18 @@ pub fn data_dir(data: Option<&Path>, settings: &GatewaySettings) -> PathBuf {
 pub fn assemble(
     settings: &GatewaySettings,
     venue: Option<Venue>,
-    log: BatchLog,
+    mut log: BatchLog,
     mut recovered: Recovered,
     now: crate::fix::time::UtcNanos,
 ) -> anyhow::Result<(Core, HashMap<SessionKey, Route>)> {
     let venue = match venue {
-        Some(v) => Some(recover_venue(v, &log, &recovered)?),
+        Some(v) => {
+            let (v, restored) = recover_venue(v, &log, &recovered)?;
+            if let (Some(_), true) = (restored, settings.compact_store) {
+                compact(&mut log, &recovered);
+            }
+            Some(v)
+        }
         None => None,
     };
     tracing::info!(
@@ -340,38 +346,77 @@ pub fn assemble(
     Ok((Core::new(entries, log, venue), known))
 }
 
-/// Rebuilds the venue: the newest checkpoint plus a replay of the inputs
-/// after it; without one, or when it does not fit the configuration (other
-/// sessions or instruments), a replay of every journaled input.
-fn recover_venue(fresh: Venue, log: &BatchLog, rec: &Recovered) -> anyhow::Result<Venue> {
-    let Some((batch, state)) = &rec.checkpoint else {
-        let mut v = fresh;
+/// Rebuilds the venue: the newest checkpoint that restores plus a replay
+/// of the inputs after it; without one (none yet, or none fits the
+/// configuration: other sessions or instruments), a replay of every
+/// journaled input, which a compacted journal no longer allows. Returns the
+/// batch the restored checkpoint follows, if any.
+fn recover_venue(
+    fresh: Venue,
+    log: &BatchLog,
+    rec: &Recovered,
+) -> anyhow::Result<(Venue, Option<u64>)> {
+    let mut refused = Vec::new();
+    // A checkpoint before a compacted batch would need its inputs.
+    let after_gaps = |c: &&Checkpoint| rec.missing.is_none_or(|(_, last)| c.after >= last);
+    for c in rec.checkpoints.iter().filter(after_gaps) {
+        // A spare stays for the next candidate, or a full replay.
+        match fresh.clone().restored(&c.state) {
+            Ok(mut v) => {
+                let skipped = rec.inputs_before_checkpoint + c.first_input as u64;
+                tracing::info!(
+                    batch = c.after,
+                    skipped,
+                    replayed = rec.inputs.len() - c.first_input,
+                    "venue restored from its checkpoint"
+                );
+                replay(&mut v, &rec.inputs[c.first_input..])?;
+                return Ok((v, Some(c.after)));
+            }
+            Err(e) => {
+                tracing::warn!(batch = c.after, error = %e, "a venue checkpoint cannot be restored");
+                refused.push(format!("the one after batch {}: {e}", c.after));
+            }
+        }
+    }
+    if let Some((missing, _)) = rec.missing {
+        anyhow::bail!(
+            "the store's journal was compacted (batch {missing} and others are gone), so the venue can only be rebuilt from a checkpoint, and {}. \
+             Start with the settings and venue file the checkpoint was taken under, or move the store aside to start empty",
+            if refused.is_empty() {
+                "none can be read (see the warnings above)".to_string()
+            } else {
+                format!("none restores: {}", refused.join("; "))
+            }
+        );
+    }
+    let mut v = fresh;
+    if refused.is_empty() {
         replay(&mut v, &rec.inputs)?;
-        return Ok(v);
+    } else {
+        tracing::warn!("replaying the whole journal");
+        replay(&mut v, &log.all_inputs()?)?;
+    }
+    Ok((v, None))
+}
+
+/// After a checkpoint restored: deletes the records nothing needs any
+/// more, up to the oldest checkpoint (the newer one's fallback stays
+/// complete).
+fn compact(log: &mut BatchLog, rec: &Recovered) {
+    let Some(covered) = rec.checkpoints.iter().map(|c| c.after).min() else {
+        return;
     };
-    // Kept for a full replay should the checkpoint not restore.
-    let spare = fresh.clone();
-    match fresh.restored(state) {
-        Ok(mut v) => {
-            tracing::info!(
-                batch,
-                skipped = rec.inputs_before_checkpoint,
-                replayed = rec.inputs.len(),
-                "venue restored from its checkpoint"
-            );
-            replay(&mut v, &rec.inputs)?;
-            Ok(v)
-        }
-        Err(e) => {
-            tracing::warn!(
-                batch,
-                error = %e,
-                "the venue checkpoint cannot be restored: replaying the whole journal"
-            );
-            let mut v = spare;
-            replay(&mut v, &log.all_inputs()?)?;
-            Ok(v)
-        }
+    let started = std::time::Instant::now();
+    match log.compact(covered, &rec.sessions) {
+        Ok(removed) => tracing::info!(
+            up_to_batch = covered,
+            removed,
+            took_ms = started.elapsed().as_millis() as u64,
+            "store compacted: records whose inputs a checkpoint holds and whose messages and session states are void or superseded"
+        ),
+        // A full disk, say: the records stay, for the next start.
+        Err(e) => tracing::warn!(error = %e, "store not compacted"),
     }
 }
 

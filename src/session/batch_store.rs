@@ -103,9 +103,9 @@ impl BatchSessionStore {
         self.dirty
     }
 
-    /// The last batch record this session's state was written in (0: none
-    /// since start-up). While it is not durable, neither is anything the
-    /// session sent since.
+    /// The last batch record this session's state was written in (0:
+    /// none). While it is not durable, neither is anything the session sent
+    /// since.
     pub fn last_batch(&self) -> u64 {
         self.last_batch
     }
@@ -248,23 +248,42 @@ pub struct BatchLog {
     spare: Vec<Vec<u8>>,
     /// Every batch up to this one is durable.
     durable: u64,
+    /// The batch numbers start-up found, as runs (first, last): what
+    /// [`BatchLog::compact`] looks through.
+    runs: Vec<(u64, u64)>,
 }
 
 /// What start-up recovered: every session's state and the inputs to replay.
 pub struct Recovered {
     /// Session stores by key.
     pub sessions: HashMap<String, BatchSessionStore>,
-    /// The newest venue checkpoint (with [`Replay::SinceCheckpoint`]): the
-    /// batch it was taken after, and its bytes (see
-    /// [`LogBackend::put_checkpoint`]).
-    pub checkpoint: Option<(u64, Bytes)>,
-    /// The journaled inputs to replay, oldest first: those after the
-    /// checkpoint, or every one.
+    /// The venue checkpoints to restore from, newest first (with
+    /// [`Replay::SinceCheckpoint`]): those that read back intact and follow
+    /// a batch the log holds (see [`LogBackend::put_checkpoint`]).
+    pub checkpoints: Vec<Checkpoint>,
+    /// The journaled inputs to replay, oldest first: those after the oldest
+    /// of `checkpoints`, or every one.
     pub inputs: Vec<Bytes>,
-    /// Journaled inputs before the checkpoint (not in `inputs`).
+    /// Journaled inputs before the oldest checkpoint (not in `inputs`).
     pub inputs_before_checkpoint: u64,
     /// Number of batch records scanned.
     pub batches: u64,
+    /// The first and the last batch number missing from the log, if any
+    /// (their records were compacted away, see [`BatchLog::compact`]): the
+    /// journal can then be replayed only from a checkpoint taken after the
+    /// last.
+    pub missing: Option<(u64, u64)>,
+}
+
+/// A venue checkpoint found at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The batch it was taken after.
+    pub after: u64,
+    /// The venue's state (`Venue::checkpoint`).
+    pub state: Bytes,
+    /// Index in [`Recovered::inputs`] of the first input after it.
+    pub first_input: usize,
 }
 
 /// Which journaled inputs start-up keeps for replay.
@@ -309,26 +328,39 @@ impl BatchLog {
     ) -> Result<(BatchLog, Recovered), StoreError> {
         let mut rec = Recovered {
             sessions: HashMap::new(),
-            checkpoint: None,
+            checkpoints: Vec::new(),
             inputs: Vec::new(),
             inputs_before_checkpoint: 0,
             batches: 0,
+            missing: None,
         };
         let mut next_batch = 1;
-        // A checkpoint is written after the records it covers: one taken
-        // after a batch the log does not hold (not durable when the process
-        // died) is not used.
-        let checkpoint = match replay {
-            Replay::SinceCheckpoint => backend.checkpoint().unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "the venue checkpoint cannot be read: replaying the whole journal");
-                None
-            }),
-            Replay::All => None,
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        let mut candidates: Vec<(u64, Bytes, Option<usize>)> = match replay {
+            Replay::SinceCheckpoint => backend
+                .checkpoints()
+                .into_iter()
+                .filter_map(|c| {
+                    c.map_err(|e| tracing::warn!(error = %e, "a venue checkpoint cannot be read; it is not used"))
+                        .ok()
+                })
+                .map(|(after, state)| (after, state, None))
+                .collect(),
+            Replay::All => Vec::new(),
         };
-        let after = checkpoint.as_ref().map_or(0, |c| c.0);
+        // Inputs up to the oldest checkpoint are not kept.
+        let keep_after = candidates.iter().map(|c| c.0).min().unwrap_or(0);
         backend.scan(&mut |batch, v| {
             let record =
                 decode_view(v).map_err(|e| StoreError::Corrupt(format!("batch {batch}: {e}")))?;
+            if batch != next_batch {
+                let first = rec.missing.map_or(next_batch, |m| m.0);
+                rec.missing = Some((first, batch - 1));
+            }
+            match runs.last_mut() {
+                Some((_, last)) if *last + 1 == batch => *last = batch,
+                _ => runs.push((batch, batch)),
+            }
             let mut keys: Vec<Arc<str>> = Vec::with_capacity(record.sessions.len());
             for d in &record.sessions {
                 let key: Arc<str> = Arc::from(d.key.as_str());
@@ -342,6 +374,7 @@ impl BatchLog {
                 s.next_sender = d.next_sender;
                 s.reserved = d.reserved;
                 s.next_target = d.next_target;
+                s.last_batch = batch;
                 keys.push(key);
             }
             for (si, seq, bytes, offset) in &record.messages {
@@ -359,9 +392,12 @@ impl BatchLog {
                     );
                 }
             }
-            if batch <= after {
+            if batch <= keep_after {
                 rec.inputs_before_checkpoint += record.inputs.len() as u64;
             } else {
+                for c in candidates.iter_mut().filter(|c| c.0 < batch) {
+                    c.2.get_or_insert(rec.inputs.len());
+                }
                 // One allocation for the record's inputs, shared by their slices.
                 let all: Bytes = record.inputs.concat().into();
                 let mut at = 0;
@@ -374,20 +410,29 @@ impl BatchLog {
             next_batch = batch + 1;
             Ok(())
         })?;
-        if after >= next_batch {
+        let last = next_batch - 1;
+        if candidates.iter().any(|c| c.0 > last) {
             tracing::warn!(
-                checkpoint_after = after,
-                last_batch = next_batch - 1,
-                "the venue checkpoint is newer than the log (its batches were lost): replaying the whole journal"
+                last_batch = last,
+                "a venue checkpoint is newer than the log (taken after batches the log does not hold); it is deleted"
             );
-            rec.inputs_before_checkpoint = 0;
-            rec.inputs = read_all_inputs(&*backend)?;
             // The batch numbers after the log's end will be used again, for
             // other inputs: the checkpoint must not be found again then.
-            backend.remove_checkpoint()?;
-        } else {
-            rec.checkpoint = checkpoint;
+            backend.drop_checkpoints_after(last)?;
+            candidates.retain(|c| c.0 <= last);
         }
+        if candidates.is_empty() && keep_after > 0 {
+            rec.inputs_before_checkpoint = 0;
+            rec.inputs = read_all_inputs(&*backend)?;
+        }
+        rec.checkpoints = candidates
+            .into_iter()
+            .map(|(after, state, first)| Checkpoint {
+                after,
+                state,
+                first_input: first.unwrap_or(rec.inputs.len()),
+            })
+            .collect();
         let mut jumped = 0;
         for s in rec.sessions.values_mut() {
             if s.reserved > s.next_sender {
@@ -413,6 +458,7 @@ impl BatchLog {
                 inflight: VecDeque::new(),
                 spare: Vec::new(),
                 durable: next_batch - 1,
+                runs,
             },
             rec,
         ))
@@ -422,6 +468,61 @@ impl BatchLog {
     /// (start-up when the newest checkpoint cannot be restored).
     pub fn all_inputs(&self) -> Result<Vec<Bytes>, StoreError> {
         read_all_inputs(&*self.backend)
+    }
+
+    /// Deletes the records start-up found that nothing needs any more, and
+    /// returns how many: those up to batch `covered`, whose inputs the
+    /// venue checkpoint taken after it holds (the caller restored it), in
+    /// which every stored message was voided by a later reset of its
+    /// session (`sessions`: every session the log holds, as start-up
+    /// recovered them) and every session's state is superseded by a later
+    /// record. The newest record always stays: the next batch number
+    /// follows it. Afterwards the journal can be replayed only from that
+    /// checkpoint ([`Recovered::missing`]).
+    pub fn compact(
+        &mut self,
+        covered: u64,
+        sessions: &HashMap<String, BatchSessionStore>,
+    ) -> Result<u64, StoreError> {
+        let upto = covered.min(self.next_batch.saturating_sub(2));
+        let mut needed: Vec<u64> = Vec::new();
+        for s in sessions.values() {
+            // In batch order: a record's messages are adjacent.
+            let messages = s.index.values().map(|l| l.batch);
+            for batch in messages.chain(std::iter::once(s.last_batch)) {
+                if batch <= upto && needed.last() != Some(&batch) {
+                    needed.push(batch);
+                }
+            }
+        }
+        needed.sort_unstable();
+        needed.dedup();
+        let result = self.remove_unneeded(upto, &needed);
+        // Whatever was not removed stays; the next commit reopens first
+        // (a sled that failed a write refuses the next).
+        self.failed |= result.is_err();
+        self.runs.clear();
+        result
+    }
+
+    fn remove_unneeded(&self, upto: u64, needed: &[u64]) -> Result<u64, StoreError> {
+        const CHUNK: usize = 10_000;
+        let mut removed = 0;
+        let mut doomed = Vec::with_capacity(CHUNK);
+        for &(first, last) in &self.runs {
+            for batch in (first..=last.min(upto)).filter(|b| needed.binary_search(b).is_err()) {
+                doomed.push(batch);
+                if doomed.len() == CHUNK {
+                    self.backend.remove(&doomed)?;
+                    removed += doomed.len() as u64;
+                    doomed.clear();
+                }
+            }
+        }
+        self.backend.remove(&doomed)?;
+        removed += doomed.len() as u64;
+        self.backend.flush()?;
+        Ok(removed)
     }
 
     /// From now on, commits write without flushing (unless asked to flush
@@ -916,8 +1017,20 @@ mod tests {
         assert_eq!(rec.sessions["A"].get_range(1, 9).unwrap().len(), 4);
     }
 
+    /// (after, first_input) of each checkpoint start-up offers.
+    fn offered(rec: &Recovered) -> Vec<(u64, usize)> {
+        rec.checkpoints
+            .iter()
+            .map(|c| (c.after, c.first_input))
+            .collect()
+    }
+
+    fn texts(inputs: &[Bytes]) -> Vec<&[u8]> {
+        inputs.iter().map(|b| &b[..]).collect()
+    }
+
     #[test]
-    fn start_up_keeps_the_newest_checkpoint_and_only_the_inputs_after_it() {
+    fn start_up_offers_the_two_newest_checkpoints_and_only_the_inputs_after_them() {
         let disk = MemDisk::new();
         let open = |replay| BatchLog::open_on(Arc::new(disk.backend()), FlushMode::Fsync, replay);
         let (mut log, _) = open(Replay::SinceCheckpoint).unwrap();
@@ -933,26 +1046,122 @@ mod tests {
         }
         let backend = log.backend();
         backend.put_checkpoint(1, b"after in1").unwrap();
-        // Written late (the checkpoint thread is behind), replacing the first.
         backend.put_checkpoint(2, b"after in2").unwrap();
         commit(&mut log, b"in4");
+        backend.put_checkpoint(3, b"after in3").unwrap();
         let (log, rec) = open(Replay::SinceCheckpoint).unwrap();
-        assert_eq!(rec.checkpoint, Some((2, Bytes::from_static(b"after in2"))));
-        let inputs: Vec<&[u8]> = rec.inputs.iter().map(|b| &b[..]).collect();
-        assert_eq!(inputs, [&b"in3"[..], b"in4"]);
+        // The newest and its fallback, with the inputs after the older.
+        assert_eq!(offered(&rec), [(3, 1), (2, 0)]);
+        assert_eq!(rec.checkpoints[0].state, Bytes::from_static(b"after in3"));
+        assert_eq!(texts(&rec.inputs), [&b"in3"[..], b"in4"]);
         assert_eq!(rec.inputs_before_checkpoint, 2);
+        assert_eq!(rec.missing, None);
         // Messages and sequence numbers come from every record still.
         assert_eq!(rec.sessions["A"].get_range(1, 9).unwrap().len(), 4);
         let every = log.all_inputs().unwrap();
         assert_eq!(every.len(), 4);
         let (_, all) = open(Replay::All).unwrap();
-        assert_eq!((all.checkpoint, all.inputs), (None, every.clone()));
-        // A checkpoint after a batch the log does not hold is not used, and
-        // is deleted (the batch numbers will be used again).
+        assert!(all.checkpoints.is_empty());
+        assert_eq!(all.inputs, every);
+        // A checkpoint after a batch the log does not hold is not offered,
+        // and is deleted (the batch numbers will be used again); the one
+        // before it still is.
         disk.backend().put_checkpoint(9, b"after in9").unwrap();
         let (_, rec) = open(Replay::SinceCheckpoint).unwrap();
-        assert_eq!((rec.checkpoint, rec.inputs), (None, every));
-        assert_eq!(disk.backend().checkpoint().unwrap(), None);
+        assert_eq!(offered(&rec), [(3, 0)]);
+        assert_eq!(texts(&rec.inputs), [&b"in4"[..]]);
+        assert_eq!(disk.backend().checkpoints().len(), 1);
+        // None left: every input.
+        disk.backend().drop_checkpoints_after(0).unwrap();
+        let (_, rec) = open(Replay::SinceCheckpoint).unwrap();
+        assert!(rec.checkpoints.is_empty());
+        assert_eq!(rec.inputs, every);
+    }
+
+    /// Session `key` sends `message` (and resets first if `reset`) in a
+    /// batch of its own holding `input`.
+    fn send(log: &mut BatchLog, s: &mut BatchSessionStore, reset: bool, input: &'static [u8]) {
+        if reset {
+            s.reset(1);
+        }
+        let seq = s.next_sender_seq();
+        s.save(seq, Bytes::from_static(input));
+        s.set_next_sender_seq(seq + 1);
+        log.commit(&[Bytes::from_static(input)], std::iter::once(s))
+            .unwrap();
+    }
+
+    fn batches(disk: &MemDisk) -> Vec<u64> {
+        disk.durable().into_keys().collect()
+    }
+
+    #[test]
+    fn compaction_deletes_only_records_a_checkpoint_covers_and_no_session_needs() {
+        let disk = MemDisk::new();
+        let open = || {
+            BatchLog::open_on(
+                Arc::new(disk.backend()),
+                FlushMode::Fsync,
+                Replay::SinceCheckpoint,
+            )
+            .unwrap()
+        };
+        let (mut log, _) = open();
+        let mut a = log.new_session("A", 1);
+        let mut b = log.new_session("B", 1);
+        send(&mut log, &mut a, false, b"a1"); // 1
+        send(&mut log, &mut b, false, b"b1"); // 2: B's last state
+        send(&mut log, &mut a, false, b"a2"); // 3
+        send(&mut log, &mut a, true, b"a3"); // 4: A resets, voiding 1 and 3
+        send(&mut log, &mut a, false, b"a4"); // 5
+        send(&mut log, &mut a, true, b"a5"); // 6: voiding 4 and 5
+        send(&mut log, &mut a, false, b"a6"); // 7
+        log.backend().put_checkpoint(5, b"after 5").unwrap();
+        log.backend().put_checkpoint(6, b"after 6").unwrap();
+        drop(log);
+
+        let (mut log, rec) = open();
+        assert_eq!(offered(&rec), [(6, 1), (5, 0)]);
+        // Up to the older checkpoint: 1, 3, 4 and 5 are void; 2 holds B's
+        // message and state.
+        assert_eq!(log.compact(5, &rec.sessions).unwrap(), 4);
+        assert_eq!(batches(&disk), [2, 6, 7]);
+        drop(log);
+
+        let (_, rec) = open();
+        assert_eq!(rec.missing, Some((1, 5)));
+        assert_eq!(offered(&rec), [(6, 1), (5, 0)]);
+        assert_eq!(texts(&rec.inputs), [&b"a5"[..], b"a6"]);
+        assert_eq!(
+            rec.sessions["A"].get_range(1, 9).unwrap(),
+            [
+                (1, Bytes::from_static(b"a5")),
+                (2, Bytes::from_static(b"a6"))
+            ]
+        );
+        assert_eq!(
+            rec.sessions["B"].get_range(1, 9).unwrap(),
+            [(1, Bytes::from_static(b"b1"))]
+        );
+        assert_eq!(rec.sessions["B"].next_sender_seq(), 2 + SEQ_RESERVE);
+        let (mut log, mut rec) = open();
+        let mut a = rec.sessions.remove("A").unwrap();
+        send(&mut log, &mut a, true, b"a7"); // 8: voiding 6 and 7
+        let timer = [Bytes::from_static(b"timer")];
+        log.commit(&timer, std::iter::empty()).unwrap(); // 9: an input alone
+        drop(log);
+        let (mut log, rec) = open();
+        // Up to the newest record: it stays all the same, as the next
+        // batch number follows it.
+        assert_eq!(log.compact(9, &rec.sessions).unwrap(), 2);
+        assert_eq!(batches(&disk), [2, 8, 9]);
+        let (log, rec) = open();
+        assert_eq!(log.next_batch(), 10);
+        assert_eq!(rec.missing, Some((1, 7)));
+        assert_eq!(
+            rec.sessions["A"].get_range(1, 9).unwrap(),
+            [(1, Bytes::from_static(b"a7"))]
+        );
     }
 
     #[test]

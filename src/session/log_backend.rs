@@ -9,7 +9,7 @@
 //! operation after an I/O error, and reopening drops whatever was not
 //! flushed, leaving exactly what is durable.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -35,23 +35,52 @@ pub trait LogBackend: Send + Sync {
     /// After a failed write: forget what was not flushed and get ready to
     /// write again. Fails while the storage is still unusable.
     fn reopen(&self) -> Result<(), StoreError>;
-    /// Stores a venue checkpoint, durably, in place of the one before: the
-    /// venue's state after every input of the records up to batch `after`
-    /// (records already written, maybe not yet durable: start-up drops a
-    /// checkpoint taken after a batch the log does not hold).
+    /// Deletes records; durable after `flush` (start-up's compaction).
+    fn remove(&self, batches: &[u64]) -> Result<(), StoreError>;
+    /// Stores a venue checkpoint durably: the venue's state after every
+    /// input of the records up to batch `after` (durable records: a
+    /// checkpoint must never follow a batch a crash could still lose). The
+    /// one before is kept as the fallback, older ones are dropped.
     fn put_checkpoint(&self, after: u64, state: &[u8]) -> Result<(), StoreError>;
-    /// The checkpoint stored: (after, state).
-    fn checkpoint(&self) -> Result<Option<(u64, Bytes)>, StoreError>;
-    /// Deletes the checkpoint (start-up found it newer than the log).
-    fn remove_checkpoint(&self) -> Result<(), StoreError>;
+    /// The checkpoints stored, newest first, each read and checked on its
+    /// own: (after, state), or why it cannot be used.
+    fn checkpoints(&self) -> Vec<Result<(u64, Bytes), StoreError>>;
+    /// Deletes every checkpoint taken after batch `last` (start-up found
+    /// them newer than the log).
+    fn drop_checkpoints_after(&self, last: u64) -> Result<(), StoreError>;
 }
 
 fn io(e: sled::Error) -> StoreError {
     StoreError::Io(e.to_string())
 }
 
-/// The venue checkpoint's file in the store directory.
+/// The venue checkpoint's file in the store directory, and the one it
+/// replaced (kept as the fallback).
 const CHECKPOINT_FILE: &str = "fixgw-venue-checkpoint";
+const PREVIOUS_CHECKPOINT_FILE: &str = "fixgw-venue-checkpoint.previous";
+
+/// Reads a checkpoint file: `None` if there is none.
+fn read_checkpoint_file(path: &Path) -> Option<Result<(u64, Bytes), StoreError>> {
+    let name = path
+        .file_name()
+        .map_or_else(Default::default, |n| n.to_string_lossy());
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(Err(StoreError::Io(format!("{name}: {e}")))),
+    };
+    let bad = || StoreError::Corrupt(format!("{name}: checksum mismatch"));
+    let checked = || {
+        let (head, state) = bytes.split_at_checked(12).ok_or_else(bad)?;
+        let after = u64::from_be_bytes(head[..8].try_into().map_err(|_| bad())?);
+        let crc = u32::from_be_bytes(head[8..].try_into().map_err(|_| bad())?);
+        if crc32fast::hash(state) != crc {
+            return Err(bad());
+        }
+        Ok((after, Bytes::copy_from_slice(state)))
+    };
+    Some(checked())
+}
 
 /// The batch number a record key encodes (big-endian u64).
 pub(crate) fn batch_number(k: &[u8]) -> Result<u64, StoreError> {
@@ -213,6 +242,16 @@ impl LogBackend for SledBackend {
         })
     }
 
+    fn remove(&self, batches: &[u64]) -> Result<(), StoreError> {
+        self.with(|_, t| {
+            let mut removals = sled::Batch::default();
+            for b in batches {
+                removals.remove(&b.to_be_bytes());
+            }
+            t.apply_batch(removals).map_err(io)
+        })
+    }
+
     fn put_checkpoint(&self, after: u64, state: &[u8]) -> Result<(), StoreError> {
         // A file of its own, not sled: a value this size would be a sled
         // blob, written while sled's log waits for it (every flush of the
@@ -227,35 +266,39 @@ impl LogBackend for SledBackend {
         f.write_all(&head).map_err(fail)?;
         f.write_all(state).map_err(fail)?;
         f.sync_all().map_err(fail)?;
+        // A crash between the renames leaves the previous one alone: it is
+        // then the newest.
+        match std::fs::rename(
+            self.checkpoint_path(),
+            self.dir.join(PREVIOUS_CHECKPOINT_FILE),
+        ) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(e)),
+            _ => {}
+        }
         std::fs::rename(&tmp, self.checkpoint_path()).map_err(fail)?;
         std::fs::File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(fail)
     }
 
-    fn checkpoint(&self) -> Result<Option<(u64, Bytes)>, StoreError> {
-        let bytes = match std::fs::read(self.checkpoint_path()) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(StoreError::Io(format!("venue checkpoint: {e}"))),
-        };
-        let bad = || StoreError::Corrupt("venue checkpoint: checksum mismatch".into());
-        let (head, state) = bytes.split_at_checked(12).ok_or_else(bad)?;
-        let after = u64::from_be_bytes(head[..8].try_into().map_err(|_| bad())?);
-        let crc = u32::from_be_bytes(head[8..].try_into().map_err(|_| bad())?);
-        if crc32fast::hash(state) != crc {
-            return Err(bad());
-        }
-        Ok(Some((after, Bytes::copy_from_slice(state))))
+    fn checkpoints(&self) -> Vec<Result<(u64, Bytes), StoreError>> {
+        [CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE]
+            .iter()
+            .filter_map(|f| read_checkpoint_file(&self.dir.join(f)))
+            .collect()
     }
 
-    fn remove_checkpoint(&self) -> Result<(), StoreError> {
-        match std::fs::remove_file(self.checkpoint_path()) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                Err(StoreError::Io(format!("venue checkpoint: {e}")))
+    fn drop_checkpoints_after(&self, last: u64) -> Result<(), StoreError> {
+        for f in [CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE] {
+            let path = self.dir.join(f);
+            // An unreadable one is never used either; it stays for a look.
+            if let Some(Ok((after, _))) = read_checkpoint_file(&path) {
+                if after > last {
+                    std::fs::remove_file(&path).map_err(|e| StoreError::Io(format!("{f}: {e}")))?;
+                }
             }
-            _ => Ok(()),
         }
+        Ok(())
     }
 
     fn reopen(&self) -> Result<(), StoreError> {
@@ -319,15 +362,19 @@ impl<B: LogBackend> LogBackend for FaultyBackend<B> {
         self.check()?;
         self.inner.reopen()
     }
+    fn remove(&self, batches: &[u64]) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.remove(batches)
+    }
     fn put_checkpoint(&self, after: u64, state: &[u8]) -> Result<(), StoreError> {
         self.check()?;
         self.inner.put_checkpoint(after, state)
     }
-    fn checkpoint(&self) -> Result<Option<(u64, Bytes)>, StoreError> {
-        self.inner.checkpoint()
+    fn checkpoints(&self) -> Vec<Result<(u64, Bytes), StoreError>> {
+        self.inner.checkpoints()
     }
-    fn remove_checkpoint(&self) -> Result<(), StoreError> {
-        self.inner.remove_checkpoint()
+    fn drop_checkpoints_after(&self, last: u64) -> Result<(), StoreError> {
+        self.inner.drop_checkpoints_after(last)
     }
 }
 
@@ -342,9 +389,11 @@ pub struct MemDisk {
 #[derive(Default)]
 struct MemDiskState {
     durable: BTreeMap<u64, Bytes>,
-    volatile: BTreeMap<u64, Bytes>,
-    /// Written durably at once, like the file of [`SledBackend`].
-    checkpoint: Option<(u64, Bytes)>,
+    /// Unflushed writes: a record, or `None` for a removal.
+    volatile: BTreeMap<u64, Option<Bytes>>,
+    /// Written durably at once, like the files of [`SledBackend`]: the
+    /// newest and the one before.
+    checkpoints: VecDeque<(u64, Bytes)>,
     fail_writes: bool,
     fail_flushes: bool,
 }
@@ -420,15 +469,22 @@ impl MemBackend {
 impl LogBackend for MemBackend {
     fn get(&self, batch: u64) -> Result<Option<Bytes>, StoreError> {
         let s = self.disk.state();
-        Ok(s.volatile
-            .get(&batch)
-            .or_else(|| s.durable.get(&batch))
-            .cloned())
+        Ok(match s.volatile.get(&batch) {
+            Some(v) => v.clone(),
+            None => s.durable.get(&batch).cloned(),
+        })
     }
     fn insert(&self, batch: u64, record: &[u8]) -> Result<(), StoreError> {
         let mut s = self.disk.state();
         Self::check(&s)?;
-        s.volatile.insert(batch, Bytes::copy_from_slice(record));
+        s.volatile
+            .insert(batch, Some(Bytes::copy_from_slice(record)));
+        Ok(())
+    }
+    fn remove(&self, batches: &[u64]) -> Result<(), StoreError> {
+        let mut s = self.disk.state();
+        Self::check(&s)?;
+        s.volatile.extend(batches.iter().map(|b| (*b, None)));
         Ok(())
     }
     fn flush(&self) -> Result<(), StoreError> {
@@ -440,12 +496,12 @@ impl LogBackend for MemBackend {
             ));
         }
         let volatile = std::mem::take(&mut s.volatile);
-        s.durable.extend(volatile);
+        apply(&mut s.durable, volatile);
         Ok(())
     }
     fn scan(&self, f: &mut RecordVisitor<'_>) -> Result<(), StoreError> {
         let mut all = self.disk.state().durable.clone();
-        all.extend(self.disk.state().volatile.clone());
+        apply(&mut all, self.disk.state().volatile.clone());
         for (k, v) in all {
             f(k, &v)?;
         }
@@ -460,15 +516,36 @@ impl LogBackend for MemBackend {
     fn put_checkpoint(&self, after: u64, state: &[u8]) -> Result<(), StoreError> {
         let mut s = self.disk.state();
         Self::check(&s)?;
-        s.checkpoint = Some((after, Bytes::copy_from_slice(state)));
+        s.checkpoints
+            .push_front((after, Bytes::copy_from_slice(state)));
+        s.checkpoints.truncate(2);
         Ok(())
     }
-    fn checkpoint(&self) -> Result<Option<(u64, Bytes)>, StoreError> {
-        Ok(self.disk.state().checkpoint.clone())
+    fn checkpoints(&self) -> Vec<Result<(u64, Bytes), StoreError>> {
+        self.disk
+            .state()
+            .checkpoints
+            .iter()
+            .cloned()
+            .map(Ok)
+            .collect()
     }
-    fn remove_checkpoint(&self) -> Result<(), StoreError> {
-        self.disk.state().checkpoint = None;
+    fn drop_checkpoints_after(&self, last: u64) -> Result<(), StoreError> {
+        self.disk
+            .state()
+            .checkpoints
+            .retain(|(after, _)| *after <= last);
         Ok(())
+    }
+}
+
+/// Applies unflushed writes (records and removals) to `records`.
+fn apply(records: &mut BTreeMap<u64, Bytes>, writes: BTreeMap<u64, Option<Bytes>>) {
+    for (batch, w) in writes {
+        match w {
+            Some(r) => records.insert(batch, r),
+            None => records.remove(&batch),
+        };
     }
 }
 
@@ -509,27 +586,48 @@ mod tests {
     }
 
     #[test]
-    fn the_checkpoint_file_is_replaced_whole_and_checked() {
+    fn checkpoint_files_keep_the_newest_two_and_are_checked() {
         let dir = tempfile::tempdir().unwrap();
         let b = SledBackend::open(dir.path(), FlushMode::Fsync).unwrap();
-        assert_eq!(b.checkpoint().unwrap(), None);
+        let found = |b: &SledBackend| -> Vec<Option<u64>> {
+            b.checkpoints()
+                .into_iter()
+                .map(|c| c.ok().map(|(after, _)| after))
+                .collect()
+        };
+        assert!(b.checkpoints().is_empty());
         b.put_checkpoint(1, b"after one").unwrap();
+        assert_eq!(found(&b), [Some(1)]);
         b.put_checkpoint(2, b"after two").unwrap();
+        b.put_checkpoint(3, b"after three").unwrap();
         drop(b);
         let b = SledBackend::open(dir.path(), FlushMode::Fsync).unwrap();
+        let all: Vec<(u64, Bytes)> = b.checkpoints().into_iter().map(Result::unwrap).collect();
         assert_eq!(
-            b.checkpoint().unwrap(),
-            Some((2, Bytes::from_static(b"after two")))
+            all,
+            [
+                (3, Bytes::from_static(b"after three")),
+                (2, Bytes::from_static(b"after two"))
+            ]
         );
-        // A damaged file is an error (start-up then replays everything).
+        // A damaged file is an error of its own; the other is still read.
         let path = dir.path().join(CHECKPOINT_FILE);
         let mut bytes = std::fs::read(&path).unwrap();
         *bytes.last_mut().unwrap() ^= 1;
         std::fs::write(&path, bytes).unwrap();
-        assert!(b.checkpoint().is_err());
-        b.remove_checkpoint().unwrap();
-        assert_eq!(b.checkpoint().unwrap(), None);
-        b.remove_checkpoint().unwrap();
+        assert_eq!(found(&b), [None, Some(2)]);
+        let err = b.checkpoints().remove(0).unwrap_err().to_string();
+        assert!(
+            err.contains("fixgw-venue-checkpoint: checksum mismatch"),
+            "{err}"
+        );
+        // Those newer than the log go; a damaged one stays, unused.
+        b.put_checkpoint(4, b"after four").unwrap();
+        assert_eq!(found(&b), [Some(4), None]);
+        b.drop_checkpoints_after(3).unwrap();
+        assert_eq!(found(&b), [None]);
+        b.drop_checkpoints_after(0).unwrap();
+        assert_eq!(found(&b), [None]);
     }
 
     #[test]

@@ -333,6 +333,9 @@ pub struct GatewaySettings {
     /// CheckpointInputs: journaled inputs between two venue checkpoints
     /// (0: none; start-up then replays the whole journal).
     pub checkpoint_inputs: u64,
+    /// CompactStore: with checkpoints, start-up deletes the records nothing
+    /// needs any more (`BatchLog::compact`); off, the whole journal stays.
+    pub compact_store: bool,
     /// The raw file, for settings read by other layers.
     pub raw: Settings,
 }
@@ -412,6 +415,7 @@ impl GatewaySettings {
                 DEFAULT_CHECKPOINT_INPUTS,
                 "expected a number of journaled inputs (0: no checkpoints)",
             )?,
+            compact_store: d.bool("CompactStore", true)?,
             sessions,
             raw: settings,
         })

@@ -8,8 +8,11 @@
 //! `every` inputs, at a batch boundary, and stores the checkpoint itself
 //! with the batch it was taken after (`LogBackend::put_checkpoint`: a file
 //! of its own, synced, outside sled's log, so no flush of the core waits
-//! for it). The core only hands each committed batch's journal over (no
-//! copy: the inputs are shared bytes).
+//! for it) once that batch is durable: a checkpoint after a batch a crash
+//! could lose would hold inputs the journal does not, and start-up could
+//! not use it (nor, once the journal is compacted, replay without it). The
+//! core only hands each committed batch's journal over (no copy: the inputs
+//! are shared bytes), and tells what is durable.
 //!
 //! The thread is never woken by the core: it sleeps [`POLL`] between looks
 //! at its queue, so a hand-over costs the core no system call. It runs
@@ -45,6 +48,16 @@ struct Shadow {
     since: u64,
     backend: Arc<dyn LogBackend>,
     discard: Vec<(Arc<str>, crate::session::OutboundMessage)>,
+    /// A checkpoint taken after a batch not yet durable.
+    pending: Option<Pending>,
+}
+
+/// A serialised checkpoint waiting for its batch to be durable.
+struct Pending {
+    after: u64,
+    state: Vec<u8>,
+    inputs: u64,
+    serialised: Duration,
 }
 
 impl Shadow {
@@ -56,12 +69,13 @@ impl Shadow {
             since: 0,
             backend,
             discard: Vec::new(),
+            pending: None,
         }
     }
 
-    /// Applies a committed batch's inputs, and stores a checkpoint when one
-    /// is due.
-    fn apply(&mut self, batch: u64, inputs: &[Bytes]) {
+    /// Applies a committed batch's inputs, and takes a checkpoint when one
+    /// is due; it is stored once batch `durable` reaches it.
+    fn apply(&mut self, batch: u64, inputs: &[Bytes], durable: u64) {
         for raw in inputs {
             // The core journaled what it applied: an input that does not
             // decode is a bug; the shadow can no longer be trusted.
@@ -70,30 +84,44 @@ impl Shadow {
                 .unwrap_or_else(|e| panic!("journaled input of batch {batch}: {e:?}"));
         }
         self.since += inputs.len() as u64;
-        if self.since < self.every {
-            return;
+        if self.since >= self.every {
+            // A newer one replaces one still waiting (the store is down).
+            let started = Instant::now();
+            let state = self.venue.checkpoint();
+            self.pending = Some(Pending {
+                after: batch,
+                state,
+                inputs: self.since,
+                serialised: started.elapsed(),
+            });
+            self.since = 0;
         }
+        self.store_if_durable(durable);
+    }
+
+    /// Stores the checkpoint waiting, if its batch is durable.
+    fn store_if_durable(&mut self, durable: u64) {
+        let Some(p) = self.pending.take_if(|p| p.after <= durable) else {
+            return;
+        };
         let started = Instant::now();
-        let state = self.venue.checkpoint();
-        let serialised = started.elapsed();
-        match self.backend.put_checkpoint(batch, &state) {
+        match self.backend.put_checkpoint(p.after, &p.state) {
             Ok(()) => tracing::info!(
-                after_batch = batch,
-                inputs = self.since,
-                bytes = state.len(),
-                serialised_ms = serialised.as_millis() as u64,
-                took_ms = started.elapsed().as_millis() as u64,
+                after_batch = p.after,
+                inputs = p.inputs,
+                bytes = p.state.len(),
+                serialised_ms = p.serialised.as_millis() as u64,
+                written_ms = started.elapsed().as_millis() as u64,
                 "venue checkpoint written"
             ),
             // A full disk, say: the one before stays, and the next try
             // comes after another interval (not at every batch).
             Err(e) => tracing::warn!(
-                after_batch = batch,
+                after_batch = p.after,
                 error = %e,
                 "venue checkpoint not written; the previous one stays"
             ),
         }
-        self.since = 0;
     }
 }
 
@@ -102,6 +130,8 @@ enum Mode {
         batches: mpsc::Sender<(u64, Vec<Bytes>)>,
         /// Inputs handed over and not yet applied.
         backlog: Arc<AtomicU64>,
+        /// Every batch up to this one is durable.
+        durable: Arc<AtomicU64>,
         /// Set when the thread must drop its queue and end.
         stop: Arc<AtomicBool>,
         /// The most inputs the thread may be behind.
@@ -134,9 +164,10 @@ impl Checkpointer {
     ) -> std::io::Result<Checkpointer> {
         let (batches, inbox) = mpsc::channel::<(u64, Vec<Bytes>)>();
         let backlog = Arc::new(AtomicU64::new(0));
+        let durable = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let mut shadow = Shadow::new(venue, every, backend);
-        let (behind, stopped) = (backlog.clone(), stop.clone());
+        let (behind, stopped, stored) = (backlog.clone(), stop.clone(), durable.clone());
         std::thread::Builder::new()
             .name("fixgw-checkpoint".into())
             .spawn(move || {
@@ -156,12 +187,16 @@ impl Checkpointer {
                         if stopped.load(Ordering::Relaxed) {
                             return;
                         }
+                        let durable = stored.load(Ordering::Acquire);
                         match inbox.try_recv() {
                             Ok((batch, inputs)) => {
-                                shadow.apply(batch, &inputs);
+                                shadow.apply(batch, &inputs, durable);
                                 behind.fetch_sub(inputs.len() as u64, Ordering::Relaxed);
                             }
-                            Err(mpsc::TryRecvError::Empty) => break,
+                            Err(mpsc::TryRecvError::Empty) => {
+                                shadow.store_if_durable(durable);
+                                break;
+                            }
                             Err(mpsc::TryRecvError::Disconnected) => return,
                         }
                     }
@@ -171,6 +206,7 @@ impl Checkpointer {
             mode: Mode::Thread {
                 batches,
                 backlog,
+                durable,
                 stop,
                 max_backlog: every.saturating_mul(2).max(MIN_BACKLOG),
             },
@@ -184,18 +220,27 @@ impl Checkpointer {
         }
     }
 
-    /// Batch `batch` was committed with these inputs. False once the
-    /// shadow stopped (it fell too far behind, or its thread ended): no
-    /// checkpoint comes any more.
-    pub fn committed(&mut self, batch: u64, inputs: Vec<Bytes>) -> bool {
+    /// Every batch up to `batch` is durable.
+    pub fn durable(&mut self, batch: u64) {
+        match &mut self.mode {
+            Mode::Thread { durable, .. } => durable.store(batch, Ordering::Release),
+            Mode::Inline(shadow) => shadow.store_if_durable(batch),
+        }
+    }
+
+    /// Batch `batch` was committed (written, durable up to `durable`) with
+    /// these inputs. False once the shadow stopped (it fell too far behind,
+    /// or its thread ended): no checkpoint comes any more.
+    pub fn committed(&mut self, batch: u64, inputs: Vec<Bytes>, durable: u64) -> bool {
         match &mut self.mode {
             Mode::Thread {
                 batches,
                 backlog,
                 stop,
                 max_backlog,
-                ..
+                durable: stored,
             } => {
+                stored.store(durable, Ordering::Release);
                 let n = inputs.len() as u64;
                 let behind = backlog.fetch_add(n, Ordering::Relaxed) + n;
                 if behind > *max_backlog {
@@ -210,7 +255,7 @@ impl Checkpointer {
                 batches.send((batch, inputs)).is_ok()
             }
             Mode::Inline(shadow) => {
-                shadow.apply(batch, &inputs);
+                shadow.apply(batch, &inputs, durable);
                 true
             }
         }

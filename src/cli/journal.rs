@@ -123,25 +123,65 @@ impl Journal {
         })
     }
 
-    /// A fresh venue, as `fixgw run` builds it before replaying.
-    fn fresh_venue(&self) -> anyhow::Result<Venue> {
-        build_venue(&self.settings, &self.venue)
+    /// The venue the journal's replay starts from, and the batch it
+    /// follows: a fresh venue, as `fixgw run` builds it, at batch 0; on a
+    /// compacted journal (see `CompactStore`), the newest venue checkpoint
+    /// taken after every missing batch that restores, at its batch.
+    fn start(&self) -> anyhow::Result<(Venue, u64)> {
+        let fresh = build_venue(&self.settings, &self.venue)?;
+        let checkpoints = self.reader.checkpoints();
+        // Without a checkpoint a gap is damage: the replay names it.
+        let Some(missing) = self
+            .reader
+            .last_missing()?
+            .filter(|_| !checkpoints.is_empty())
+        else {
+            return Ok((fresh, 0));
+        };
+        let mut why = Vec::new();
+        for c in checkpoints {
+            match c {
+                Ok((after, _)) if after < missing => {
+                    why.push(format!("the one after batch {after} is older"));
+                }
+                Ok((after, state)) => match fresh.clone().restored(&state) {
+                    Ok(v) => return Ok((v, after)),
+                    Err(e) => why.push(format!("the one after batch {after}: {e}")),
+                },
+                Err(e) => why.push(e.to_string()),
+            }
+        }
+        bail!(
+            "the journal was compacted up to batch {missing} (CompactStore), so it can be replayed only from a venue checkpoint taken after that, and none restores: {}",
+            why.join("; ")
+        )
     }
 
-    /// Checks every record (numbering from 1 without gaps, length, checksum,
-    /// layout), decodes its inputs and hands both to `f`, in batch order.
-    /// Returns the number of records.
+    /// Checks every record (numbering without gaps after batch `from`,
+    /// length, checksum, layout) and, for those after `from`, decodes their
+    /// inputs and hands both to `f`, in batch order. Returns the number of
+    /// records.
     fn for_each_batch(
         &self,
         label: &'static str,
+        from: u64,
         mut f: impl FnMut(u64, &BatchRecord, &[VenueInput]) -> anyhow::Result<()>,
     ) -> anyhow::Result<u64> {
         let mut progress = Progress::new(label, self.reader.last_batch()?.unwrap_or(0));
         let mut expected = 1;
+        let mut records = 0;
         let mut inputs = Vec::new();
         for item in self.reader.records() {
             let (batch, raw) = item.map_err(|e| anyhow!("after batch {}: {e}", expected - 1))?;
             progress.update(batch);
+            records += 1;
+            if batch <= from {
+                // Before the checkpoint: compacted around, not replayed.
+                decode(&raw).map_err(|e| anyhow!("batch {batch}: {e}"))?;
+                expected = batch + 1;
+                continue;
+            }
+            expected = expected.max(from + 1);
             if batch != expected {
                 bail!(
                     "batch {batch}: batch {expected}{} missing (batch numbers must be contiguous)",
@@ -164,7 +204,7 @@ impl Journal {
             f(batch, &record, &inputs)?;
             expected = batch + 1;
         }
-        Ok(expected - 1)
+        Ok(records)
     }
 }
 
@@ -459,12 +499,17 @@ fn comp_id_of(session: &str) -> &str {
 pub fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let journal = Journal::open(&args.source)?;
     let names = Names::new(&journal.settings, &journal.venue);
-    let mut venue = journal.fresh_venue()?;
+    let (mut venue, from) = journal.start()?;
+    if from > 0 {
+        eprintln!(
+            "journal dump: the journal was compacted; the inputs up to batch {from} are in the venue checkpoint after it, and the dump begins after it"
+        );
+    }
     let mut produced = Vec::new();
     // Every order's last full state, for the trades (updated by every input's events).
     let mut states = OrderStates::default();
     let want_session = args.session.as_deref().map(comp_id_of);
-    journal.for_each_batch("journal dump", |batch, _, inputs| {
+    journal.for_each_batch("journal dump", from, |batch, _, inputs| {
         for (i, input) in inputs.iter().enumerate() {
             produced.clear();
             let result = venue.apply(input, &mut produced);
@@ -569,8 +614,9 @@ struct Totals {
 /// stored application message against the replay. Writes a summary.
 pub fn verify(args: &VerifyArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let journal = Journal::open(&args.source)?;
-    let mut first = journal.fresh_venue()?;
-    let mut second = journal.fresh_venue()?;
+    // Built apart (their hash maps seeded apart), as two processes would.
+    let (mut first, from) = journal.start()?;
+    let (mut second, _) = journal.start()?;
     // Sessions whose application messages the venue produces and the store keeps.
     let checked: HashMap<String, String> = journal
         .settings
@@ -582,7 +628,7 @@ pub fn verify(args: &VerifyArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let checked_keys: BTreeSet<&str> = checked.values().map(String::as_str).collect();
     let mut totals = Totals::default();
     let (mut a, mut b) = (Vec::new(), Vec::new());
-    let batches = journal.for_each_batch("journal verify", |batch, record, inputs| {
+    let batches = journal.for_each_batch("journal verify", from, |batch, record, inputs| {
         // Application messages the store holds for each session, by body.
         let mut stored: HashMap<&str, Vec<Message>> = HashMap::new();
         for (si, seq, bytes, _) in &record.messages {
@@ -684,6 +730,13 @@ pub fn verify(args: &VerifyArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         .collect();
     writeln!(out, "journal in {}: OK", journal.dir.display())
         .and_then(|()| writeln!(out, "  batches   {batches}"))
+        .and_then(|()| match from {
+            0 => Ok(()),
+            _ => writeln!(
+                out,
+                "  compacted up to batch {from}: replayed from the venue checkpoint after it"
+            ),
+        })
         .and_then(|()| {
             writeln!(
                 out,

@@ -720,13 +720,39 @@ pub fn is_locked(e: &StoreError) -> bool {
 pub struct BatchReader {
     _db: sled::Db,
     tree: sled::Tree,
+    dir: std::path::PathBuf,
 }
 
 impl BatchReader {
     /// Opens the store in `dir` (taking its lock, like the gateway).
     pub fn open(dir: &std::path::Path) -> Result<BatchReader, StoreError> {
         let (db, tree) = SledBackend::open_tree_for_tool(dir)?;
-        Ok(BatchReader { _db: db, tree })
+        Ok(BatchReader {
+            _db: db,
+            tree,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The last batch number missing before the newest record (compacted
+    /// away), if any.
+    pub fn last_missing(&self) -> Result<Option<u64>, StoreError> {
+        let mut expected = 1;
+        let mut missing = None;
+        for key in self.tree.iter().keys() {
+            let batch = batch_number(&key.map_err(io)?)?;
+            if batch != expected {
+                missing = Some(batch - 1);
+            }
+            expected = batch + 1;
+        }
+        Ok(missing)
+    }
+
+    /// The venue checkpoints stored, newest first (see
+    /// [`LogBackend::checkpoints`]).
+    pub fn checkpoints(&self) -> Vec<Result<(u64, Bytes), StoreError>> {
+        super::log_backend::read_checkpoints(&self.dir)
     }
 
     /// Number of the last batch record, if any.

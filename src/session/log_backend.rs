@@ -59,6 +59,15 @@ fn io(e: sled::Error) -> StoreError {
 const CHECKPOINT_FILE: &str = "fixgw-venue-checkpoint";
 const PREVIOUS_CHECKPOINT_FILE: &str = "fixgw-venue-checkpoint.previous";
 
+/// The checkpoint files in the store directory `dir`, newest first (see
+/// [`LogBackend::checkpoints`]).
+pub(crate) fn read_checkpoints(dir: &Path) -> Vec<Result<(u64, Bytes), StoreError>> {
+    [CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE]
+        .iter()
+        .filter_map(|f| read_checkpoint_file(&dir.join(f)))
+        .collect()
+}
+
 /// Reads a checkpoint file: `None` if there is none.
 fn read_checkpoint_file(path: &Path) -> Option<Result<(u64, Bytes), StoreError>> {
     let name = path
@@ -282,10 +291,7 @@ impl LogBackend for SledBackend {
     }
 
     fn checkpoints(&self) -> Vec<Result<(u64, Bytes), StoreError>> {
-        [CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE]
-            .iter()
-            .filter_map(|f| read_checkpoint_file(&self.dir.join(f)))
-            .collect()
+        read_checkpoints(&self.dir)
     }
 
     fn drop_checkpoints_after(&self, last: u64) -> Result<(), StoreError> {
@@ -754,12 +760,23 @@ mod tests {
         f.insert(2, b"two").unwrap();
         f.flush().unwrap();
         assert_eq!(f.failures(), 2);
-        let mut seen = Vec::new();
-        f.scan(&mut |k, _| {
-            seen.push(k);
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(seen, vec![1, 2]);
+        let seen = |f: &dyn LogBackend| {
+            let mut seen = Vec::new();
+            f.scan(&mut |k, _| {
+                seen.push(k);
+                Ok(())
+            })
+            .unwrap();
+            seen
+        };
+        assert_eq!(seen(&f), vec![1, 2]);
+        // Removals (compaction) are durable once flushed.
+        f.insert(3, b"three").unwrap();
+        f.remove(&[1, 3]).unwrap();
+        f.flush().unwrap();
+        drop(f);
+        let b = SledBackend::open(dir.path(), FlushMode::Fsync).unwrap();
+        assert_eq!(seen(&b), vec![2]);
+        assert_eq!(b.get(1).unwrap(), None);
     }
 }

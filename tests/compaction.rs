@@ -1,0 +1,207 @@
+//! The store compacted at start-up (`CompactStore`, with venue checkpoints),
+//! end to end with the real binary: records of sessions that reset since
+//! are deleted at the next start, the books and every session carry on, a
+//! resend still finds what the client may ask for, `journal verify` checks
+//! the rest from the checkpoint, and a start that could only rebuild the
+//! venue from the deleted records is refused with the reason.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{fixgw, Client, Gateway};
+
+const CFG: &str = concat!(
+    crate::acceptor_defaults!(),
+    "\
+StartTime=00:00:00
+EndTime=00:00:00
+CheckpointInputs=1
+[SESSION]
+TargetCompID=CLIENT1
+[SESSION]
+TargetCompID=CLIENT2
+"
+);
+
+/// Logged on with ResetSeqNumFlag=Y: both sides start over at 1.
+fn logged_on(gw: &Gateway, comp_id: &str) -> Client {
+    let mut c = Client::connect(gw.port, comp_id, "FIXGW");
+    c.logon(&[(141, "Y")]);
+    c
+}
+
+/// Sends a limit order; returns its first ExecutionReport's ExecType.
+fn order(c: &mut Client, cl: &str, side: &str, qty: &str, px: &str, sym: &str) -> String {
+    c.limit_order(cl, side, qty, px, sym);
+    let er = c.expect("8");
+    er.get_str(150).unwrap_or_default().to_string()
+}
+
+/// The batch the newest venue checkpoint follows (0: none).
+fn checkpoint_after(data: &Path) -> u64 {
+    std::fs::read(data.join("fixgw-venue-checkpoint"))
+        .ok()
+        .and_then(|b| {
+            b.get(..8)
+                .map(|h| u64::from_be_bytes(h.try_into().unwrap()))
+        })
+        .unwrap_or(0)
+}
+
+/// Waits until the checkpoint thread has caught up: the newest checkpoint
+/// moved past `before` and then stays put for a while.
+fn checkpoints_settle(data: &Path, before: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = (checkpoint_after(data), Instant::now());
+    loop {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = checkpoint_after(data);
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if now > before && last.1.elapsed() > Duration::from_millis(500) {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no venue checkpoint after batch {before}: {now}"
+        );
+    }
+}
+
+fn log_lines_with(gw: &Gateway, what: &str) -> Vec<String> {
+    std::fs::read_to_string(&gw.log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(what))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `removed=N` of the last "store compacted" line.
+fn last_removed(gw: &Gateway) -> u64 {
+    let lines = log_lines_with(gw, "store compacted");
+    let line = lines.last().expect("a compaction was logged");
+    let at = line.find("removed=").expect("removed=") + "removed=".len();
+    line[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {line}"))
+}
+
+#[test]
+fn records_of_reset_sessions_are_deleted_at_start_up_and_the_venue_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = Gateway::start(dir.path(), CFG);
+    let mut c1 = logged_on(&gw, "CLIENT1");
+    let mut c2 = logged_on(&gw, "CLIENT2");
+    assert_eq!(order(&mut c1, "S1", "2", "100", "150.00", "AAPL"), "0");
+    assert_eq!(order(&mut c2, "B1", "1", "60", "150.00", "AAPL"), "0");
+    assert_eq!(c2.expect("8").get_str(150), Some("F"));
+    assert_eq!(c1.expect("8").get_str(150), Some("F"));
+    assert_eq!(order(&mut c1, "M1", "1", "10", "400.00", "MSFT"), "0");
+    let first = checkpoints_settle(&gw.data, 0);
+    drop((c1, c2));
+    assert!(gw.sigterm(Duration::from_secs(10)).success());
+
+    // A new day: both sessions reset at logon, which voids what they were
+    // sent before. One more order, and its checkpoint.
+    gw.restart();
+    let mut c1 = logged_on(&gw, "CLIENT1");
+    let c2 = logged_on(&gw, "CLIENT2");
+    assert_eq!(order(&mut c1, "X1", "2", "5", "401.00", "MSFT"), "0");
+    checkpoints_settle(&gw.data, first);
+    drop((c1, c2));
+    assert!(gw.sigterm(Duration::from_secs(10)).success());
+    let before = std::fs::read_to_string(&gw.log).unwrap();
+
+    // The next start deletes the first day's records.
+    gw.restart();
+    assert!(
+        log_lines_with(&gw, "venue restored from its checkpoint").len() >= 2,
+        "{before}"
+    );
+    let removed = last_removed(&gw);
+    assert!(
+        removed > 0,
+        "nothing compacted:\n{}",
+        std::fs::read_to_string(&gw.log).unwrap()
+    );
+
+    // The books are as they were: the AAPL sell's 40 and the MSFT buy rest,
+    // and so does the second day's MSFT sell.
+    let mut c1 = Client::connect(gw.port, "CLIENT1", "FIXGW");
+    c1.seq = 3;
+    c1.logon(&[]);
+    // What the session sent since its reset is still there to resend.
+    c1.send("2", &[(7, "1"), (16, "0")]);
+    assert_eq!(c1.expect("4").get_str(123), Some("Y"));
+    let resent = c1.expect("8");
+    assert_eq!(
+        (resent.get_str(11), resent.get_str(43)),
+        (Some("X1"), Some("Y")),
+        "{resent:?}"
+    );
+    let mut c2 = Client::connect(gw.port, "CLIENT2", "FIXGW");
+    c2.seq = 2;
+    c2.logon(&[]);
+    assert_eq!(order(&mut c2, "B2", "1", "40", "150.00", "AAPL"), "0");
+    assert_eq!(c2.expect("8").get_str(150), Some("F"));
+    assert_eq!(order(&mut c2, "S2", "2", "10", "400.00", "MSFT"), "0");
+    assert_eq!(c2.expect("8").get_str(150), Some("F"));
+    assert_eq!(order(&mut c2, "B3", "1", "5", "401.00", "MSFT"), "0");
+    let fill = c2.expect("8");
+    assert_eq!(
+        (fill.get_str(150), fill.get_str(32)),
+        (Some("F"), Some("5"))
+    );
+    drop((c1, c2));
+    assert!(gw.sigterm(Duration::from_secs(10)).success());
+
+    // `journal verify` replays what is left from the checkpoint.
+    let args = [
+        "journal",
+        "verify",
+        "--config",
+        gw.config.to_str().unwrap(),
+        "--data",
+        gw.data.to_str().unwrap(),
+    ];
+    let r = fixgw(&args);
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    assert!(
+        r.out
+            .contains("replayed from the venue checkpoint after it"),
+        "{}",
+        r.out
+    );
+
+    // Under another venue the checkpoints do not restore, and the deleted
+    // records cannot be replayed instead: the start is refused.
+    let venue = dir.path().join("other-venue.toml");
+    let toml = std::fs::read_to_string(common::repo_path("sessions/venue.toml")).unwrap();
+    std::fs::write(
+        &venue,
+        toml.replace("lot_size = \"1\"", "lot_size = \"10\""),
+    )
+    .unwrap();
+    let mut args: Vec<&str> = vec![
+        "run",
+        "--config",
+        gw.config.to_str().unwrap(),
+        "--data",
+        gw.data.to_str().unwrap(),
+    ];
+    args.extend(["--venue", venue.to_str().unwrap()]);
+    let r = fixgw(&args);
+    assert_eq!(r.code, 2, "{}{}", r.out, r.err);
+    assert!(
+        r.err.contains("the store's journal was compacted")
+            && r.err
+                .contains("Start with the settings and venue file the checkpoint was taken under"),
+        "{}",
+        r.err
+    );
+}

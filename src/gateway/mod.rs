@@ -300,21 +300,17 @@ pub fn assemble(
     mut recovered: Recovered,
     now: crate::fix::time::UtcNanos,
 ) -> anyhow::Result<(Core, HashMap<SessionKey, Route>)> {
-    let venue = match venue {
+    let (venue, replayed) = match venue {
         Some(v) => {
-            let (v, restored) = recover_venue(v, &log, &recovered)?;
+            let (v, restored, replayed) = recover_venue(v, &log, &recovered)?;
             if let (Some(_), true) = (restored, settings.compact_store) {
                 compact(&mut log, &recovered);
             }
-            Some(v)
+            (Some(v), replayed)
         }
-        None => None,
+        None => (None, 0),
     };
-    tracing::info!(
-        batches = recovered.batches,
-        replayed = recovered.inputs.len(),
-        "store recovered"
-    );
+    tracing::info!(batches = recovered.batches, replayed, "store recovered");
     let mut entries = Vec::new();
     let mut known = HashMap::new();
     for (cfg, _) in &settings.sessions {
@@ -350,12 +346,13 @@ pub fn assemble(
 /// of the inputs after it; without one (none yet, or none fits the
 /// configuration: other sessions or instruments), a replay of every
 /// journaled input, which a compacted journal no longer allows. Returns the
-/// batch the restored checkpoint follows, if any.
+/// batch the restored checkpoint follows, if any, and the number of inputs
+/// replayed.
 fn recover_venue(
     fresh: Venue,
     log: &BatchLog,
     rec: &Recovered,
-) -> anyhow::Result<(Venue, Option<u64>)> {
+) -> anyhow::Result<(Venue, Option<u64>, usize)> {
     let mut refused = Vec::new();
     // A checkpoint before a compacted batch would need its inputs.
     let after_gaps = |c: &&Checkpoint| rec.missing.is_none_or(|(_, last)| c.after >= last);
@@ -370,8 +367,8 @@ fn recover_venue(
                     replayed = rec.inputs.len() - c.first_input,
                     "venue restored from its checkpoint"
                 );
-                replay(&mut v, &rec.inputs[c.first_input..])?;
-                return Ok((v, Some(c.after)));
+                let replayed = replay(&mut v, &rec.inputs[c.first_input..])?;
+                return Ok((v, Some(c.after), replayed));
             }
             Err(e) => {
                 tracing::warn!(batch = c.after, error = %e, "a venue checkpoint cannot be restored");
@@ -391,13 +388,13 @@ fn recover_venue(
         );
     }
     let mut v = fresh;
-    if refused.is_empty() {
-        replay(&mut v, &rec.inputs)?;
+    let replayed = if refused.is_empty() {
+        replay(&mut v, &rec.inputs)?
     } else {
         tracing::warn!("replaying the whole journal");
-        replay(&mut v, &log.all_inputs()?)?;
-    }
-    Ok((v, None))
+        replay(&mut v, &log.all_inputs()?)?
+    };
+    Ok((v, None, replayed))
 }
 
 /// After a checkpoint restored: deletes the records nothing needs any
@@ -420,8 +417,9 @@ fn compact(log: &mut BatchLog, rec: &Recovered) {
     }
 }
 
-/// Rebuilds the venue's state by applying every journaled input again.
-fn replay(venue: &mut Venue, inputs: &[Bytes]) -> anyhow::Result<()> {
+/// Rebuilds the venue's state by applying every journaled input again;
+/// returns how many.
+fn replay(venue: &mut Venue, inputs: &[Bytes]) -> anyhow::Result<usize> {
     let mut discard = Vec::new();
     venue.set_replaying(true);
     let step = (inputs.len() / 10).max(100_000);
@@ -434,5 +432,5 @@ fn replay(venue: &mut Venue, inputs: &[Bytes]) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("journal input {n}: {e:?}"))?;
     }
     venue.set_replaying(false);
-    Ok(())
+    Ok(inputs.len())
 }

@@ -434,8 +434,9 @@ impl Ledger {
     }
 
     /// A record compaction may delete: a checkpoint holds its inputs, it is
-    /// not the newest, a later record holds the state of each session it
-    /// has, and a later reset voided each message it stored.
+    /// not the newest, it resets no session, a later record holds the state
+    /// of each session it has, and a later reset voided each message it
+    /// stored.
     fn check_compactable(&self, batch: u64, disk: &MemDisk) -> Result<(), String> {
         let covered = disk
             .backend()
@@ -462,6 +463,11 @@ impl Ledger {
         let rec = decode_view(&self.read[&batch]).map_err(|e| e.to_string())?;
         if let Some(d) = rec.sessions.iter().find(|d| !stated.contains(&d.key)) {
             return Err(format!("no later record holds {}'s state", d.key));
+        }
+        // An older record kept for another session may hold messages the
+        // reset voided.
+        if let Some(d) = rec.sessions.iter().find(|d| d.reset) {
+            return Err(format!("it resets {}", d.key));
         }
         if let Some((si, seq, ..)) = rec
             .messages

@@ -251,6 +251,9 @@ pub struct BatchLog {
     /// The batch numbers start-up found, as runs (first, last): what
     /// [`BatchLog::compact`] looks through.
     runs: Vec<(u64, u64)>,
+    /// The records start-up found that reset a session: compaction keeps
+    /// them (see [`BatchLog::compact`]).
+    resets: Vec<u64>,
 }
 
 /// What start-up recovered: every session's state and the inputs to replay.
@@ -336,6 +339,7 @@ impl BatchLog {
         };
         let mut next_batch = 1;
         let mut runs: Vec<(u64, u64)> = Vec::new();
+        let mut resets: Vec<u64> = Vec::new();
         let mut candidates: Vec<(u64, Bytes, Option<usize>)> = match replay {
             Replay::SinceCheckpoint => backend
                 .checkpoints()
@@ -369,6 +373,9 @@ impl BatchLog {
                 });
                 if d.reset {
                     s.index.clear();
+                    if resets.last() != Some(&batch) {
+                        resets.push(batch);
+                    }
                 }
                 s.created = d.created;
                 s.next_sender = d.next_sender;
@@ -459,6 +466,7 @@ impl BatchLog {
                 spare: Vec::new(),
                 durable: next_batch - 1,
                 runs,
+                resets,
             },
             rec,
         ))
@@ -471,14 +479,18 @@ impl BatchLog {
     }
 
     /// Deletes the records start-up found that nothing needs any more, and
-    /// returns how many: those up to batch `covered`, whose inputs the
-    /// venue checkpoint taken after it holds (the caller restored it), in
+    /// returns how many: those up to batch `covered`, whose inputs a venue
+    /// checkpoint taken after it (or later) holds (the caller restored
+    /// one), in
     /// which every stored message was voided by a later reset of its
     /// session (`sessions`: every session the log holds, as start-up
     /// recovered them) and every session's state is superseded by a later
     /// record. The newest record always stays: the next batch number
-    /// follows it. Afterwards the journal can be replayed only from that
-    /// checkpoint ([`Recovered::missing`]).
+    /// follows it. So does every record that resets a session: an older
+    /// record kept for another session's messages may hold messages the
+    /// reset voided, which the scan would otherwise index again. Afterwards
+    /// the journal can be replayed only from a checkpoint taken after
+    /// `covered` ([`Recovered::missing`]).
     pub fn compact(
         &mut self,
         covered: u64,
@@ -489,12 +501,13 @@ impl BatchLog {
         for s in sessions.values() {
             // In batch order: a record's messages are adjacent.
             let messages = s.index.values().map(|l| l.batch);
-            for batch in messages.chain(std::iter::once(s.last_batch)) {
+            for batch in messages.chain([s.last_batch]) {
                 if batch <= upto && needed.last() != Some(&batch) {
                     needed.push(batch);
                 }
             }
         }
+        needed.extend(self.resets.iter().filter(|b| **b <= upto));
         needed.sort_unstable();
         needed.dedup();
         let result = self.remove_unneeded(upto, &needed);
@@ -502,6 +515,7 @@ impl BatchLog {
         // (a sled that failed a write refuses the next).
         self.failed |= result.is_err();
         self.runs.clear();
+        self.resets.clear();
         result
     }
 
@@ -1117,6 +1131,16 @@ mod tests {
             .unwrap();
     }
 
+    /// Start-up on `disk`, as the gateway opens it.
+    fn reopen(disk: &MemDisk) -> (BatchLog, Recovered) {
+        BatchLog::open_on(
+            Arc::new(disk.backend()),
+            FlushMode::Fsync,
+            Replay::SinceCheckpoint,
+        )
+        .unwrap()
+    }
+
     fn batches(disk: &MemDisk) -> Vec<u64> {
         disk.durable().into_keys().collect()
     }
@@ -1124,14 +1148,7 @@ mod tests {
     #[test]
     fn compaction_deletes_only_records_a_checkpoint_covers_and_no_session_needs() {
         let disk = MemDisk::new();
-        let open = || {
-            BatchLog::open_on(
-                Arc::new(disk.backend()),
-                FlushMode::Fsync,
-                Replay::SinceCheckpoint,
-            )
-            .unwrap()
-        };
+        let open = || reopen(&disk);
         let (mut log, _) = open();
         let mut a = log.new_session("A", 1);
         let mut b = log.new_session("B", 1);
@@ -1148,10 +1165,10 @@ mod tests {
 
         let (mut log, rec) = open();
         assert_eq!(offered(&rec), [(6, 1), (5, 0)]);
-        // Up to the older checkpoint: 1, 3, 4 and 5 are void; 2 holds B's
-        // message and state.
-        assert_eq!(log.compact(5, &rec.sessions).unwrap(), 4);
-        assert_eq!(batches(&disk), [2, 6, 7]);
+        // Up to the older checkpoint: 1, 3 and 5 are void; 2 holds B's
+        // message and state, 4 a reset.
+        assert_eq!(log.compact(5, &rec.sessions).unwrap(), 3);
+        assert_eq!(batches(&disk), [2, 4, 6, 7]);
         drop(log);
 
         let (_, rec) = open();
@@ -1179,8 +1196,8 @@ mod tests {
         let (mut log, rec) = open();
         // Up to the newest record: it stays all the same, as the next
         // batch number follows it.
-        assert_eq!(log.compact(9, &rec.sessions).unwrap(), 2);
-        assert_eq!(batches(&disk), [2, 8, 9]);
+        assert_eq!(log.compact(9, &rec.sessions).unwrap(), 1);
+        assert_eq!(batches(&disk), [2, 4, 6, 8, 9]);
         let (log, rec) = open();
         assert_eq!(log.next_batch(), 10);
         assert_eq!(rec.missing, Some((1, 7)));
@@ -1188,6 +1205,39 @@ mod tests {
             rec.sessions["A"].get_range(1, 9).unwrap(),
             [(1, Bytes::from_static(b"a7"))]
         );
+    }
+
+    #[test]
+    fn compaction_keeps_the_reset_that_voids_messages_of_a_record_it_keeps() {
+        let disk = MemDisk::new();
+        let open = || reopen(&disk);
+        let (mut log, _) = open();
+        let mut a = log.new_session("A", 1);
+        let mut b = log.new_session("B", 1);
+        // 1: a message to each session in one batch.
+        for (s, m) in [(&mut a, b"a1"), (&mut b, b"b1")] {
+            s.save(1, Bytes::from_static(m));
+            s.set_next_sender_seq(2);
+        }
+        let input = [Bytes::from_static(b"fill")];
+        log.commit(&input, vec![&mut a, &mut b].into_iter())
+            .unwrap();
+        // 2: A resets and sends nothing; 3: A's state moves on.
+        a.reset(2);
+        log.commit(&[], std::iter::once(&mut a)).unwrap();
+        a.set_next_target_seq(5);
+        log.commit(&[], std::iter::once(&mut a)).unwrap();
+        log.backend().put_checkpoint(3, b"after 3").unwrap();
+        drop(log);
+        let (mut log, rec) = open();
+        assert_eq!(rec.sessions["A"].get_range(1, 9).unwrap(), []);
+        // 1 stays for B's message; so must 2, or A's void message in 1
+        // would be indexed again.
+        assert_eq!(log.compact(3, &rec.sessions).unwrap(), 0);
+        let (_, rec) = open();
+        assert_eq!(rec.sessions["A"].get_range(1, 9).unwrap(), []);
+        assert_eq!(rec.sessions["A"].next_target_seq(), 5);
+        assert_eq!(rec.sessions["B"].get_range(1, 9).unwrap().len(), 1);
     }
 
     #[test]

@@ -559,6 +559,20 @@ impl Gate {
     }
 }
 
+/// A harness on a simulated disk whose flushes the gate can hold, with the
+/// flusher thread.
+fn gated(s: &Setup) -> (Harness, MemDisk, Arc<Gate>) {
+    let disk = MemDisk::new();
+    let gate = Arc::new(Gate::default());
+    let backend = GatedBackend {
+        disk: disk.clone(),
+        gate: gate.clone(),
+    };
+    let mut h = Harness::open(&s.settings, Some(&s.venue), Arc::new(backend), T0).unwrap();
+    h.pipeline_threaded(Duration::ZERO).unwrap();
+    (h, disk, gate)
+}
+
 /// Releases the gate when dropped: a test that fails while a flush is held
 /// then fails instead of hanging (dropping the core joins the flusher
 /// thread).
@@ -630,15 +644,7 @@ impl LogBackend for GatedBackend {
 #[test]
 fn a_retry_waits_for_the_flush_the_flusher_thread_has_yet_to_begin() {
     let dir = tempfile::tempdir().unwrap();
-    let s = setup(dir.path());
-    let disk = MemDisk::new();
-    let gate = Arc::new(Gate::default());
-    let backend = GatedBackend {
-        disk: disk.clone(),
-        gate: gate.clone(),
-    };
-    let mut h = Harness::open(&s.settings, Some(&s.venue), Arc::new(backend), T0).unwrap();
-    h.pipeline_threaded(Duration::ZERO).unwrap();
+    let (mut h, disk, gate) = gated(&setup(dir.path()));
     // Dropped before `h`.
     let _release = ReleaseOnDrop(gate.clone());
     let mut c1 = Party::logon(&mut h, "CLIENT1", T0);
@@ -686,4 +692,42 @@ fn a_retry_waits_for_the_flush_the_flusher_thread_has_yet_to_begin() {
     assert_eq!(types(&got), ["8/0"], "{got:?}");
     assert_eq!(got[0].get_str(11), Some("b2"));
     assert!(durable_seqs(&disk, key).contains(&got[0].seq_num().unwrap()));
+}
+
+/// A venue checkpoint is stored only once the batch it follows is durable:
+/// one after a batch a crash could still lose would hold inputs the
+/// journal does not (and a compacted journal could not be replayed
+/// without it).
+#[test]
+fn a_checkpoint_waits_for_its_batch_to_be_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut h, disk, gate) = gated(&setup_default(dir.path(), "CheckpointInputs=1\n"));
+    let _release = ReleaseOnDrop(gate.clone());
+    let mut c1 = Party::logon(&mut h, "CLIENT1", T0);
+    let newest = || {
+        let found = disk.backend().checkpoints();
+        found.into_iter().map(|c| c.unwrap().0).max().unwrap_or(0)
+    };
+    let last_durable = || disk.durable().keys().max().copied().unwrap_or(0);
+
+    // The order's batch is written; its flush is held.
+    gate.hold();
+    let now = T0 + SEC;
+    c1.order(&mut h, "b1", "1", "10", "150", now);
+    h.step(now);
+    gate.await_flush();
+    let durable = last_durable();
+    assert!(
+        newest() <= durable,
+        "a checkpoint after batch {} while only {durable} is durable",
+        newest()
+    );
+    assert!(c1.recv().is_empty(), "nothing is durable yet");
+
+    // Durable: the checkpoint after it follows.
+    gate.release();
+    assert!(h.wait_flushed(now));
+    assert!(last_durable() > durable);
+    assert_eq!(newest(), last_durable());
+    assert_eq!(types(&c1.recv()), ["8/0"]);
 }

@@ -28,7 +28,7 @@ use crate::engine::VenueConfig;
 use crate::fix::time::now_utc;
 use crate::session::acceptor::{Acceptor, AcceptorOptions, Listener, Route, SessionKey};
 use crate::session::application::RejectAll;
-use crate::session::batch_store::{BatchLog, Checkpoint, FlushMode, Recovered};
+use crate::session::batch_store::{BatchLog, FlushMode, Recovered};
 use crate::session::settings::{Endpoint, GatewaySettings};
 use crate::session::{Session, SessionConfig, SessionRole};
 use crate::venue::echo::EchoApp;
@@ -354,9 +354,15 @@ fn recover_venue(
     rec: &Recovered,
 ) -> anyhow::Result<(Venue, Option<u64>, usize)> {
     let mut refused = Vec::new();
-    // A checkpoint before a compacted batch would need its inputs.
-    let after_gaps = |c: &&Checkpoint| rec.missing.is_none_or(|(_, last)| c.after >= last);
-    for c in rec.checkpoints.iter().filter(after_gaps) {
+    for c in &rec.checkpoints {
+        // One before a compacted batch would need that batch's inputs.
+        if let Some((_, last)) = rec.missing.filter(|(_, last)| c.after < *last) {
+            refused.push(format!(
+                "the one after batch {} is older than the compacted batch {last}",
+                c.after
+            ));
+            continue;
+        }
         // A spare stays for the next candidate, or a full replay.
         match fresh.clone().restored(&c.state) {
             Ok(mut v) => {

@@ -305,6 +305,18 @@ struct Ledger {
     out: Vec<(std::sync::Arc<str>, OutboundMessage)>,
 }
 
+/// A durable record is the same as when it was read: byte for byte, except
+/// that compaction may mark it (its version byte becomes 3, so an older
+/// fixgw refuses the store).
+fn same_record(old: &[u8], new: &[u8]) -> bool {
+    const VERSION_AT: usize = 4;
+    old == new
+        || (old.len() == new.len()
+            && new[VERSION_AT] == 3
+            && old[..VERSION_AT] == new[..VERSION_AT]
+            && old[VERSION_AT + 1..] == new[VERSION_AT + 1..])
+}
+
 impl Ledger {
     fn new(world: &World) -> Ledger {
         Ledger {
@@ -326,7 +338,7 @@ impl Ledger {
         let last = self.next_batch - 1;
         for (batch, raw) in disk.durable_from(last) {
             if batch == last && last > 0 {
-                if self.read.get(&last) != Some(&raw) {
+                if !self.read.get(&last).is_some_and(|old| same_record(old, &raw)) {
                     return Err(format!("durable batch {last} changed"));
                 }
                 continue;
@@ -423,7 +435,7 @@ impl Ledger {
         let now = disk.durable();
         for (b, raw) in &self.read {
             match now.get(b) {
-                Some(r) if r == raw => {}
+                Some(r) if same_record(raw, r) => {}
                 Some(_) => return Err(format!("durable batch {b} changed")),
                 None => self
                     .check_compactable(*b, disk)

@@ -45,6 +45,12 @@ pub enum FlushMode {
 
 const MAGIC: u32 = 0x4658_4742; // "FXGB"
 const VERSION: u8 = 2;
+/// The same layout, written once the journal was compacted: an older fixgw
+/// (which knows versions 1 and 2) would replay the incomplete journal as if
+/// it were whole, so it must refuse the store instead.
+const COMPACTED_VERSION: u8 = 3;
+/// Where the version byte is in a record.
+const VERSION_AT: usize = 4;
 const HEADER_LEN: usize = 4 + 1 + 4 + 4;
 
 /// Where a stored message lives: batch number and byte range in its record.
@@ -254,6 +260,8 @@ pub struct BatchLog {
     /// The records start-up found that reset a session: compaction keeps
     /// them (see [`BatchLog::compact`]).
     resets: Vec<u64>,
+    /// The version records are written with.
+    version: u8,
 }
 
 /// What start-up recovered: every session's state and the inputs to replay.
@@ -467,6 +475,11 @@ impl BatchLog {
                 durable: next_batch - 1,
                 runs,
                 resets,
+                version: if rec.missing.is_some() {
+                    COMPACTED_VERSION
+                } else {
+                    VERSION
+                },
             },
             rec,
         ))
@@ -519,24 +532,42 @@ impl BatchLog {
         result
     }
 
-    fn remove_unneeded(&self, upto: u64, needed: &[u64]) -> Result<u64, StoreError> {
+    fn remove_unneeded(&mut self, upto: u64, needed: &[u64]) -> Result<u64, StoreError> {
         const CHUNK: usize = 10_000;
-        let mut removed = 0;
-        let mut doomed = Vec::with_capacity(CHUNK);
-        for &(first, last) in &self.runs {
-            for batch in (first..=last.min(upto)).filter(|b| needed.binary_search(b).is_err()) {
-                doomed.push(batch);
-                if doomed.len() == CHUNK {
-                    self.backend.remove(&doomed)?;
-                    removed += doomed.len() as u64;
-                    doomed.clear();
-                }
-            }
+        let doomed: Vec<u64> = self
+            .runs
+            .iter()
+            .flat_map(|&(first, last)| first..=last.min(upto))
+            .filter(|b| needed.binary_search(b).is_err())
+            .collect();
+        if doomed.is_empty() {
+            return Ok(0);
         }
-        self.backend.remove(&doomed)?;
-        removed += doomed.len() as u64;
+        self.mark_compacted()?;
+        for chunk in doomed.chunks(CHUNK) {
+            self.backend.remove(chunk)?;
+        }
         self.backend.flush()?;
-        Ok(removed)
+        Ok(doomed.len() as u64)
+    }
+
+    /// Before the first record is deleted: the newest record (which stays)
+    /// is written again with [`COMPACTED_VERSION`], durably, and so is
+    /// every record after it.
+    fn mark_compacted(&mut self) -> Result<(), StoreError> {
+        self.version = COMPACTED_VERSION;
+        let newest = self.next_batch - 1;
+        let mut record = self
+            .backend
+            .get(newest)?
+            .ok_or_else(|| StoreError::Corrupt(format!("batch {newest} missing")))?
+            .to_vec();
+        match record.get_mut(VERSION_AT) {
+            Some(v) if *v != COMPACTED_VERSION => *v = COMPACTED_VERSION,
+            _ => return Ok(()),
+        }
+        self.backend.insert(newest, &record)?;
+        self.backend.flush()
     }
 
     /// From now on, commits write without flushing (unless asked to flush
@@ -665,7 +696,14 @@ impl BatchLog {
         let mut locs: Vec<(usize, u64, u32, u32)> = Vec::new();
         if !nothing {
             self.buf.clear();
-            encode_into(&mut self.buf, inputs, &dirty, reserve, &mut locs);
+            encode_into(
+                &mut self.buf,
+                self.version,
+                inputs,
+                &dirty,
+                reserve,
+                &mut locs,
+            );
             if let Err(e) = self.backend.insert(batch, &self.buf) {
                 self.failed = true;
                 return Err(e);
@@ -803,13 +841,14 @@ fn read_all_inputs(backend: &dyn LogBackend) -> Result<Vec<Bytes>, StoreError> {
 /// every stored message.
 fn encode_into(
     buf: &mut Vec<u8>,
+    version: u8,
     inputs: &[Bytes],
     sessions: &[&mut BatchSessionStore],
     reserve: u64,
     locs: &mut Vec<(usize, u64, u32, u32)>,
 ) {
     buf.put_u32(MAGIC);
-    buf.put_u8(VERSION);
+    buf.put_u8(version);
     buf.put_u32(0); // payload length, patched below
     buf.put_u32(0); // checksum, patched below
     buf.put_u32(inputs.len() as u32);
@@ -880,7 +919,7 @@ pub fn decode_view(v: &[u8]) -> Result<RecordView<'_>, String> {
         return Err("bad magic".into());
     }
     let version = h.get_u8();
-    if version != 1 && version != VERSION {
+    if !matches!(version, 1 | VERSION | COMPACTED_VERSION) {
         return Err("unknown record version".into());
     }
     let len = h.get_u32() as usize;
@@ -1169,6 +1208,12 @@ mod tests {
         // message and state, 4 a reset.
         assert_eq!(log.compact(5, &rec.sessions).unwrap(), 3);
         assert_eq!(batches(&disk), [2, 4, 6, 7]);
+        // The newest record is marked, so an older fixgw refuses the store
+        // instead of replaying what is left as the whole journal.
+        let versions = |disk: &MemDisk| -> Vec<u8> {
+            disk.durable().values().map(|r| r[VERSION_AT]).collect()
+        };
+        assert_eq!(versions(&disk), [2, 2, 2, COMPACTED_VERSION]);
         drop(log);
 
         let (_, rec) = open();
@@ -1198,6 +1243,8 @@ mod tests {
         // batch number follows it.
         assert_eq!(log.compact(9, &rec.sessions).unwrap(), 1);
         assert_eq!(batches(&disk), [2, 4, 6, 8, 9]);
+        // Records written after a compaction are marked too.
+        assert_eq!(versions(&disk), [2, 2, 2, 3, 3]);
         let (log, rec) = open();
         assert_eq!(log.next_batch(), 10);
         assert_eq!(rec.missing, Some((1, 7)));

@@ -2,8 +2,9 @@
 //! end to end with the real binary: records of sessions that reset since
 //! are deleted at the next start, the books and every session carry on, a
 //! resend still finds what the client may ask for, `journal verify` checks
-//! the rest from the checkpoint, and a start that could only rebuild the
-//! venue from the deleted records is refused with the reason.
+//! the rest from the checkpoint, a start that could only rebuild the venue
+//! from the deleted records is refused with the reason, and one under a
+//! configuration that only gained an instrument and a session restores.
 
 mod common;
 
@@ -157,6 +158,7 @@ fn records_of_reset_sessions_are_deleted_at_start_up_and_the_venue_carries_on() 
         (fill.get_str(150), fill.get_str(32)),
         (Some("F"), Some("5"))
     );
+    let c1_next = c1.seq;
     drop((c1, c2));
     assert!(gw.sigterm(Duration::from_secs(10)).success());
 
@@ -204,4 +206,50 @@ fn records_of_reset_sessions_are_deleted_at_start_up_and_the_venue_carries_on() 
         "{}",
         r.err
     );
+
+    // What an operator does most: list a new instrument, and a new client
+    // session (first in the settings, so every session's place moves).
+    // The checkpoint restores under it, CLIENT1 carries on where its
+    // sequence numbers were, and the new session trades the new instrument.
+    let grown = dir.path().join("grown-venue.toml");
+    std::fs::write(
+        &grown,
+        format!(
+            "{toml}\n[[instruments]]\nsymbol = \"NEWSYM\"\ntick_size = \"0.01\"\nlot_size = \"1\"\n\
+             [[accounts]]\nname = \"ACC3\"\n[accounts.limits]\nmax_order_qty = \"1000\"\n\
+             max_order_notional = \"1000000\"\nmax_open_orders = 10\ncredit_limit = \"1000000\"\n\
+             max_position = \"1000\"\n[[sessions]]\ncomp_id = \"CLIENT3\"\naccount = \"ACC3\"\n"
+        ),
+    )
+    .unwrap();
+    let settings = std::fs::read_to_string(&gw.config).unwrap();
+    let first = "[SESSION]\nTargetCompID=CLIENT1";
+    assert!(settings.contains(first), "{settings}");
+    std::fs::write(
+        &gw.config,
+        settings.replace(first, &format!("[SESSION]\nTargetCompID=CLIENT3\n{first}")),
+    )
+    .unwrap();
+    gw.venue = Some(grown);
+    let restored_before = log_lines_with(&gw, "venue restored from its checkpoint").len();
+    gw.restart();
+    let mut c3 = logged_on(&gw, "CLIENT3");
+    assert!(
+        log_lines_with(&gw, "venue restored from its checkpoint").len() > restored_before,
+        "{}",
+        std::fs::read_to_string(&gw.log).unwrap()
+    );
+    let mut c1 = Client::connect(gw.port, "CLIENT1", "FIXGW");
+    c1.seq = c1_next;
+    c1.logon(&[]);
+    assert_eq!(order(&mut c3, "N1", "2", "7", "20.00", "NEWSYM"), "0");
+    assert_eq!(order(&mut c1, "N2", "1", "7", "20.00", "NEWSYM"), "0");
+    assert_eq!(c1.expect("8").get_str(150), Some("F"));
+    let fill = c3.expect("8");
+    assert_eq!(
+        (fill.get_str(150), fill.get_str(1), fill.get_str(32)),
+        (Some("F"), Some("ACC3"), Some("7"))
+    );
+    drop((c1, c3));
+    assert!(gw.sigterm(Duration::from_secs(10)).success());
 }

@@ -338,7 +338,11 @@ impl Ledger {
         let last = self.next_batch - 1;
         for (batch, raw) in disk.durable_from(last) {
             if batch == last && last > 0 {
-                if !self.read.get(&last).is_some_and(|old| same_record(old, &raw)) {
+                if !self
+                    .read
+                    .get(&last)
+                    .is_some_and(|old| same_record(old, &raw))
+                {
                     return Err(format!("durable batch {last} changed"));
                 }
                 continue;

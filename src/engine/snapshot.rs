@@ -109,6 +109,19 @@ fn sane(o: &Order) -> bool {
         && (o.state != OrderState::Resting || o.visible > 0)
 }
 
+/// Magic and version, then the instrument and account counts.
+fn read_header(r: &mut Reader<'_>) -> Result<(usize, usize), SnapshotError> {
+    for &b in MAGIC {
+        if r.u8()? != b {
+            return Err(SnapshotError::BadHeader);
+        }
+    }
+    if r.u32()? != VERSION {
+        return Err(SnapshotError::BadHeader);
+    }
+    Ok((r.u32()? as usize, r.u32()? as usize))
+}
+
 impl Engine {
     /// Serialises the full engine state.
     pub fn snapshot(&self) -> Vec<u8> {
@@ -177,15 +190,27 @@ impl Engine {
     /// Rebuilds an engine from a snapshot taken under the same venue config.
     pub fn restore(cfg: &VenueConfig, bytes: &[u8]) -> Result<Engine, SnapshotError> {
         let mut e = Engine::new(cfg)?;
-        e.restore_onto(bytes)?;
+        e.restore_onto(bytes, &Some)?;
         Ok(e)
     }
 
+    /// The number of instruments and accounts a snapshot was taken with.
+    pub fn snapshot_counts(bytes: &[u8]) -> Result<(usize, usize), SnapshotError> {
+        read_header(&mut Reader::new(bytes))
+    }
+
     /// [`Engine::restore`] onto this engine, which must be fresh (built by
-    /// [`Engine::new`] from the config the snapshot was taken under, no
-    /// command applied; its capacities are kept). After an error the
-    /// engine is unusable.
-    pub fn restore_onto(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+    /// [`Engine::new`], no command applied; its capacities are kept) from
+    /// the config the snapshot was taken under, or from one that lists
+    /// more instruments or accounts after those (they start empty).
+    /// `owners` maps each order's owner (session) in the snapshot to its
+    /// owner here, or refuses it (`None`). After an error the engine is
+    /// unusable.
+    pub fn restore_onto(
+        &mut self,
+        bytes: &[u8],
+        owners: &dyn Fn(u32) -> Option<u32>,
+    ) -> Result<(), SnapshotError> {
         let e = self;
         if !e.slab.orders.is_empty() || e.seq != 0 {
             return Err(SnapshotError::Inconsistent(
@@ -193,16 +218,8 @@ impl Engine {
             ));
         }
         let mut r = Reader::new(bytes);
-        for &b in MAGIC {
-            if r.u8()? != b {
-                return Err(SnapshotError::BadHeader);
-            }
-        }
-        if r.u32()? != VERSION {
-            return Err(SnapshotError::BadHeader);
-        }
-        let (ni, na) = (r.u32()? as usize, r.u32()? as usize);
-        if ni != e.instruments.len() || na != e.accounts.len() {
+        let (ni, na) = read_header(&mut r)?;
+        if ni > e.instruments.len() || na > e.accounts.len() {
             return Err(SnapshotError::ConfigMismatch(format!(
                 "snapshot has {ni} instruments and {na} accounts, config {} and {}",
                 e.instruments.len(),
@@ -212,18 +229,22 @@ impl Engine {
         e.now_ns = r.u64()?;
         e.seq = r.u64()?;
         e.next_trade_id = r.u64()?;
-        for ins in &mut e.instruments {
+        for ins in &mut e.instruments[..ni] {
             ins.halted = r.bool()?;
             ins.reference = r.opt_i64()?;
             ins.last_trade = r.opt_i64()?;
         }
-        for a in &mut e.accounts {
+        for a in &mut e.accounts[..na] {
             a.blocked = r.bool()?;
             a.open_orders = r.u32()?;
             a.open_buy_cash = r.i64()?;
             a.position_cost_cash = r.i64()?;
         }
-        for ai in &mut e.acct_inst {
+        // Account-major: rows of the configured width, of which the
+        // snapshot fills the first `ni`.
+        let width = e.instruments.len();
+        let rows = e.acct_inst.chunks_mut(width).take(na);
+        for ai in rows.flat_map(|row| &mut row[..ni]) {
             ai.open_buy_lots = r.u64()?;
             ai.open_sell_lots = r.u64()?;
             let p = &mut ai.pos;
@@ -247,6 +268,15 @@ impl Engine {
                 if o.instrument as usize >= ni || o.account as usize >= na {
                     return inconsistent(format!("order in slot {slot} has unknown ids"));
                 }
+                o.owner = match owners(o.owner) {
+                    Some(owner) => owner,
+                    None => {
+                        return Err(SnapshotError::ConfigMismatch(format!(
+                        "order {} belongs to session {} of the snapshot, which is not configured",
+                        o.id, o.owner
+                    )))
+                    }
+                };
                 if o.id != ((g as u64) << 32) | slot as u64 || !sane(&o) {
                     return inconsistent(format!("order in slot {slot} malformed"));
                 }

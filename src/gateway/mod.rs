@@ -385,7 +385,8 @@ fn recover_venue(
     if let Some((missing, _)) = rec.missing {
         anyhow::bail!(
             "the store's journal was compacted (batch {missing} and others are gone), so the venue can only be rebuilt from a checkpoint, and {}. \
-             Start with the settings and venue file the checkpoint was taken under, or move the store aside to start empty",
+             Start with the settings and venue file the checkpoint was taken under (adding instruments or accounts after the others, \
+             or sessions, is allowed), or move the store aside to start empty",
             if refused.is_empty() {
                 "none can be read (see the warnings above)".to_string()
             } else {

@@ -278,19 +278,30 @@ impl MarketData {
     }
 
     /// Takes over a checkpoint's state; refuses one whose instruments or
-    /// feed references do not fit this venue.
-    pub fn restore(&mut self, cp: MdCheckpoint<'_>) -> Result<(), String> {
-        let (books, feeds, subs) = (
+    /// feed references do not fit this venue. The venue may list more
+    /// instruments after the checkpoint's (their books start empty);
+    /// `owners` maps each subscriber (session) in the checkpoint to its
+    /// number here.
+    pub fn restore(
+        &mut self,
+        cp: MdCheckpoint<'_>,
+        owners: &dyn Fn(Owner) -> Option<Owner>,
+    ) -> Result<(), String> {
+        let (mut books, feeds, mut subs) = (
             cp.books.into_owned(),
             cp.feeds.into_owned(),
             cp.subs.into_owned(),
         );
-        if books.len() != self.symbols.len() {
+        if books.len() > self.symbols.len() {
             return Err(format!(
                 "{} instruments in the checkpoint's market data, {} configured",
                 books.len(),
                 self.symbols.len()
             ));
+        }
+        for s in &mut subs {
+            s.owner = owners(s.owner)
+                .ok_or_else(|| format!("subscriber {} is not a configured session", s.owner))?;
         }
         let bad_feed = |f: usize| f >= feeds.len();
         if feeds
@@ -304,6 +315,7 @@ impl MarketData {
             return Err("market data names a feed or instrument that does not exist".into());
         }
         self.feed_ids = feeds.iter().enumerate().map(|(i, f)| (f.key, i)).collect();
+        books.resize_with(self.symbols.len(), InstrumentMd::default);
         self.books = books;
         self.feeds = feeds;
         self.subs = subs;

@@ -6,9 +6,11 @@
 //!
 //! What comes from the configuration (instruments, accounts, sessions and
 //! their settings) is not in a checkpoint: a restore builds the venue from
-//! the configuration and takes over the state, and refuses a checkpoint
-//! taken under other sessions or instruments (start-up then replays the
-//! whole journal).
+//! the configuration and takes over the state. The configuration may have
+//! gained instruments and accounts (after the others) and sessions
+//! (anywhere, matched by CompID); a checkpoint taken under a configuration
+//! that had an instrument, account or session this one lacks or changed is
+//! refused (start-up then replays the whole journal).
 
 use std::borrow::Cow;
 use std::collections::{BTreeSet, VecDeque};
@@ -16,6 +18,7 @@ use std::collections::{BTreeSet, VecDeque};
 use serde::{Deserialize, Serialize};
 
 use super::{OrderRec, Venue, REJECT_CANCEL, REJECT_ORDER};
+use crate::engine::matching::Engine;
 use crate::venue::market_data::MdCheckpoint;
 
 const MAGIC: &str = "fixgw venue checkpoint";
@@ -66,8 +69,18 @@ impl Venue {
     /// The configuration a checkpoint's numbers depend on: instruments,
     /// accounts and sessions, in their configured order.
     fn checkpoint_setup(&self) -> String {
-        let instruments: Vec<String> = self
-            .instruments
+        let (ni, na) = (self.instruments.len(), self.account_names.len());
+        format!(
+            "{}{}]",
+            self.setup_head(ni, na),
+            self.setup_sessions().join(", ")
+        )
+    }
+
+    /// The setup up to the session list: the first `ni` instruments (with
+    /// tick and lot sizes) and `na` accounts.
+    fn setup_head(&self, ni: usize, na: usize) -> String {
+        let instruments: Vec<String> = self.instruments[..ni]
             .iter()
             .map(|i| {
                 format!(
@@ -76,20 +89,71 @@ impl Venue {
                 )
             })
             .collect();
-        let accounts: Vec<String> = self
-            .sessions
+        format!(
+            "instruments [{}], accounts [{}], sessions [",
+            instruments.join(", "),
+            self.account_names[..na].join(", "),
+        )
+    }
+
+    /// Each session as `CompID=account` (`-` without one).
+    fn setup_sessions(&self) -> Vec<String> {
+        self.sessions
             .iter()
             .map(|s| {
                 let acc = s.account.and_then(|a| self.account_names.get(a as usize));
                 format!("{}={}", s.info.comp_id, acc.map_or("-", String::as_str))
             })
-            .collect();
-        format!(
-            "instruments [{}], accounts [{}], sessions [{}]",
-            instruments.join(", "),
-            self.account_names.join(", "),
-            accounts.join(", ")
-        )
+            .collect()
+    }
+
+    /// Where each of a checkpoint's sessions is in this venue's list, by
+    /// CompID: the configuration may list instruments and accounts after
+    /// the checkpoint's, and sessions anywhere, but it keeps every
+    /// instrument (with its tick and lot size), account and session (with
+    /// its account) the checkpoint has.
+    fn session_map(&self, state: &State<'_>) -> Result<Vec<u32>, CheckpointError> {
+        let (ni, na) = Engine::snapshot_counts(&state.engine)
+            .map_err(|e| CheckpointError::Decode(e.to_string()))?;
+        let mismatch = |why: String| {
+            CheckpointError::ConfigMismatch(format!(
+                "{why}: taken under {}, configured {} (instruments and accounts may be \
+                 added after the others, sessions anywhere; none removed or changed)",
+                state.setup,
+                self.checkpoint_setup()
+            ))
+        };
+        if ni > self.instruments.len() || na > self.account_names.len() {
+            return Err(mismatch(format!(
+                "it has {ni} instruments and {na} accounts, {} and {} are configured",
+                self.instruments.len(),
+                self.account_names.len()
+            )));
+        }
+        let listed = state
+            .setup
+            .strip_prefix(self.setup_head(ni, na).as_str())
+            .and_then(|rest| rest.strip_suffix(']'))
+            .ok_or_else(|| mismatch("its instruments or accounts differ".into()))?;
+        let theirs: Vec<&str> = match listed {
+            "" => Vec::new(),
+            list => list.split(", ").collect(),
+        };
+        if theirs.len() != state.sessions.len() {
+            return Err(CheckpointError::Decode(
+                "session parts do not match its sessions".into(),
+            ));
+        }
+        let ours = self.setup_sessions();
+        theirs
+            .iter()
+            .map(|t| {
+                ours.iter()
+                    .position(|o| o == t)
+                    .map(|i| i as u32)
+                    .ok_or_else(|| mismatch(format!("session {t} is not configured")))
+            })
+            .collect()
     }
 
     /// The venue's state as checkpoint bytes. Take it between batches (after
@@ -139,7 +203,6 @@ impl Venue {
     /// then behaves exactly as the venue the checkpoint was taken of.
     pub fn restored(self, bytes: &[u8]) -> Result<Venue, CheckpointError> {
         let decode = |e: &dyn std::fmt::Display| CheckpointError::Decode(e.to_string());
-        let mismatch = CheckpointError::ConfigMismatch;
         let state: State = postcard::from_bytes(bytes).map_err(|e| decode(&e))?;
         if state.magic != MAGIC || state.version != VERSION {
             return Err(decode(&"bad magic or version"));
@@ -148,34 +211,30 @@ impl Venue {
         if v.next_order_id != 1 || v.next_exec_id != 1 {
             return Err(CheckpointError::NotFresh);
         }
-        if state.setup != v.checkpoint_setup() {
-            return Err(mismatch(format!(
-                "taken under {}, configured {}",
-                state.setup,
-                v.checkpoint_setup()
-            )));
-        }
-        if state.sessions.len() != v.sessions.len() {
-            return Err(decode(&"session parts do not match its sessions"));
-        }
+        let map = v.session_map(&state)?;
+        let owners = |o: u32| map.get(o as usize).copied();
         v.engine
-            .restore_onto(&state.engine)
+            .restore_onto(&state.engine, &owners)
             .map_err(|e| decode(&e))?;
         // Into the structures `Venue::new` sized up front (growing them
         // later would stall the core).
-        for (s, part) in v.sessions.iter_mut().zip(state.sessions) {
+        for (&s, part) in map.iter().zip(state.sessions) {
+            let s = &mut v.sessions[s as usize];
             s.cl_ord_ids
                 .extend(part.cl_ord_ids.into_iter().map(|(c, no)| (c.into(), no)));
             s.live = part.live.into_owned();
         }
-        let nsessions = v.sessions.len();
         for (no, o) in state.orders {
-            if o.owner as usize >= nsessions || o.instrument as usize >= v.instruments.len() {
-                return Err(decode(&format!(
-                    "order {no} names an unknown session or instrument"
-                )));
+            let mut o = o.into_owned();
+            match owners(o.owner) {
+                Some(owner) if (o.instrument as usize) < v.instruments.len() => o.owner = owner,
+                _ => {
+                    return Err(decode(&format!(
+                        "order {no} names an unknown session or instrument"
+                    )))
+                }
             }
-            v.orders.insert(no, o.into_owned());
+            v.orders.insert(no, o);
         }
         v.by_engine_id.replace_with(&state.by_engine_id);
         v.done = state.done.into_owned();
@@ -190,7 +249,7 @@ impl Venue {
             };
             v.rejects.insert((kind, code), n);
         }
-        v.md.restore(state.md).map_err(|e| decode(&e))?;
+        v.md.restore(state.md, &owners).map_err(|e| decode(&e))?;
         Ok(v)
     }
 }

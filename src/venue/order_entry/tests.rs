@@ -1071,6 +1071,16 @@ fn run_all(v: &mut Venue, inputs: &[VenueInput]) -> Vec<u8> {
     log
 }
 
+/// The inputs of `ops`, where `cut` falls among them, and a venue that
+/// applied those before it.
+fn ran_to_cut(ops: &[Op], cut: prop::sample::Index) -> (Vec<VenueInput>, usize, Venue) {
+    let inputs = inputs(ops);
+    let cut = cut.index(inputs.len() + 1);
+    let mut live = venue();
+    run_all(&mut live, &inputs[..cut]);
+    (inputs, cut, live)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -1103,10 +1113,7 @@ proptest! {
         ops in prop::collection::vec(arb_op(), 1..150),
         cut in any::<prop::sample::Index>(),
     ) {
-        let inputs = inputs(&ops);
-        let cut = cut.index(inputs.len() + 1);
-        let mut live = venue();
-        run_all(&mut live, &inputs[..cut]);
+        let (inputs, cut, mut live) = ran_to_cut(&ops, cut);
         let (cfg, sessions) = setup();
         let bytes = live.checkpoint();
         let mut restored = Venue::new(&cfg, &sessions).unwrap().restored(&bytes).unwrap();
@@ -1119,48 +1126,143 @@ proptest! {
     }
 }
 
+/// The test venue's configuration grown the way an operator grows it: an
+/// instrument and an account after the others, and a session trading for
+/// the new account listed first.
+fn grown_setup() -> (VenueConfig, Vec<SessionInfo>) {
+    let grown = r#"
+[[instruments]]
+symbol = "NEWSYM"
+tick_size = "0.01"
+lot_size = "1"
+[[accounts]]
+name = "ACC4"
+[accounts.limits]
+max_order_qty = "1000"
+max_order_notional = "1000000"
+max_open_orders = 10
+credit_limit = "1000000"
+max_position = "1000"
+[[sessions]]
+comp_id = "CLIENT4"
+account = "ACC4"
+"#;
+    let cfg = VenueConfig::from_toml_str(&format!("{CFG}{grown}")).unwrap();
+    let mut sessions = vec![session("CLIENT4", SessionRole::OrderEntry, false)];
+    sessions.extend(setup().1);
+    (cfg, sessions)
+}
+
+/// Orders of the new session, on the new instrument (crossed by CLIENT2)
+/// and on an old one.
+fn grown_inputs() -> Vec<VenueInput> {
+    let order = |n: u64, who: &str, side: &str, symbol: &str, px: &str| {
+        let cl = format!("G{n}");
+        VenueInput::Fix {
+            session: who.to_string(),
+            ts_ns: T0 + 1_000_000_000_000 + n,
+            raw: frame(
+                who,
+                "D",
+                &[
+                    (11, &cl),
+                    (38, "10"),
+                    (40, "2"),
+                    (44, px),
+                    (54, side),
+                    (55, symbol),
+                    (59, "0"),
+                    (60, "20240102-10:20:00.000"),
+                ],
+            ),
+        }
+    };
+    vec![
+        order(1, "CLIENT4", "1", "NEWSYM", "20.00"),
+        order(2, "CLIENT2", "2", "NEWSYM", "20.00"),
+        order(3, "CLIENT4", "1", "AAPL", "150.00"),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// A checkpoint restores under a configuration that gained an
+    /// instrument, an account and a session (listed first, so every
+    /// session's number moved): the venue answers as one that replayed the
+    /// whole journal under the new configuration, and the new session
+    /// trades the new instrument.
+    #[test]
+    fn a_checkpoint_restores_under_a_configuration_that_grew(
+        ops in prop::collection::vec(arb_op(), 1..150),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let (inputs, cut, live) = ran_to_cut(&ops, cut);
+        let (cfg, sessions) = grown_setup();
+        let mut restored = Venue::new(&cfg, &sessions)
+            .unwrap()
+            .restored(&live.checkpoint())
+            .unwrap();
+        let mut replayed = Venue::new(&cfg, &sessions).unwrap();
+        run_all(&mut replayed, &inputs[..cut]);
+        prop_assert_eq!(restored.engine().snapshot(), replayed.engine().snapshot());
+        let mut rest = inputs[cut..].to_vec();
+        rest.extend(grown_inputs());
+        let a = run_all(&mut replayed, &rest);
+        let b = run_all(&mut restored, &rest);
+        prop_assert!(a == b, "outputs after the checkpoint differ");
+        let new_session_filled = b
+            .split(|&c| c == b'\n')
+            .filter(|l| l.starts_with(b"CLIENT4 8 "))
+            .any(|l| l.windows(7).any(|w| w == b"\x01150=F\x01"));
+        prop_assert!(new_session_filled, "CLIENT4 traded NEWSYM");
+    }
+}
+
 #[test]
 fn a_checkpoint_from_other_sessions_or_instruments_is_refused() {
     let (cfg, sessions) = setup();
     let mut t = T::new();
     t.limit("CLIENT1", "c1", "1", "10", "150.00");
     let bytes = t.v.checkpoint();
-    let err = Venue::new(&cfg, &sessions[..5])
-        .unwrap()
-        .restored(&bytes)
-        .unwrap_err();
-    assert!(
-        matches!(err, CheckpointError::ConfigMismatch(_)),
-        "one session fewer: {err}"
-    );
+    let refused = |cfg: &VenueConfig, sessions: &[SessionInfo], bytes: &[u8]| {
+        Venue::new(cfg, sessions)
+            .unwrap()
+            .restored(bytes)
+            .unwrap_err()
+    };
+    let mismatch = |err: &CheckpointError| matches!(err, CheckpointError::ConfigMismatch(_));
+    let err = refused(&cfg, &sessions[..5], &bytes);
+    assert!(mismatch(&err), "one session fewer: {err}");
     assert!(err.to_string().contains("MDCLIENT"), "{err}");
     let mut other = cfg.clone();
     other.instruments.swap(0, 1);
-    let err = Venue::new(&other, &sessions)
-        .unwrap()
-        .restored(&bytes)
-        .unwrap_err();
-    assert!(
-        matches!(err, CheckpointError::ConfigMismatch(_)),
-        "instruments reordered: {err}"
-    );
+    let err = refused(&other, &sessions, &bytes);
+    assert!(mismatch(&err), "instruments reordered: {err}");
     let mut other = cfg.clone();
     other.instruments[1].lot_size = Decimal::from(10);
-    let err = Venue::new(&other, &sessions)
-        .unwrap()
-        .restored(&bytes)
-        .unwrap_err();
+    let err = refused(&other, &sessions, &bytes);
     assert!(
         err.to_string().contains("LOTS tick 0.05 lot 100"),
         "lot size changed: {err}"
     );
-    let err = Venue::new(&cfg, &sessions)
-        .unwrap()
-        .restored(&bytes[..bytes.len() / 2])
-        .unwrap_err();
+    let err = refused(&cfg, &sessions, &bytes[..bytes.len() / 2]);
     assert!(
         matches!(err, CheckpointError::Decode(_)),
         "cut short: {err}"
+    );
+    let mut other = cfg.clone();
+    other.accounts.pop();
+    other.sessions.retain(|s| s.account != "ACC3");
+    let err = refused(&other, &sessions, &bytes);
+    assert!(mismatch(&err), "an account removed: {err}");
+    let mut other = cfg.clone();
+    other.sessions[0].account = "ACC2".into();
+    let err = refused(&other, &sessions, &bytes);
+    assert!(
+        err.to_string()
+            .contains("session CLIENT1=ACC1 is not configured"),
+        "a session's account changed: {err}"
     );
     let err = t.v.clone().restored(&bytes).unwrap_err();
     assert!(matches!(err, CheckpointError::NotFresh), "{err}");

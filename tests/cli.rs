@@ -13,17 +13,7 @@ use fixgw::session::batch_store::SEQ_RESERVE;
 use fixgw::session::log_backend::SledBackend;
 use serde_json::Value;
 
-const CFG: &str = concat!(
-    crate::acceptor_defaults!(),
-    "\
-StartTime=00:00:00
-EndTime=00:00:00
-[SESSION]
-TargetCompID=CLIENT1
-[SESSION]
-TargetCompID=CLIENT2
-"
-);
+const CFG: &str = common::TWO_CLIENTS;
 
 /// Runs a command that must succeed; returns its stdout.
 fn ok(args: &[&str]) -> String {

@@ -11,7 +11,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{fixgw, Client, Gateway};
+use common::{Client, Gateway};
 
 const CFG: &str = concat!(
     crate::acceptor_defaults!(),
@@ -163,15 +163,7 @@ fn records_of_reset_sessions_are_deleted_at_start_up_and_the_venue_carries_on() 
     assert!(gw.sigterm(Duration::from_secs(10)).success());
 
     // `journal verify` replays what is left from the checkpoint.
-    let args = [
-        "journal",
-        "verify",
-        "--config",
-        gw.config.to_str().unwrap(),
-        "--data",
-        gw.data.to_str().unwrap(),
-    ];
-    let r = fixgw(&args);
+    let r = gw.fixgw_on(&["journal", "verify"]);
     assert_eq!(r.code, 0, "{}{}", r.out, r.err);
     assert!(
         r.out
@@ -180,8 +172,8 @@ fn records_of_reset_sessions_are_deleted_at_start_up_and_the_venue_carries_on() 
         r.out
     );
 
-    // Under another venue the checkpoints do not restore, and the deleted
-    // records cannot be replayed instead: the start is refused.
+    // A venue file that changes a lot size cannot take over the books
+    // (their quantities are in lots): the start is refused, and says why.
     let venue = dir.path().join("other-venue.toml");
     let toml = std::fs::read_to_string(common::repo_path("sessions/venue.toml")).unwrap();
     std::fs::write(
@@ -189,20 +181,13 @@ fn records_of_reset_sessions_are_deleted_at_start_up_and_the_venue_carries_on() 
         toml.replace("lot_size = \"1\"", "lot_size = \"10\""),
     )
     .unwrap();
-    let mut args: Vec<&str> = vec![
-        "run",
-        "--config",
-        gw.config.to_str().unwrap(),
-        "--data",
-        gw.data.to_str().unwrap(),
-    ];
-    args.extend(["--venue", venue.to_str().unwrap()]);
-    let r = fixgw(&args);
+    gw.venue = Some(venue);
+    let r = gw.fixgw_on(&["run"]);
     assert_eq!(r.code, 2, "{}{}", r.out, r.err);
     assert!(
-        r.err.contains("the store's journal was compacted")
-            && r.err
-                .contains("Start with the settings and venue file the checkpoint was taken under"),
+        r.err
+            .contains("cannot take over from the one the store was last run under")
+            && r.err.contains("AAPL tick 0.01 lot 10"),
         "{}",
         r.err
     );

@@ -136,7 +136,11 @@ impl Journal {
             .last_missing()?
             .filter(|_| !checkpoints.is_empty())
         else {
-            return Ok((fresh, 0));
+            let first = self.first_input()?;
+            let v = fresh
+                .for_whole_journal(first.as_deref())
+                .map_err(|e| anyhow!("the journal's first input: {e}"))?;
+            return Ok((v, 0));
         };
         let mut why = Vec::new();
         for c in checkpoints {
@@ -155,6 +159,22 @@ impl Journal {
             "the journal was compacted up to batch {missing} (CompactStore), so it can be replayed only from a venue checkpoint taken after that, and none restores: {}",
             why.join("; ")
         )
+    }
+
+    /// The journal's first input, if any (damaged records are left to the
+    /// replay to name).
+    fn first_input(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        for item in self.reader.records() {
+            let Ok((_, raw)) = item else { break };
+            match decode(&raw) {
+                Ok(record) if !record.inputs.is_empty() => {
+                    return Ok(Some(record.inputs[0].to_vec()))
+                }
+                Ok(_) => continue,
+                Err(_) => break,
+            }
+        }
+        Ok(None)
     }
 
     /// Checks every record (numbering without gaps after batch `from`,
@@ -480,13 +500,16 @@ fn kind(input: &VenueInput) -> &'static str {
         VenueInput::Tick { .. } => "tick",
         VenueInput::SessionDown { .. } => "session_down",
         VenueInput::Operator { .. } => "operator",
+        VenueInput::Configure { .. } => "configure",
     }
 }
 
 fn input_session(input: &VenueInput) -> Option<&str> {
     match input {
         VenueInput::Fix { session, .. } | VenueInput::SessionDown { session, .. } => Some(session),
-        VenueInput::Tick { .. } | VenueInput::Operator { .. } => None,
+        VenueInput::Tick { .. } | VenueInput::Operator { .. } | VenueInput::Configure { .. } => {
+            None
+        }
     }
 }
 

@@ -566,7 +566,15 @@ impl Core {
         let Some(venue) = self.venue.as_ref() else {
             return;
         };
-        for session in venue.sessions_assumed_up() {
+        // Every input from here on was processed under this configuration:
+        // a replay switches to it here too.
+        let configure = VenueInput::Configure {
+            ts_ns: now.max(0) as u64,
+            config: venue.config_text().to_string(),
+        };
+        let assumed_up = venue.sessions_assumed_up();
+        let _ = self.venue_input(configure, now);
+        for session in assumed_up {
             tracing::info!(%session, "not connected after restart: ending its subscriptions and cancel-on-disconnect orders");
             let _ = self.venue_input(
                 VenueInput::SessionDown {

@@ -302,7 +302,19 @@ pub fn assemble(
 ) -> anyhow::Result<(Core, HashMap<SessionKey, Route>)> {
     let (venue, replayed) = match venue {
         Some(v) => {
-            let (v, restored, replayed) = recover_venue(v, &log, &recovered)?;
+            let configured = v.config_text().to_string();
+            let (mut v, restored, replayed) = recover_venue(v, &log, &recovered)?;
+            // From here on under the configuration given (journaled first
+            // by `Core::start`).
+            if v.config_text() != configured {
+                tracing::info!("the venue configuration changed since the store was last run: the venue switches to it with its state");
+            }
+            v.reconfigure(&configured).map_err(|e| {
+                anyhow::anyhow!(
+                    "the venue configuration cannot take over from the one the store was last run under: {e}. \
+                     Start with that configuration, or move the store aside to start empty"
+                )
+            })?;
             if let (Some(_), true) = (restored, settings.compact_store) {
                 compact(&mut log, &recovered);
             }
@@ -394,13 +406,18 @@ fn recover_venue(
             }
         );
     }
-    let mut v = fresh;
-    let replayed = if refused.is_empty() {
-        replay(&mut v, &rec.inputs)?
+    let all;
+    let inputs = if refused.is_empty() {
+        &rec.inputs
     } else {
         tracing::warn!("replaying the whole journal");
-        replay(&mut v, &log.all_inputs()?)?
+        all = log.all_inputs()?;
+        &all
     };
+    let mut v = fresh
+        .for_whole_journal(inputs.first().map(|b| &b[..]))
+        .map_err(|e| anyhow::anyhow!("the journal's first input: {e}"))?;
+    let replayed = replay(&mut v, inputs)?;
     Ok((v, None, replayed))
 }
 

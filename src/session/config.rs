@@ -14,7 +14,7 @@ use super::schedule::Schedule;
 pub const DEFAULT_MAX_OUTBOUND_QUEUE: usize = 65_536;
 
 /// What a session is for (our own `SessionRole=` key).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum SessionRole {
     /// Sends orders, receives its ExecutionReports and subscribed market data.
     #[default]

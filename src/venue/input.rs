@@ -13,6 +13,8 @@ const KIND_TICK: u8 = 2;
 /// Record kind byte of `VenueInput::SessionDown`.
 const KIND_SESSION_DOWN: u8 = 3;
 const KIND_OPERATOR: u8 = 4;
+/// Record kind byte of `VenueInput::Configure`.
+const KIND_CONFIGURE: u8 = 5;
 /// Kind byte + payload length.
 const HEADER_BYTES: usize = 1 + 4;
 /// CRC-32 trailer.
@@ -59,6 +61,16 @@ pub enum VenueInput {
         /// What, as text: `halt AAPL`, `kill ACC1`, `logout CLIENT1`, ...
         action: String,
     },
+    /// The configuration the venue runs under from here on (journaled at
+    /// every start, before any other input): a replay switches to it at
+    /// the same point, so every input is replayed under the configuration
+    /// it was processed under.
+    Configure {
+        /// When.
+        ts_ns: u64,
+        /// The venue's configuration ([`crate::venue::Venue::config_text`]).
+        config: String,
+    },
 }
 
 /// Why bytes could not be decoded into a `VenueInput`.
@@ -90,7 +102,8 @@ impl VenueInput {
             VenueInput::Fix { ts_ns, .. }
             | VenueInput::Tick { ts_ns }
             | VenueInput::SessionDown { ts_ns, .. }
-            | VenueInput::Operator { ts_ns, .. } => ts_ns,
+            | VenueInput::Operator { ts_ns, .. }
+            | VenueInput::Configure { ts_ns, .. } => ts_ns,
         }
     }
 
@@ -105,6 +118,7 @@ impl VenueInput {
             VenueInput::Tick { .. } => KIND_TICK,
             VenueInput::SessionDown { .. } => KIND_SESSION_DOWN,
             VenueInput::Operator { .. } => KIND_OPERATOR,
+            VenueInput::Configure { .. } => KIND_CONFIGURE,
         };
         out.push(kind);
         out.extend_from_slice(&[0; 4]);
@@ -128,6 +142,11 @@ impl VenueInput {
                     out.push(s.len() as u8);
                     out.extend_from_slice(s.as_bytes());
                 }
+            }
+            VenueInput::Configure { config, .. } => {
+                debug_assert!(config.len() <= MAX_RAW_BYTES);
+                out.extend_from_slice(&(config.len() as u32).to_le_bytes());
+                out.extend_from_slice(config.as_bytes());
             }
             VenueInput::Tick { .. } => {}
         }
@@ -187,6 +206,18 @@ impl VenueInput {
                 ts_ns,
                 action: cur.session()?,
             },
+            KIND_CONFIGURE => {
+                let len = cur.u32()? as usize;
+                if len > MAX_RAW_BYTES {
+                    return Err(DecodeError::Malformed("configuration too long"));
+                }
+                let config = std::str::from_utf8(cur.take(len)?)
+                    .map_err(|_| DecodeError::Malformed("configuration not UTF-8"))?;
+                VenueInput::Configure {
+                    ts_ns,
+                    config: config.to_string(),
+                }
+            }
             k => return Err(DecodeError::UnknownKind(k)),
         };
         if !cur.b.is_empty() {
@@ -256,6 +287,8 @@ mod tests {
                 .prop_map(|(session, ts_ns)| VenueInput::SessionDown { session, ts_ns }),
             ("\\PC{0,20}", any::<u64>(), "[a-z]{1,8} [A-Z0-9]{0,12}")
                 .prop_map(|(who, ts_ns, action)| VenueInput::Operator { who, ts_ns, action }),
+            ("\\PC{0,300}", any::<u64>())
+                .prop_map(|(config, ts_ns)| VenueInput::Configure { ts_ns, config }),
         ]
     }
 

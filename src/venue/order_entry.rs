@@ -59,7 +59,7 @@ const ORDER_WINDOW: usize = 4 * DONE_ORDERS_KEPT;
 pub const MAX_CL_ORD_ID_BYTES: usize = 64;
 
 /// One configured FIX session as the venue sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SessionInfo {
     /// The client's CompID (TargetCompID of our session).
     pub comp_id: Arc<str>,
@@ -373,6 +373,20 @@ pub struct Venue {
     /// Replaying the journal at start-up: state changes exactly as live, but
     /// ExecutionReports are not rendered (nobody would receive them).
     replaying: bool,
+    /// The configuration it runs under ([`Venue::config_text`]).
+    config: Arc<str>,
+}
+
+/// Why a journaled input could not be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The record is damaged.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A configuration the journal switches to does not take over the
+    /// venue's state.
+    #[error("the journal's configuration switch: {0}")]
+    Configure(String),
 }
 
 impl Venue {
@@ -479,6 +493,10 @@ impl Venue {
             ),
             instruments,
             replaying: false,
+            // Plain data: serialising it cannot fail.
+            config: serde_json::to_string(&(cfg, sessions))
+                .expect("the configuration serialises")
+                .into(),
         })
     }
 
@@ -606,11 +624,61 @@ impl Venue {
         &mut self,
         raw: &[u8],
         scratch: &mut Vec<(Arc<str>, OutboundMessage)>,
-    ) -> Result<(), DecodeError> {
+    ) -> Result<(), ReplayError> {
         let (input, _) = VenueInput::decode(raw)?;
+        if let VenueInput::Configure { config, .. } = &input {
+            // Live, only a configuration that takes over is journaled.
+            return self.reconfigure(config).map_err(ReplayError::Configure);
+        }
         scratch.clear();
         let _ = self.apply(&input, scratch);
         self.discard_market_data();
+        Ok(())
+    }
+
+    /// The venue a replay of a whole journal starts from: a fresh one under
+    /// the configuration the journal's first input switches to, if it is
+    /// one; else (a store written before configurations were journaled)
+    /// this fresh venue.
+    pub fn for_whole_journal(self, first: Option<&[u8]>) -> Result<Venue, ReplayError> {
+        match first.map(VenueInput::decode).transpose()? {
+            Some((VenueInput::Configure { config, .. }, _)) if config != self.config_text() => {
+                Venue::from_config_text(&config).map_err(ReplayError::Configure)
+            }
+            _ => Ok(self),
+        }
+    }
+
+    /// What the venue's behaviour depends on, as text: the venue
+    /// configuration (instruments, accounts with their limits, sessions'
+    /// accounts, engine settings) and every session's settings. Journaled
+    /// at every start ([`VenueInput::Configure`]) and kept in checkpoints.
+    pub fn config_text(&self) -> &str {
+        &self.config
+    }
+
+    /// A fresh venue under a configuration from [`Venue::config_text`].
+    pub fn from_config_text(text: &str) -> Result<Venue, String> {
+        let (cfg, sessions): (VenueConfig, Vec<SessionInfo>) =
+            serde_json::from_str(text).map_err(|e| format!("unreadable configuration: {e}"))?;
+        Venue::new(&cfg, &sessions).map_err(|e| e.to_string())
+    }
+
+    /// Runs under another configuration from here on, with the state so
+    /// far: the venue is rebuilt under it and takes its own checkpoint
+    /// over (which refuses a configuration that lost or changed an
+    /// instrument, account or session; limits and session settings may
+    /// change freely). The same text again changes nothing.
+    pub fn reconfigure(&mut self, text: &str) -> Result<(), String> {
+        if text == &*self.config {
+            return Ok(());
+        }
+        let fresh = Venue::from_config_text(text)?;
+        let mut v = fresh
+            .restored_onto_own_config(&self.checkpoint())
+            .map_err(|e| e.to_string())?;
+        v.replaying = self.replaying;
+        *self = v;
         Ok(())
     }
 
@@ -635,6 +703,13 @@ impl Venue {
                 Ok(())
             }
             VenueInput::Operator { action, ts_ns, .. } => self.operator(action, *ts_ns, out),
+            VenueInput::Configure { config, .. } => {
+                self.reconfigure(config).map_err(|text| BusinessReject {
+                    reason: 0,
+                    text,
+                    ref_id: None,
+                })
+            }
             VenueInput::Fix {
                 session,
                 ts_ns,

@@ -188,6 +188,18 @@ impl Gateway {
         }
     }
 
+    /// Runs `fixgw COMMAND...` on this gateway's settings, venue file and
+    /// store (`fixgw run` to start it in the foreground, `journal verify`).
+    pub fn fixgw_on(&self, command: &[&str]) -> Run {
+        let mut args: Vec<&str> = command.to_vec();
+        args.extend(["--config", self.config.to_str().unwrap()]);
+        args.extend(["--data", self.data.to_str().unwrap()]);
+        if let Some(venue) = &self.venue {
+            args.extend(["--venue", venue.to_str().unwrap()]);
+        }
+        fixgw(&args)
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -403,6 +415,21 @@ macro_rules! acceptor_defaults {
          BeginString=FIX.4.4\n"
     };
 }
+
+/// Settings with the two order-entry sessions of the shipped venue file,
+/// CLIENT1 and CLIENT2, trading around the clock.
+#[allow(dead_code)]
+pub const TWO_CLIENTS: &str = concat!(
+    crate::acceptor_defaults!(),
+    "\
+StartTime=00:00:00
+EndTime=00:00:00
+[SESSION]
+TargetCompID=CLIENT1
+[SESSION]
+TargetCompID=CLIENT2
+"
+);
 
 /// Runs the load generator (`fixgw::load`) in process on a runtime of its
 /// own (two workers) and returns its report.

@@ -22,7 +22,9 @@ use crate::engine::matching::Engine;
 use crate::venue::market_data::MdCheckpoint;
 
 const MAGIC: &str = "fixgw venue checkpoint";
-const VERSION: u32 = 1;
+/// Version 2 added the configuration; a version 1 checkpoint restores
+/// under the configuration the venue is built with.
+const VERSION: u32 = 2;
 
 /// Why a checkpoint cannot be restored.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,9 @@ struct State<'a> {
     next_request_ref: u64,
     rejects: Vec<(Cow<'a, str>, u32, u64)>,
     md: MdCheckpoint<'a>,
+    /// The configuration it was taken under ([`Venue::config_text`]); last,
+    /// so a version 1 checkpoint reads as one without it.
+    config: Option<Cow<'a, str>>,
 }
 
 impl Venue {
@@ -193,20 +198,38 @@ impl Venue {
                 .map(|(&(kind, code), &n)| (Cow::Borrowed(kind), code, n))
                 .collect(),
             md: self.md.checkpoint(),
+            config: Some(Cow::Borrowed(self.config_text())),
         };
         // Serialising into a Vec fails only on types serde cannot write;
         // every field here is plain data.
         postcard::to_stdvec(&state).expect("venue state serialises")
     }
 
-    /// This venue, fresh from [`Venue::new`], with a checkpoint's state: it
-    /// then behaves exactly as the venue the checkpoint was taken of.
+    /// A venue with a checkpoint's state, under the configuration it was
+    /// taken under (this fresh venue's, from [`Venue::new`], for a
+    /// checkpoint that does not record it): it then behaves exactly as the
+    /// venue the checkpoint was taken of.
     pub fn restored(self, bytes: &[u8]) -> Result<Venue, CheckpointError> {
+        let mut scratch = Vec::new();
+        let state = decode_state(bytes, &mut scratch)?;
+        let own = match &state.config {
+            Some(c) if *c != self.config_text() => {
+                Venue::from_config_text(c).map_err(CheckpointError::Decode)?
+            }
+            _ => self,
+        };
+        own.restore_state(state)
+    }
+
+    /// This venue, fresh from [`Venue::new`], with a checkpoint's state,
+    /// under this venue's configuration (see [`Venue::reconfigure`]).
+    pub(super) fn restored_onto_own_config(self, bytes: &[u8]) -> Result<Venue, CheckpointError> {
+        let mut scratch = Vec::new();
+        self.restore_state(decode_state(bytes, &mut scratch)?)
+    }
+
+    fn restore_state(self, state: State<'_>) -> Result<Venue, CheckpointError> {
         let decode = |e: &dyn std::fmt::Display| CheckpointError::Decode(e.to_string());
-        let state: State = postcard::from_bytes(bytes).map_err(|e| decode(&e))?;
-        if state.magic != MAGIC || state.version != VERSION {
-            return Err(decode(&"bad magic or version"));
-        }
         let mut v = self;
         if v.next_order_id != 1 || v.next_exec_id != 1 {
             return Err(CheckpointError::NotFresh);
@@ -251,5 +274,82 @@ impl Venue {
         }
         v.md.restore(state.md, &owners).map_err(|e| decode(&e))?;
         Ok(v)
+    }
+}
+
+/// A checkpoint's state, of either version (`scratch` holds a version 1
+/// checkpoint's bytes while it is read).
+fn decode_state<'a>(
+    bytes: &'a [u8],
+    scratch: &'a mut Vec<u8>,
+) -> Result<State<'a>, CheckpointError> {
+    let decode = |e: &dyn std::fmt::Display| CheckpointError::Decode(e.to_string());
+    let state: State = match postcard::from_bytes(bytes) {
+        Ok(s) => s,
+        // Version 1 ends before the configuration: read with it absent
+        // (postcard's `None` is one zero byte).
+        Err(_) => {
+            scratch.clear();
+            scratch.extend_from_slice(bytes);
+            scratch.push(0);
+            let s: State = postcard::from_bytes(scratch).map_err(|e| decode(&e))?;
+            if s.version != 1 {
+                return Err(decode(&"bad version"));
+            }
+            s
+        }
+    };
+    if state.magic != MAGIC || !(state.version == VERSION || state.version == 1) {
+        return Err(decode(&"bad magic or version"));
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::venue::order_entry::tests::{setup, T};
+
+    /// A checkpoint restores under the configuration it was taken under,
+    /// whatever the venue it is restored onto was built with; the journal
+    /// after it then switches as it did live.
+    /// A venue with a resting order, and a fresh one under a configuration
+    /// with a lower limit.
+    fn taken_and_today() -> (T, Venue) {
+        let (cfg, sessions) = setup();
+        let mut tight = cfg.clone();
+        tight.accounts[1].limits.max_order_qty = 100.into();
+        let mut t = T::new();
+        t.limit("CLIENT2", "b1", "1", "500", "150.00");
+        (t, Venue::new(&tight, &sessions).unwrap())
+    }
+
+    #[test]
+    fn a_checkpoint_restores_under_its_own_configuration() {
+        let (t, today) = taken_and_today();
+        let bytes = t.v.checkpoint();
+        let restored = today.clone().restored(&bytes).unwrap();
+        assert_eq!(restored.config_text(), t.v.config_text());
+        assert_ne!(restored.config_text(), today.config_text());
+        assert_eq!(restored.engine().snapshot(), t.v.engine().snapshot());
+    }
+
+    /// A checkpoint written before configurations were kept (version 1)
+    /// restores under the configuration of the venue it is restored onto.
+    #[test]
+    fn a_version_1_checkpoint_restores_under_the_venue_s_configuration() {
+        let (t, today) = taken_and_today();
+        let mut scratch = Vec::new();
+        let v2 = t.v.checkpoint();
+        let mut state = decode_state(&v2, &mut scratch).unwrap();
+        state.version = 1;
+        state.config = None;
+        let mut v1 = postcard::to_stdvec(&state).unwrap();
+        assert_eq!(v1.pop(), Some(0), "version 1 ends where `config` begins");
+        let restored = today.clone().restored(&v1).unwrap();
+        assert_eq!(restored.config_text(), today.config_text());
+        assert_eq!(restored.engine().snapshot(), t.v.engine().snapshot());
+        // Damaged, it is refused.
+        assert!(today.restored(&v1[..v1.len() - 3]).is_err());
     }
 }

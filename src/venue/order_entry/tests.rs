@@ -77,7 +77,7 @@ pub(super) fn session(comp_id: &str, role: SessionRole, cod: bool) -> SessionInf
 }
 
 /// The test venue's config and sessions.
-fn setup() -> (VenueConfig, [SessionInfo; 6]) {
+pub(super) fn setup() -> (VenueConfig, [SessionInfo; 6]) {
     let cfg = VenueConfig::from_toml_str(CFG).unwrap();
     let sessions = [
         session("CLIENT1", SessionRole::OrderEntry, false),
@@ -1153,57 +1153,100 @@ account = "ACC4"
     (cfg, sessions)
 }
 
+/// A limit day order, as journaled.
+fn order_input(n: u64, who: &str, side: &str, qty: &str, symbol: &str, px: &str) -> VenueInput {
+    let cl = format!("G{n}");
+    VenueInput::Fix {
+        session: who.to_string(),
+        ts_ns: T0 + 1_000_000_000_000 + n,
+        raw: frame(
+            who,
+            "D",
+            &[
+                (11, &cl),
+                (38, qty),
+                (40, "2"),
+                (44, px),
+                (54, side),
+                (55, symbol),
+                (59, "0"),
+                (60, "20240102-10:20:00.000"),
+            ],
+        ),
+    }
+}
+
 /// Orders of the new session, on the new instrument (crossed by CLIENT2)
 /// and on an old one.
 fn grown_inputs() -> Vec<VenueInput> {
-    let order = |n: u64, who: &str, side: &str, symbol: &str, px: &str| {
-        let cl = format!("G{n}");
-        VenueInput::Fix {
-            session: who.to_string(),
-            ts_ns: T0 + 1_000_000_000_000 + n,
-            raw: frame(
-                who,
-                "D",
-                &[
-                    (11, &cl),
-                    (38, "10"),
-                    (40, "2"),
-                    (44, px),
-                    (54, side),
-                    (55, symbol),
-                    (59, "0"),
-                    (60, "20240102-10:20:00.000"),
-                ],
-            ),
-        }
-    };
     vec![
-        order(1, "CLIENT4", "1", "NEWSYM", "20.00"),
-        order(2, "CLIENT2", "2", "NEWSYM", "20.00"),
-        order(3, "CLIENT4", "1", "AAPL", "150.00"),
+        order_input(1, "CLIENT4", "1", "10", "NEWSYM", "20.00"),
+        order_input(2, "CLIENT2", "2", "10", "NEWSYM", "20.00"),
+        order_input(3, "CLIENT4", "1", "10", "AAPL", "150.00"),
     ]
+}
+
+/// The journal of a venue whose limits were lowered between two runs
+/// replays to what its clients were told: each input under the
+/// configuration it was processed under (`Core::start` journals a
+/// `Configure` at every start), not under today's.
+#[test]
+fn a_replay_switches_configuration_where_the_journal_did() {
+    let (cfg, sessions) = setup();
+    let mut tight = cfg.clone();
+    tight.accounts[1].limits.max_order_qty = Decimal::from(100);
+    let mut live = Venue::new(&cfg, &sessions).unwrap();
+    let today = Venue::new(&tight, &sessions).unwrap();
+    let configure = |v: &Venue| VenueInput::Configure {
+        ts_ns: T0,
+        config: v.config_text().to_string(),
+    };
+    let journal = vec![
+        configure(&live),
+        // CLIENT2 (ACC2) buys 500 while it may.
+        order_input(1, "CLIENT2", "1", "500", "AAPL", "150.00"),
+        configure(&today),
+        // Fills against it; one more is refused under the new limit.
+        order_input(2, "CLIENT1", "2", "300", "AAPL", "150.00"),
+        order_input(3, "CLIENT2", "1", "500", "AAPL", "150.00"),
+    ];
+    let told = run_all(&mut live, &journal);
+    let filled = told
+        .split(|&c| c == b'\n')
+        .filter(|l| l.starts_with(b"CLIENT2 8 "))
+        .any(|l| l.windows(7).any(|w| w == b"\x01150=F\x01"));
+    assert!(filled, "{}", String::from_utf8_lossy(&told));
+
+    let mut encoded = Vec::new();
+    journal[0].encode(&mut encoded);
+    let mut replayed = today.clone().for_whole_journal(Some(&encoded)).unwrap();
+    assert_eq!(run_all(&mut replayed, &journal), told);
+    assert_eq!(replayed.config_text(), today.config_text());
+    assert_eq!(replayed.engine().snapshot(), live.engine().snapshot());
+    // Replayed under today's limits alone, the first order is refused and
+    // the fill never happened: what start-up did before it read them.
+    let mut today_only = today.clone();
+    assert_ne!(run_all(&mut today_only, &journal[1..]), told);
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
-    /// A checkpoint restores under a configuration that gained an
-    /// instrument, an account and a session (listed first, so every
-    /// session's number moved): the venue answers as one that replayed the
-    /// whole journal under the new configuration, and the new session
+    /// A venue switches to a configuration that gained an instrument, an
+    /// account and a session (listed first, so every session's number
+    /// moved), through its own checkpoint: it answers as one that replayed
+    /// the whole journal under the new configuration, and the new session
     /// trades the new instrument.
     #[test]
-    fn a_checkpoint_restores_under_a_configuration_that_grew(
+    fn a_venue_switches_to_a_configuration_that_grew(
         ops in prop::collection::vec(arb_op(), 1..150),
         cut in any::<prop::sample::Index>(),
     ) {
         let (inputs, cut, live) = ran_to_cut(&ops, cut);
         let (cfg, sessions) = grown_setup();
-        let mut restored = Venue::new(&cfg, &sessions)
-            .unwrap()
-            .restored(&live.checkpoint())
-            .unwrap();
         let mut replayed = Venue::new(&cfg, &sessions).unwrap();
+        let mut restored = live;
+        restored.reconfigure(replayed.config_text()).unwrap();
         run_all(&mut replayed, &inputs[..cut]);
         prop_assert_eq!(restored.engine().snapshot(), replayed.engine().snapshot());
         let mut rest = inputs[cut..].to_vec();
@@ -1228,7 +1271,7 @@ fn a_checkpoint_from_other_sessions_or_instruments_is_refused() {
     let refused = |cfg: &VenueConfig, sessions: &[SessionInfo], bytes: &[u8]| {
         Venue::new(cfg, sessions)
             .unwrap()
-            .restored(bytes)
+            .restored_onto_own_config(bytes)
             .unwrap_err()
     };
     let mismatch = |err: &CheckpointError| matches!(err, CheckpointError::ConfigMismatch(_));

@@ -303,6 +303,13 @@ pub fn assemble(
     let (venue, replayed) = match venue {
         Some(v) => {
             let configured = v.config_text().to_string();
+            let most = crate::venue::input::MAX_CONFIG_BYTES;
+            if configured.len() > most {
+                anyhow::bail!(
+                    "the venue configuration is too large to journal: {} bytes, at most {most}",
+                    configured.len()
+                );
+            }
             let (mut v, restored, replayed) = recover_venue(v, &log, &recovered)?;
             // From here on under the configuration given (journaled first
             // by `Core::start`).

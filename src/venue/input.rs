@@ -24,6 +24,9 @@ const TRAILER_BYTES: usize = 4;
 pub const MAX_SESSION_BYTES: usize = 255;
 /// Largest FIX frame an input may carry (far above any sane order message).
 pub const MAX_RAW_BYTES: usize = 1 << 20;
+/// Largest configuration a `Configure` input may carry (about 50 000
+/// instruments).
+pub const MAX_CONFIG_BYTES: usize = 16 << 20;
 
 /// One input to the venue; journaled by the core before its effects are
 /// released, so it must round-trip exactly.
@@ -144,7 +147,7 @@ impl VenueInput {
                 }
             }
             VenueInput::Configure { config, .. } => {
-                debug_assert!(config.len() <= MAX_RAW_BYTES);
+                debug_assert!(config.len() <= MAX_CONFIG_BYTES);
                 out.extend_from_slice(&(config.len() as u32).to_le_bytes());
                 out.extend_from_slice(config.as_bytes());
             }
@@ -167,7 +170,11 @@ impl VenueInput {
         }
         let kind = b[0];
         let payload_len = read_u32(&b[1..HEADER_BYTES]) as usize;
-        if payload_len > MAX_RAW_BYTES + MAX_SESSION_BYTES + 32 {
+        let max_payload = match kind {
+            KIND_CONFIGURE => MAX_CONFIG_BYTES,
+            _ => MAX_RAW_BYTES + MAX_SESSION_BYTES,
+        };
+        if payload_len > max_payload + 32 {
             return Err(DecodeError::Malformed("payload length out of range"));
         }
         let total = HEADER_BYTES + payload_len + TRAILER_BYTES;
@@ -208,7 +215,7 @@ impl VenueInput {
             },
             KIND_CONFIGURE => {
                 let len = cur.u32()? as usize;
-                if len > MAX_RAW_BYTES {
+                if len > MAX_CONFIG_BYTES {
                     return Err(DecodeError::Malformed("configuration too long"));
                 }
                 let config = std::str::from_utf8(cur.take(len)?)

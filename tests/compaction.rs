@@ -237,4 +237,8 @@ fn records_of_reset_sessions_are_deleted_at_start_up_and_the_venue_carries_on() 
     );
     drop((c1, c3));
     assert!(gw.sigterm(Duration::from_secs(10)).success());
+    // The replay switches to the grown configuration where the run did,
+    // and matches what was sent.
+    let r = gw.fixgw_on(&["journal", "verify"]);
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
 }

@@ -136,11 +136,7 @@ impl Journal {
             .last_missing()?
             .filter(|_| !checkpoints.is_empty())
         else {
-            let first = self.first_input()?;
-            let v = fresh
-                .for_whole_journal(first.as_deref())
-                .map_err(|e| anyhow!("the journal's first input: {e}"))?;
-            return Ok((v, 0));
+            return Ok((self.base(fresh, 0)?, 0));
         };
         let mut why = Vec::new();
         for c in checkpoints {
@@ -148,7 +144,7 @@ impl Journal {
                 Ok((after, _)) if after < missing => {
                     why.push(format!("the one after batch {after} is older"));
                 }
-                Ok((after, state)) => match fresh.clone().restored(&state) {
+                Ok((after, state)) => match self.base(fresh.clone(), after)?.restored(&state) {
                     Ok(v) => return Ok((v, after)),
                     Err(e) => why.push(format!("the one after batch {after}: {e}")),
                 },
@@ -161,20 +157,25 @@ impl Journal {
         )
     }
 
-    /// The journal's first input, if any (damaged records are left to the
-    /// replay to name).
-    fn first_input(&self) -> anyhow::Result<Option<Vec<u8>>> {
+    /// The venue a replay of the inputs after batch `after` starts from
+    /// ([`Venue::for_journal`]; damaged records are left to the replay to
+    /// name).
+    fn base(&self, fresh: Venue, after: u64) -> anyhow::Result<Venue> {
+        let mut first = None;
         for item in self.reader.records() {
-            let Ok((_, raw)) = item else { break };
-            match decode(&raw) {
-                Ok(record) if !record.inputs.is_empty() => {
-                    return Ok(Some(record.inputs[0].to_vec()))
-                }
-                Ok(_) => continue,
-                Err(_) => break,
+            let Ok((batch, raw)) = item else { break };
+            let Ok(record) = decode(&raw) else { break };
+            if batch <= after {
+                continue;
+            }
+            if let Some(c) = record.inputs.iter().find(|i| VenueInput::is_configure(i)) {
+                first = Some(c.to_vec());
+                break;
             }
         }
-        Ok(None)
+        fresh
+            .for_journal(first.as_deref().into_iter())
+            .map_err(|e| anyhow!("the journal's first configuration: {e}"))
     }
 
     /// Checks every record (numbering without gaps after batch `from`,
@@ -237,13 +238,20 @@ struct Names {
 }
 
 impl Names {
-    fn new(settings: &GatewaySettings, venue: &VenueConfig) -> Names {
+    /// The names under the configuration `venue` runs under (the one the
+    /// inputs being replayed were processed under).
+    fn of(venue: &Venue) -> anyhow::Result<Names> {
+        let (cfg, sessions) = Venue::parse_config_text(venue.config_text())
+            .map_err(|e| anyhow!("the venue's configuration: {e}"))?;
+        Ok(Names::new(
+            sessions.iter().map(|s| s.comp_id.to_string()),
+            &cfg,
+        ))
+    }
+
+    fn new(sessions: impl Iterator<Item = String>, venue: &VenueConfig) -> Names {
         Names {
-            sessions: settings
-                .sessions
-                .iter()
-                .map(|(c, _)| c.id.target_comp_id.clone())
-                .collect(),
+            sessions: sessions.collect(),
             symbols: venue.instruments.iter().map(|i| i.symbol.clone()).collect(),
             specs: (0..venue.instruments.len())
                 .filter_map(|i| venue.instrument_spec(i as InstrumentId))
@@ -513,6 +521,26 @@ fn input_session(input: &VenueInput) -> Option<&str> {
     }
 }
 
+/// A configuration switch that failed stops the replay, as it stops
+/// start-up: what follows was processed under a configuration the replay
+/// cannot take.
+fn configured(
+    batch: u64,
+    i: usize,
+    input: &VenueInput,
+    result: &Result<(), crate::session::BusinessReject>,
+) -> anyhow::Result<()> {
+    match (input, result) {
+        (VenueInput::Configure { .. }, Err(e)) => {
+            bail!(
+                "batch {batch}: input {i}: the journal's configuration switch: {}",
+                e.text
+            )
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The client CompID a `--session` value designates (a key or a CompID).
 fn comp_id_of(session: &str) -> &str {
     session.rsplit_once("->").map_or(session, |(_, t)| t)
@@ -521,8 +549,8 @@ fn comp_id_of(session: &str) -> &str {
 /// Writes every journaled input with the events it produced as JSON lines.
 pub fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     let journal = Journal::open(&args.source)?;
-    let names = Names::new(&journal.settings, &journal.venue);
     let (mut venue, from) = journal.start()?;
+    let mut names = Names::of(&venue)?;
     if from > 0 {
         eprintln!(
             "journal dump: the journal was compacted; the inputs up to batch {from} are in the venue checkpoint after it, and the dump begins after it"
@@ -537,6 +565,10 @@ pub fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             produced.clear();
             let result = venue.apply(input, &mut produced);
             venue.discard_market_data();
+            configured(batch, i, input, &result)?;
+            if let VenueInput::Configure { .. } = input {
+                names = Names::of(&venue)?;
+            }
             let ts = i64::try_from(input.ts_ns()).unwrap_or(i64::MAX);
             if args.from.is_some_and(|f| ts < f)
                 || args.to.is_some_and(|t| ts >= t)
@@ -679,6 +711,7 @@ pub fn verify(args: &VerifyArgs, out: &mut dyn Write) -> anyhow::Result<()> {
             b.clear();
             let ra = first.apply(input, &mut a);
             let rb = second.apply(input, &mut b);
+            configured(batch, i, input, &ra)?;
             let same_msgs = a.len() == b.len()
                 && a.iter().zip(&b).all(|((ta, ma), (tb, mb))| ta == tb && same(ma, mb));
             if ra != rb || first.last_events() != second.last_events() || !same_msgs {

@@ -573,7 +573,9 @@ impl Core {
             config: venue.config_text().to_string(),
         };
         let assumed_up = venue.sessions_assumed_up();
-        let _ = self.venue_input(configure, now);
+        let switched = self.venue_input(configure, now);
+        // The venue runs under it already (`assemble` switched it).
+        debug_assert!(switched.is_ok(), "{switched:?}");
         for session in assumed_up {
             tracing::info!(%session, "not connected after restart: ending its subscriptions and cancel-on-disconnect orders");
             let _ = self.venue_input(

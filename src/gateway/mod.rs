@@ -382,8 +382,15 @@ fn recover_venue(
             ));
             continue;
         }
-        // A spare stays for the next candidate, or a full replay.
-        match fresh.clone().restored(&c.state) {
+        // A spare stays for the next candidate, or a full replay. A
+        // checkpoint that does not keep its configuration (version 1)
+        // restores under the one its later inputs were replayed under.
+        let later = &rec.inputs[c.first_input..];
+        let base = fresh
+            .clone()
+            .for_journal(later.iter().map(|b| &b[..]))
+            .map_err(|e| anyhow::anyhow!("the journal's first configuration: {e}"))?;
+        match base.restored(&c.state) {
             Ok(mut v) => {
                 let skipped = rec.inputs_before_checkpoint + c.first_input as u64;
                 tracing::info!(
@@ -392,7 +399,7 @@ fn recover_venue(
                     replayed = rec.inputs.len() - c.first_input,
                     "venue restored from its checkpoint"
                 );
-                let replayed = replay(&mut v, &rec.inputs[c.first_input..])?;
+                let replayed = replay(&mut v, later)?;
                 return Ok((v, Some(c.after), replayed));
             }
             Err(e) => {
@@ -422,8 +429,8 @@ fn recover_venue(
         &all
     };
     let mut v = fresh
-        .for_whole_journal(inputs.first().map(|b| &b[..]))
-        .map_err(|e| anyhow::anyhow!("the journal's first input: {e}"))?;
+        .for_journal(inputs.iter().map(|b| &b[..]))
+        .map_err(|e| anyhow::anyhow!("the journal's first configuration: {e}"))?;
     let replayed = replay(&mut v, inputs)?;
     Ok((v, None, replayed))
 }

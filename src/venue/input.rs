@@ -99,6 +99,12 @@ pub enum DecodeError {
 }
 
 impl VenueInput {
+    /// Whether the encoded input `raw` is a `Configure`, from its kind byte
+    /// (without decoding it).
+    pub fn is_configure(raw: &[u8]) -> bool {
+        raw.first() == Some(&KIND_CONFIGURE)
+    }
+
     /// The input's timestamp, ns.
     pub fn ts_ns(&self) -> u64 {
         match *self {

@@ -636,16 +636,25 @@ impl Venue {
         Ok(())
     }
 
-    /// The venue a replay of a whole journal starts from: a fresh one under
-    /// the configuration the journal's first input switches to, if it is
-    /// one; else (a store written before configurations were journaled)
-    /// this fresh venue.
-    pub fn for_whole_journal(self, first: Option<&[u8]>) -> Result<Venue, ReplayError> {
-        match first.map(VenueInput::decode).transpose()? {
-            Some((VenueInput::Configure { config, .. }, _)) if config != self.config_text() => {
-                Venue::from_config_text(&config).map_err(ReplayError::Configure)
-            }
-            _ => Ok(self),
+    /// The venue a replay of journaled inputs starts from, when the state
+    /// it starts from (none: the whole journal; or a checkpoint written
+    /// before checkpoints kept theirs) does not say which configuration it
+    /// was under: a fresh one under the configuration of the first
+    /// `Configure` among `inputs` (journaled by the first start of a fixgw
+    /// that journals them, which replayed the inputs before it under that
+    /// configuration), else this fresh venue.
+    pub fn for_journal<'a>(
+        self,
+        mut inputs: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<Venue, ReplayError> {
+        match inputs.find(|raw| VenueInput::is_configure(raw)) {
+            Some(raw) => match VenueInput::decode(raw)? {
+                (VenueInput::Configure { config, .. }, _) if config != self.config_text() => {
+                    Venue::from_config_text(&config).map_err(ReplayError::Configure)
+                }
+                _ => Ok(self),
+            },
+            None => Ok(self),
         }
     }
 
@@ -657,10 +666,14 @@ impl Venue {
         &self.config
     }
 
+    /// The venue configuration and sessions of a [`Venue::config_text`].
+    pub fn parse_config_text(text: &str) -> Result<(VenueConfig, Vec<SessionInfo>), String> {
+        serde_json::from_str(text).map_err(|e| format!("unreadable configuration: {e}"))
+    }
+
     /// A fresh venue under a configuration from [`Venue::config_text`].
     pub fn from_config_text(text: &str) -> Result<Venue, String> {
-        let (cfg, sessions): (VenueConfig, Vec<SessionInfo>) =
-            serde_json::from_str(text).map_err(|e| format!("unreadable configuration: {e}"))?;
+        let (cfg, sessions) = Venue::parse_config_text(text)?;
         Venue::new(&cfg, &sessions).map_err(|e| e.to_string())
     }
 
@@ -673,6 +686,9 @@ impl Venue {
         if text == &*self.config {
             return Ok(());
         }
+        // Between batches (a `Configure` comes first in its batch): no
+        // market data is pending, which a checkpoint would not keep.
+        self.discard_market_data();
         let fresh = Venue::from_config_text(text)?;
         let mut v = fresh
             .restored_onto_own_config(&self.checkpoint())

@@ -107,7 +107,7 @@ impl Venue {
             .iter()
             .map(|s| {
                 let acc = s.account.and_then(|a| self.account_names.get(a as usize));
-                format!("{}={}", s.info.comp_id, acc.map_or("-", String::as_str))
+                session_entry(&s.info.comp_id, acc.map(String::as_str))
             })
             .collect()
     }
@@ -140,9 +140,22 @@ impl Venue {
             .strip_prefix(self.setup_head(ni, na).as_str())
             .and_then(|rest| rest.strip_suffix(']'))
             .ok_or_else(|| mismatch("its instruments or accounts differ".into()))?;
-        let theirs: Vec<&str> = match listed {
-            "" => Vec::new(),
-            list => list.split(", ").collect(),
+        let theirs: Vec<String> = match (&state.config, listed) {
+            // From the configuration it keeps (a CompID may hold ", ").
+            (Some(config), _) => {
+                let (cfg, sessions) =
+                    Venue::parse_config_text(config).map_err(CheckpointError::Decode)?;
+                sessions
+                    .iter()
+                    .map(|s| {
+                        let acc = cfg.account_for_session(&s.comp_id);
+                        let name = acc.and_then(|a| cfg.accounts.get(a as usize));
+                        session_entry(&s.comp_id, name.map(|a| a.name.as_str()))
+                    })
+                    .collect()
+            }
+            (None, "") => Vec::new(),
+            (None, list) => list.split(", ").map(str::to_string).collect(),
         };
         if theirs.len() != state.sessions.len() {
             return Err(CheckpointError::Decode(
@@ -235,6 +248,7 @@ impl Venue {
             return Err(CheckpointError::NotFresh);
         }
         let map = v.session_map(&state)?;
+        let (ni, _) = Engine::snapshot_counts(&state.engine).map_err(|e| decode(&e))?;
         let owners = |o: u32| map.get(o as usize).copied();
         v.engine
             .restore_onto(&state.engine, &owners)
@@ -250,7 +264,7 @@ impl Venue {
         for (no, o) in state.orders {
             let mut o = o.into_owned();
             match owners(o.owner) {
-                Some(owner) if (o.instrument as usize) < v.instruments.len() => o.owner = owner,
+                Some(owner) if (o.instrument as usize) < ni => o.owner = owner,
                 _ => {
                     return Err(decode(&format!(
                         "order {no} names an unknown session or instrument"
@@ -277,6 +291,11 @@ impl Venue {
     }
 }
 
+/// A session in the setup: `CompID=account` (`-` without one).
+fn session_entry(comp_id: &str, account: Option<&str>) -> String {
+    format!("{comp_id}={}", account.unwrap_or("-"))
+}
+
 /// A checkpoint's state, of either version (`scratch` holds a version 1
 /// checkpoint's bytes while it is read).
 fn decode_state<'a>(
@@ -288,15 +307,14 @@ fn decode_state<'a>(
         Ok(s) => s,
         // Version 1 ends before the configuration: read with it absent
         // (postcard's `None` is one zero byte).
-        Err(_) => {
+        Err(e) => {
             scratch.clear();
             scratch.extend_from_slice(bytes);
             scratch.push(0);
-            let s: State = postcard::from_bytes(scratch).map_err(|e| decode(&e))?;
-            if s.version != 1 {
-                return Err(decode(&"bad version"));
+            match postcard::from_bytes::<State>(scratch) {
+                Ok(s) if s.version == 1 => s,
+                _ => return Err(decode(&e)),
             }
-            s
         }
     };
     if state.magic != MAGIC || !(state.version == VERSION || state.version == 1) {

@@ -80,7 +80,7 @@ fn all_copies() -> SessionInfo {
 }
 
 /// A MarketDataRequest: fields in the order a FIX engine writes them.
-fn md_request(
+pub(super) fn md_request(
     id: &str,
     sub: &str,
     depth: &str,

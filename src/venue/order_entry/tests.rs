@@ -1073,8 +1073,13 @@ fn run_all(v: &mut Venue, inputs: &[VenueInput]) -> Vec<u8> {
 
 /// The inputs of `ops`, where `cut` falls among them, and a venue that
 /// applied those before it.
-fn ran_to_cut(ops: &[Op], cut: prop::sample::Index) -> (Vec<VenueInput>, usize, Venue) {
-    let inputs = inputs(ops);
+fn ran_to_cut(
+    prefix: &[VenueInput],
+    ops: &[Op],
+    cut: prop::sample::Index,
+) -> (Vec<VenueInput>, usize, Venue) {
+    let mut inputs = prefix.to_vec();
+    inputs.extend(self::inputs(ops));
     let cut = cut.index(inputs.len() + 1);
     let mut live = venue();
     run_all(&mut live, &inputs[..cut]);
@@ -1113,7 +1118,7 @@ proptest! {
         ops in prop::collection::vec(arb_op(), 1..150),
         cut in any::<prop::sample::Index>(),
     ) {
-        let (inputs, cut, mut live) = ran_to_cut(&ops, cut);
+        let (inputs, cut, mut live) = ran_to_cut(&[], &ops, cut);
         let (cfg, sessions) = setup();
         let bytes = live.checkpoint();
         let mut restored = Venue::new(&cfg, &sessions).unwrap().restored(&bytes).unwrap();
@@ -1177,13 +1182,37 @@ fn order_input(n: u64, who: &str, side: &str, qty: &str, symbol: &str, px: &str)
 }
 
 /// Orders of the new session, on the new instrument (crossed by CLIENT2)
-/// and on an old one.
+/// and on old ones.
 fn grown_inputs() -> Vec<VenueInput> {
     vec![
         order_input(1, "CLIENT4", "1", "10", "NEWSYM", "20.00"),
         order_input(2, "CLIENT2", "2", "10", "NEWSYM", "20.00"),
         order_input(3, "CLIENT4", "1", "10", "AAPL", "150.00"),
+        order_input(4, "CLIENT2", "2", "100", "LOTS", "10.00"),
+        order_input(5, "CLIENT4", "1", "100", "LOTS", "10.00"),
     ]
+}
+
+/// State a growth must carry over besides the books: a market-data
+/// subscription (of a session whose number moves) and positions in the
+/// second instrument (a column of the account × instrument table that
+/// moves when an instrument is added).
+fn before_growth() -> Vec<VenueInput> {
+    let req = super::md_tests::md_request("md1", "1", "0", &["0", "1", "2"], &["AAPL", "LOTS"]);
+    let req: Vec<(i32, &str)> = req.iter().map(|(t, v)| (*t, v.as_str())).collect();
+    let mut inputs = vec![VenueInput::Fix {
+        session: "MDCLIENT".into(),
+        ts_ns: T0,
+        raw: frame("MDCLIENT", "V", &req),
+    }];
+    inputs.push(order_input(6, "CLIENT1", "2", "200", "LOTS", "10.00"));
+    inputs.push(order_input(7, "CLIENT2", "1", "200", "LOTS", "10.00"));
+    for i in &mut inputs[1..] {
+        if let VenueInput::Fix { ts_ns, .. } = i {
+            *ts_ns = T0;
+        }
+    }
+    inputs
 }
 
 /// The journal of a venue whose limits were lowered between two runs
@@ -1196,6 +1225,7 @@ fn a_replay_switches_configuration_where_the_journal_did() {
     let mut tight = cfg.clone();
     tight.accounts[1].limits.max_order_qty = Decimal::from(100);
     let mut live = Venue::new(&cfg, &sessions).unwrap();
+    let live_config = live.config_text().to_string();
     let today = Venue::new(&tight, &sessions).unwrap();
     let configure = |v: &Venue| VenueInput::Configure {
         ts_ns: T0,
@@ -1217,12 +1247,37 @@ fn a_replay_switches_configuration_where_the_journal_did() {
         .any(|l| l.windows(7).any(|w| w == b"\x01150=F\x01"));
     assert!(filled, "{}", String::from_utf8_lossy(&told));
 
-    let mut encoded = Vec::new();
-    journal[0].encode(&mut encoded);
-    let mut replayed = today.clone().for_whole_journal(Some(&encoded)).unwrap();
+    let encoded: Vec<Vec<u8>> = journal
+        .iter()
+        .map(|i| {
+            let mut b = Vec::new();
+            i.encode(&mut b);
+            b
+        })
+        .collect();
+    let mut replayed = today
+        .clone()
+        .for_journal(encoded.iter().map(|b| &b[..]))
+        .unwrap();
+    assert_eq!(replayed.config_text(), live_config);
     assert_eq!(run_all(&mut replayed, &journal), told);
     assert_eq!(replayed.config_text(), today.config_text());
     assert_eq!(replayed.engine().snapshot(), live.engine().snapshot());
+    // As start-up replays; and a store written before configurations were
+    // journaled: its inputs come before the first Configure, which the
+    // upgraded fixgw's first start journaled after replaying them under
+    // that configuration, and a later start under today's replays them
+    // under it too.
+    let legacy = [1, 0, 2, 3, 4].map(|i| &encoded[i][..]);
+    for journal in [encoded.iter().map(|b| &b[..]).collect(), legacy.to_vec()] {
+        let mut v = today.clone().for_journal(journal.iter().copied()).unwrap();
+        v.set_replaying(true);
+        let mut scratch = Vec::new();
+        for raw in journal {
+            v.replay_journaled(raw, &mut scratch).unwrap();
+        }
+        assert_eq!(v.engine().snapshot(), live.engine().snapshot());
+    }
     // Replayed under today's limits alone, the first order is refused and
     // the fill never happened: what start-up did before it read them.
     let mut today_only = today.clone();
@@ -1242,12 +1297,14 @@ proptest! {
         ops in prop::collection::vec(arb_op(), 1..150),
         cut in any::<prop::sample::Index>(),
     ) {
-        let (inputs, cut, live) = ran_to_cut(&ops, cut);
+        let (inputs, cut, live) = ran_to_cut(&before_growth(), &ops, cut);
         let (cfg, sessions) = grown_setup();
         let mut replayed = Venue::new(&cfg, &sessions).unwrap();
         let mut restored = live;
         restored.reconfigure(replayed.config_text()).unwrap();
         run_all(&mut replayed, &inputs[..cut]);
+        // Market data is flushed after every batch; the switch comes between two.
+        replayed.discard_market_data();
         prop_assert_eq!(restored.engine().snapshot(), replayed.engine().snapshot());
         let mut rest = inputs[cut..].to_vec();
         rest.extend(grown_inputs());
@@ -1259,6 +1316,17 @@ proptest! {
             .filter(|l| l.starts_with(b"CLIENT4 8 "))
             .any(|l| l.windows(7).any(|w| w == b"\x01150=F\x01"));
         prop_assert!(new_session_filled, "CLIENT4 traded NEWSYM");
+        let (mut md_a, mut md_b) = (Vec::new(), Vec::new());
+        replayed.flush_market_data(&mut md_a);
+        restored.flush_market_data(&mut md_b);
+        let show = |md: &[(Arc<str>, OutboundMessage)]| -> Vec<(String, Vec<u8>)> {
+            md.iter().map(|(to, m)| (to.to_string(), m.body.to_vec())).collect()
+        };
+        prop_assert_eq!(show(&md_a), show(&md_b));
+        let lots_published = md_b.iter().any(|(to, m)| {
+            &**to == "MDCLIENT" && m.body.windows(9).any(|w| w == b"\x0155=LOTS\x01")
+        });
+        prop_assert!(lots_published, "MDCLIENT still subscribed");
     }
 }
 
@@ -1327,4 +1395,28 @@ fn order_indexes_are_sized_up_front_from_order_capacity() {
     assert!(v.sessions[0].cl_ord_ids.capacity() >= 5_000);
     // Sessions that never send orders keep no index.
     assert_eq!(v.sessions[1].cl_ord_ids.capacity(), 0);
+}
+
+/// A configuration as this release journals it (`VenueInput::Configure`)
+/// and keeps it in checkpoints. Stores hold it for good: a change to the
+/// configuration types that cannot read it back (a field removed or
+/// renamed, a new one without `#[serde(default)]`) would make them
+/// unreadable, so it must fail here first.
+const JOURNALED_CONFIG: &str = r#"[{"engine":{"snapshot_every":100000,"max_orders":4000000,"order_capacity":100000},"instruments":[{"symbol":"AAPL","tick_size":"0.01","lot_size":"1","price_band_pct":"20","reference_price":"150.00"}],"accounts":[{"name":"ACC1","limits":{"max_order_qty":"1000","max_order_notional":"100000","max_open_orders":3,"credit_limit":"200000","max_position":"1500"},"self_trade":"cancel-aggressor","blocked":false}],"sessions":[{"comp_id":"CLIENT1","account":"ACC1"}]},[{"comp_id":"CLIENT1","role":"OrderEntry","cancel_on_disconnect":true,"trd_match_id":true,"rpt_seq":true,"drop_copy_sessions":[],"drop_copy_accounts":[]}]]"#;
+
+#[test]
+fn a_configuration_journaled_by_this_release_reads_back() {
+    let (cfg, sessions) = Venue::parse_config_text(JOURNALED_CONFIG).unwrap();
+    assert_eq!(cfg.instruments[0].symbol, "AAPL");
+    assert_eq!(cfg.accounts[0].limits.max_open_orders, 3);
+    assert_eq!(sessions.len(), 1);
+    assert!(sessions[0].cancel_on_disconnect);
+    let mut v = Venue::from_config_text(JOURNALED_CONFIG).unwrap();
+    let mut out = Vec::new();
+    v.apply(
+        &order_input(1, "CLIENT1", "1", "10", "AAPL", "150.00"),
+        &mut out,
+    )
+    .unwrap();
+    assert!(!out.is_empty());
 }

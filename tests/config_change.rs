@@ -83,6 +83,17 @@ fn a_lowered_limit_applies_from_the_restart_and_keeps_what_was_accepted() {
     // `journal verify` replays it all, switching where the runs did.
     let r = gw.fixgw_on(&["journal", "verify"]);
     assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    // `journal dump` shows which limits were in force from where.
+    let r = gw.fixgw_on(&["journal", "dump"]);
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    let limits: Vec<String> = r
+        .out
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["kind"] == "configure")
+        .map(|l| l["config"][0]["accounts"][1]["limits"]["max_order_qty"].to_string())
+        .collect();
+    assert_eq!(limits, ["\"1000000\"", "\"100\""], "{}", r.out);
 
     // Reordering the instruments would move every order to another book:
     // refused, with both lists.

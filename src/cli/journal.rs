@@ -608,6 +608,13 @@ pub fn dump(args: &DumpArgs, out: &mut dyn Write) -> anyhow::Result<()> {
                 }
                 line.insert("fix".into(), readable_fix(raw).into());
             }
+            if let VenueInput::Configure { config, .. } = input {
+                let parsed = serde_json::from_str::<Value>(config);
+                line.insert(
+                    "config".into(),
+                    parsed.unwrap_or_else(|_| config.as_str().into()),
+                );
+            }
             let events: Vec<Value> = venue
                 .last_events()
                 .iter()

@@ -361,10 +361,10 @@ pub fn assemble(
     Ok((Core::new(entries, log, venue), known))
 }
 
-/// Rebuilds the venue: the newest checkpoint that restores plus a replay
-/// of the inputs after it; without one (none yet, or none fits the
-/// configuration: other sessions or instruments), a replay of every
-/// journaled input, which a compacted journal no longer allows. Returns the
+/// Rebuilds the venue, under the configuration the store was last run
+/// under: the newest checkpoint that restores plus a replay of the inputs
+/// after it; without one (none yet, or none can be read), a replay of
+/// every journaled input, which a compacted journal no longer allows. Returns the
 /// batch the restored checkpoint follows, if any, and the number of inputs
 /// replayed.
 fn recover_venue(
@@ -411,8 +411,8 @@ fn recover_venue(
     if let Some((missing, _)) = rec.missing {
         anyhow::bail!(
             "the store's journal was compacted (batch {missing} and others are gone), so the venue can only be rebuilt from a checkpoint, and {}. \
-             Start with the settings and venue file the checkpoint was taken under (adding instruments or accounts after the others, \
-             or sessions, is allowed), or move the store aside to start empty",
+             Put back the checkpoint files (fixgw-venue-checkpoint, fixgw-venue-checkpoint.previous) from a copy of the store, \
+             or move the store aside to start empty",
             if refused.is_empty() {
                 "none can be read (see the warnings above)".to_string()
             } else {

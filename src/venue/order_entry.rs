@@ -649,12 +649,21 @@ impl Venue {
     ) -> Result<Venue, ReplayError> {
         match inputs.find(|raw| VenueInput::is_configure(raw)) {
             Some(raw) => match VenueInput::decode(raw)? {
-                (VenueInput::Configure { config, .. }, _) if config != self.config_text() => {
-                    Venue::from_config_text(&config).map_err(ReplayError::Configure)
+                (VenueInput::Configure { config, .. }, _) => {
+                    self.fresh_under(&config).map_err(ReplayError::Configure)
                 }
                 _ => Ok(self),
             },
             None => Ok(self),
+        }
+    }
+
+    /// This fresh venue if it runs under `text`, else a fresh one under it.
+    pub(crate) fn fresh_under(self, text: &str) -> Result<Venue, String> {
+        if text == self.config_text() {
+            Ok(self)
+        } else {
+            Venue::from_config_text(text)
         }
     }
 

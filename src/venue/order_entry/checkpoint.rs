@@ -113,11 +113,11 @@ impl Venue {
     }
 
     /// Where each of a checkpoint's sessions is in this venue's list, by
-    /// CompID: the configuration may list instruments and accounts after
+    /// CompID, and how many instruments it has: the configuration may list instruments and accounts after
     /// the checkpoint's, and sessions anywhere, but it keeps every
     /// instrument (with its tick and lot size), account and session (with
     /// its account) the checkpoint has.
-    fn session_map(&self, state: &State<'_>) -> Result<Vec<u32>, CheckpointError> {
+    fn session_map(&self, state: &State<'_>) -> Result<(Vec<u32>, usize), CheckpointError> {
         let (ni, na) = Engine::snapshot_counts(&state.engine)
             .map_err(|e| CheckpointError::Decode(e.to_string()))?;
         let mismatch = |why: String| {
@@ -163,7 +163,7 @@ impl Venue {
             ));
         }
         let ours = self.setup_sessions();
-        theirs
+        let map = theirs
             .iter()
             .map(|t| {
                 ours.iter()
@@ -171,7 +171,8 @@ impl Venue {
                     .map(|i| i as u32)
                     .ok_or_else(|| mismatch(format!("session {t} is not configured")))
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok((map, ni))
     }
 
     /// The venue's state as checkpoint bytes. Take it between batches (after
@@ -226,10 +227,8 @@ impl Venue {
         let mut scratch = Vec::new();
         let state = decode_state(bytes, &mut scratch)?;
         let own = match &state.config {
-            Some(c) if *c != self.config_text() => {
-                Venue::from_config_text(c).map_err(CheckpointError::Decode)?
-            }
-            _ => self,
+            Some(c) => self.fresh_under(c).map_err(CheckpointError::Decode)?,
+            None => self,
         };
         own.restore_state(state)
     }
@@ -247,8 +246,7 @@ impl Venue {
         if v.next_order_id != 1 || v.next_exec_id != 1 {
             return Err(CheckpointError::NotFresh);
         }
-        let map = v.session_map(&state)?;
-        let (ni, _) = Engine::snapshot_counts(&state.engine).map_err(|e| decode(&e))?;
+        let (map, ni) = v.session_map(&state)?;
         let owners = |o: u32| map.get(o as usize).copied();
         v.engine
             .restore_onto(&state.engine, &owners)

@@ -322,8 +322,8 @@ pub fn assemble(
                      Start with that configuration, or move the store aside to start empty"
                 )
             })?;
-            if let (Some(_), true) = (restored, settings.compact_store) {
-                compact(&mut log, &recovered);
+            if let (Some(restored), true) = (restored, settings.compact_store) {
+                compact(&mut log, &recovered, restored);
             }
             (Some(v), replayed)
         }
@@ -435,11 +435,14 @@ fn recover_venue(
     Ok((v, None, replayed))
 }
 
-/// After a checkpoint restored: deletes the records nothing needs any
-/// more, up to the oldest checkpoint (the newer one's fallback stays
-/// complete).
-fn compact(log: &mut BatchLog, rec: &Recovered) {
-    let Some(covered) = rec.checkpoints.iter().map(|c| c.after).min() else {
+/// After the checkpoint after batch `restored` restored: deletes the
+/// records nothing needs any more, up to its fallback (see
+/// [`Recovered::compaction_bound`]).
+fn compact(log: &mut BatchLog, rec: &Recovered, restored: u64) {
+    let Some(covered) = rec.compaction_bound(restored) else {
+        tracing::info!(
+            "store not compacted: the venue checkpoint that restored has no intact older one to fall back on yet"
+        );
         return;
     };
     let started = std::time::Instant::now();

@@ -286,6 +286,21 @@ pub struct Recovered {
     pub missing: Option<(u64, u64)>,
 }
 
+impl Recovered {
+    /// How far start-up may compact the journal once the checkpoint after
+    /// batch `restored` has restored: up to the intact checkpoint older
+    /// than it, which stays complete as its fallback. None when the
+    /// newest did not restore (the older one did: it has no fallback) or
+    /// no older one read back intact (a first checkpoint, or a damaged
+    /// previous one): nothing is deleted until there are two again.
+    pub fn compaction_bound(&self, restored: u64) -> Option<u64> {
+        match &self.checkpoints[..] {
+            [newest, older, ..] if newest.after == restored => Some(older.after),
+            _ => None,
+        }
+    }
+}
+
 /// A venue checkpoint found at start-up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -1155,6 +1170,31 @@ mod tests {
         let (_, rec) = open(Replay::SinceCheckpoint).unwrap();
         assert!(rec.checkpoints.is_empty());
         assert_eq!(rec.inputs, every);
+    }
+
+    #[test]
+    fn compaction_keeps_a_fallback_for_the_checkpoint_that_restored() {
+        let checkpoint = |after| Checkpoint {
+            after,
+            state: Bytes::new(),
+            first_input: 0,
+        };
+        let rec = |afters: &[u64]| Recovered {
+            sessions: HashMap::new(),
+            checkpoints: afters.iter().map(|a| checkpoint(*a)).collect(),
+            inputs: Vec::new(),
+            inputs_before_checkpoint: 0,
+            batches: 0,
+            missing: None,
+        };
+        // The newest restored: up to the older one, its fallback.
+        assert_eq!(rec(&[9, 5]).compaction_bound(9), Some(5));
+        // The newest did not restore and the older one did: the older one
+        // has no fallback, nothing goes.
+        assert_eq!(rec(&[9, 5]).compaction_bound(5), None);
+        // One intact checkpoint (the first ever, or the other one damaged):
+        // nothing goes until the next is written.
+        assert_eq!(rec(&[9]).compaction_bound(9), None);
     }
 
     /// Session `key` sends `message` (and resets first if `reset`) in a

@@ -58,13 +58,27 @@ fn io(e: sled::Error) -> StoreError {
 /// replaced (kept as the fallback).
 const CHECKPOINT_FILE: &str = "fixgw-venue-checkpoint";
 const PREVIOUS_CHECKPOINT_FILE: &str = "fixgw-venue-checkpoint.previous";
+/// Where a checkpoint whose checksum failed goes when the next one is
+/// written (kept for a look, replacing any earlier one).
+const CORRUPT_CHECKPOINT_FILE: &str = "fixgw-venue-checkpoint.corrupt";
 
 /// The checkpoint files in the store directory `dir`, newest first (see
 /// [`LogBackend::checkpoints`]).
 pub(crate) fn read_checkpoints(dir: &Path) -> Vec<Result<(u64, Bytes), StoreError>> {
+    read_checkpoint_files(dir)
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect()
+}
+
+/// A checkpoint file read: (after, state), or why it cannot be used.
+type ReadCheckpoint = Result<(u64, Bytes), StoreError>;
+
+/// [`read_checkpoints`] with the name of each file found.
+fn read_checkpoint_files(dir: &Path) -> Vec<(&'static str, ReadCheckpoint)> {
     [CHECKPOINT_FILE, PREVIOUS_CHECKPOINT_FILE]
-        .iter()
-        .filter_map(|f| read_checkpoint_file(&dir.join(f)))
+        .into_iter()
+        .filter_map(|f| read_checkpoint_file(&dir.join(f)).map(|c| (f, c)))
         .collect()
 }
 
@@ -163,6 +177,10 @@ pub struct SledBackend {
     fill_ahead: bool,
     /// None between a failed reopen and the next attempt.
     db: RwLock<Option<(sled::Db, sled::Tree)>>,
+    /// The newest checkpoint file failed its checksum when last read: the
+    /// next one written sets it aside instead of keeping it as the
+    /// fallback, which stays the intact previous one.
+    current_corrupt: AtomicBool,
 }
 
 impl SledBackend {
@@ -184,6 +202,7 @@ impl SledBackend {
             mode,
             fill_ahead,
             db: RwLock::new(Some(Self::tree(dir, mode, fill_ahead)?)),
+            current_corrupt: AtomicBool::new(false),
         })
     }
 
@@ -277,11 +296,17 @@ impl LogBackend for SledBackend {
         f.write_all(state).map_err(fail)?;
         f.sync_all().map_err(fail)?;
         // A crash between the renames leaves the previous one alone: it is
-        // then the newest.
-        match std::fs::rename(
-            self.checkpoint_path(),
-            self.dir.join(PREVIOUS_CHECKPOINT_FILE),
-        ) {
+        // then the newest. A damaged newest one is no fallback: the
+        // previous one stays that.
+        let replaced = if self.current_corrupt.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                "the damaged venue checkpoint is replaced, and kept as {CORRUPT_CHECKPOINT_FILE}; the previous one stays the fallback"
+            );
+            CORRUPT_CHECKPOINT_FILE
+        } else {
+            PREVIOUS_CHECKPOINT_FILE
+        };
+        match std::fs::rename(self.checkpoint_path(), self.dir.join(replaced)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(e)),
             _ => {}
         }
@@ -292,7 +317,12 @@ impl LogBackend for SledBackend {
     }
 
     fn checkpoints(&self) -> Vec<Result<(u64, Bytes), StoreError>> {
-        read_checkpoints(&self.dir)
+        let found = read_checkpoint_files(&self.dir);
+        let corrupt = found
+            .iter()
+            .any(|(f, c)| *f == CHECKPOINT_FILE && matches!(c, Err(StoreError::Corrupt(_))));
+        self.current_corrupt.store(corrupt, Ordering::Relaxed);
+        found.into_iter().map(|(_, c)| c).collect()
     }
 
     fn drop_checkpoints_after(&self, last: u64) -> Result<(), StoreError> {
@@ -628,10 +658,20 @@ mod tests {
             err.contains("fixgw-venue-checkpoint: checksum mismatch"),
             "{err}"
         );
-        // Those newer than the log go; a damaged one stays, unused.
+        // The next one written replaces the damaged one, which is set
+        // aside: the intact previous one stays the fallback.
         b.put_checkpoint(4, b"after four").unwrap();
-        assert_eq!(found(&b), [Some(4), None]);
-        b.drop_checkpoints_after(3).unwrap();
+        assert_eq!(found(&b), [Some(4), Some(2)]);
+        let aside = std::fs::read(dir.path().join(CORRUPT_CHECKPOINT_FILE)).unwrap();
+        assert!(aside.ends_with(b"after thred"), "{aside:?}");
+        // Then as before: the newest becomes the previous.
+        b.put_checkpoint(5, b"after five").unwrap();
+        assert_eq!(found(&b), [Some(5), Some(4)]);
+        // Those newer than the log go; a damaged one stays, unused.
+        let path = dir.path().join(PREVIOUS_CHECKPOINT_FILE);
+        std::fs::write(&path, b"garbage").unwrap();
+        assert_eq!(found(&b), [Some(5), None]);
+        b.drop_checkpoints_after(4).unwrap();
         assert_eq!(found(&b), [None]);
         b.drop_checkpoints_after(0).unwrap();
         assert_eq!(found(&b), [None]);

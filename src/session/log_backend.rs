@@ -40,7 +40,9 @@ pub trait LogBackend: Send + Sync {
     /// Stores a venue checkpoint durably: the venue's state after every
     /// input of the records up to batch `after` (durable records: a
     /// checkpoint must never follow a batch a crash could still lose). The
-    /// one before is kept as the fallback, older ones are dropped.
+    /// one before is kept as the fallback, older ones are dropped; a
+    /// newest one that [`LogBackend::checkpoints`] found damaged is no
+    /// fallback: it is set aside and the one before it stays.
     fn put_checkpoint(&self, after: u64, state: &[u8]) -> Result<(), StoreError>;
     /// The checkpoints stored, newest first, each read and checked on its
     /// own: (after, state), or why it cannot be used.
@@ -298,7 +300,7 @@ impl LogBackend for SledBackend {
         // A crash between the renames leaves the previous one alone: it is
         // then the newest. A damaged newest one is no fallback: the
         // previous one stays that.
-        let replaced = if self.current_corrupt.swap(false, Ordering::Relaxed) {
+        let replaced = if self.current_corrupt.load(Ordering::Relaxed) {
             tracing::warn!(
                 "the damaged venue checkpoint is replaced, and kept as {CORRUPT_CHECKPOINT_FILE}; the previous one stays the fallback"
             );
@@ -307,8 +309,9 @@ impl LogBackend for SledBackend {
             PREVIOUS_CHECKPOINT_FILE
         };
         match std::fs::rename(self.checkpoint_path(), self.dir.join(replaced)) {
+            // The flag stays for the next attempt.
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(e)),
-            _ => {}
+            _ => self.current_corrupt.store(false, Ordering::Relaxed),
         }
         std::fs::rename(&tmp, self.checkpoint_path()).map_err(fail)?;
         std::fs::File::open(&self.dir)
@@ -659,10 +662,16 @@ mod tests {
             "{err}"
         );
         // The next one written replaces the damaged one, which is set
-        // aside: the intact previous one stays the fallback.
+        // aside: the intact previous one stays the fallback. (A write that
+        // fails before that leaves it for the next.)
+        let aside = dir.path().join(CORRUPT_CHECKPOINT_FILE);
+        std::fs::create_dir(&aside).unwrap();
+        std::fs::write(aside.join("in the way"), b"").unwrap();
+        assert!(b.put_checkpoint(4, b"after four").is_err());
+        std::fs::remove_dir_all(&aside).unwrap();
         b.put_checkpoint(4, b"after four").unwrap();
         assert_eq!(found(&b), [Some(4), Some(2)]);
-        let aside = std::fs::read(dir.path().join(CORRUPT_CHECKPOINT_FILE)).unwrap();
+        let aside = std::fs::read(aside).unwrap();
         assert!(aside.ends_with(b"after thred"), "{aside:?}");
         // Then as before: the newest becomes the previous.
         b.put_checkpoint(5, b"after five").unwrap();

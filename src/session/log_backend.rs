@@ -66,7 +66,7 @@ const CORRUPT_CHECKPOINT_FILE: &str = "fixgw-venue-checkpoint.corrupt";
 
 /// The checkpoint files in the store directory `dir`, newest first (see
 /// [`LogBackend::checkpoints`]).
-pub(crate) fn read_checkpoints(dir: &Path) -> Vec<Result<(u64, Bytes), StoreError>> {
+pub(crate) fn read_checkpoints(dir: &Path) -> Vec<ReadCheckpoint> {
     read_checkpoint_files(dir)
         .into_iter()
         .map(|(_, c)| c)
@@ -85,7 +85,7 @@ fn read_checkpoint_files(dir: &Path) -> Vec<(&'static str, ReadCheckpoint)> {
 }
 
 /// Reads a checkpoint file: `None` if there is none.
-fn read_checkpoint_file(path: &Path) -> Option<Result<(u64, Bytes), StoreError>> {
+fn read_checkpoint_file(path: &Path) -> Option<ReadCheckpoint> {
     let name = path
         .file_name()
         .map_or_else(Default::default, |n| n.to_string_lossy());

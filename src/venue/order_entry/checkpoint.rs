@@ -113,10 +113,11 @@ impl Venue {
     }
 
     /// Where each of a checkpoint's sessions is in this venue's list, by
-    /// CompID, and how many instruments it has: the configuration may list instruments and accounts after
-    /// the checkpoint's, and sessions anywhere, but it keeps every
-    /// instrument (with its tick and lot size), account and session (with
-    /// its account) the checkpoint has.
+    /// CompID, and how many instruments the checkpoint has: the
+    /// configuration may list instruments and accounts after the
+    /// checkpoint's, and sessions anywhere, but it keeps every instrument
+    /// (with its tick and lot size), account and session (with its
+    /// account) the checkpoint has.
     fn session_map(&self, state: &State<'_>) -> Result<(Vec<u32>, usize), CheckpointError> {
         let (ni, na) = Engine::snapshot_counts(&state.engine)
             .map_err(|e| CheckpointError::Decode(e.to_string()))?;

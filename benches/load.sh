@@ -95,6 +95,10 @@ for pass in "${passes[@]}"; do
     # One CPU does not keep up with 50 000/s (46 k sustained, seconds late).
     [[ $cpu != all ]] && rates=(1000 10000)
     for rate in "${rates[@]}"; do
+        # The disk's own floor at this rate, same CPUs, just before: what no
+        # gateway can beat here (README, "Operator commands": disk-check).
+        echo "== disk floor at $rate/s${pin[1]:+, on CPU $cpu}"
+        "${pin[@]}" "$bin" disk-check --data "${TMPDIR:-/tmp}" --rate "$rate" --seconds 5
         # shellcheck disable=SC2086
         run_gateway fsync $extra
         echo "== fixed rate $rate/s, flush=fsync, sessions=2${extra:+, $extra}${pin[1]:+, gateway and load generator on CPU $cpu$why_cpu}"

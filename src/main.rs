@@ -95,6 +95,17 @@ enum Command {
     #[command(subcommand)]
     Journal(JournalCommand),
 
+    /// Measure the floor `--flush fsync` has on the store's disk, with no
+    /// FIX and no venue: records paced at --rate, and one committer that
+    /// writes what is due and fdatasyncs it, as the gateway's group commit.
+    /// Prints the fdatasync times and each record's latency from its
+    /// scheduled time to durable. Uses a scratch file in the store's
+    /// directory (which must exist), removed afterwards; the store itself
+    /// is not touched.
+    ///
+    /// Example: fixgw disk-check --data data --rate 10000 --seconds 5
+    DiskCheck(cli::disk_check::DiskCheckArgs),
+
     /// Drive a FIX 4.4 acceptor (fixgw or any other) with NewOrderSingles and
     /// report sustained orders/s and ExecutionReport latency percentiles.
     ///
@@ -181,6 +192,9 @@ fn main() -> ExitCode {
         }
         Command::Journal(JournalCommand::Verify(args)) => {
             report("journal verify", |out| cli::journal::verify(&args, out))
+        }
+        Command::DiskCheck(args) => {
+            report("disk-check", |out| cli::disk_check::disk_check(&args, out))
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The operator commands of the real `fixgw` binary, on good and bad input:
 //! `check-config`, `sessions`, `store set-seq` / `store reset`, `journal
-//! dump` and `journal verify`, with the exit codes and messages a user sees,
-//! against stores written by a real gateway.
+//! dump`, `journal verify` and `disk-check`, with the exit codes and
+//! messages a user sees, against stores written by a real gateway.
 
 mod common;
 
@@ -79,12 +79,40 @@ fn every_command_explains_itself_with_an_example() {
         &["store", "reset"],
         &["journal", "dump"],
         &["journal", "verify"],
+        &["disk-check"],
     ] {
         let mut args = cmd.to_vec();
         args.push("--help");
         let out = ok(&args);
         assert!(out.contains("Example: fixgw "), "{args:?}: {out}");
     }
+}
+
+/// `disk-check` measures a directory's disk with a scratch file it removes,
+/// and names a directory that is not there.
+#[test]
+fn disk_check_measures_the_store_directory_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(&[
+        "disk-check",
+        "--data",
+        s(dir.path()),
+        "--rate",
+        "1000",
+        "--seconds",
+        "1",
+    ]);
+    assert!(out.contains("1000 records"), "{out}");
+    assert!(out.contains("fdatasync µs  p50 "), "{out}");
+    assert!(out.contains("record µs     p50 "), "{out}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "{out}");
+
+    let missing = dir.path().join("data");
+    let err = fails(&["disk-check", "--data", s(&missing)]);
+    assert!(
+        err.contains("fixgw disk-check: no directory") && err.contains("give --data DIR"),
+        "{err}"
+    );
 }
 
 /// A commit window over 100 ms is refused before anything starts, naming

@@ -98,7 +98,8 @@ for pass in "${passes[@]}"; do
         # The disk's own floor at this rate, same CPUs, just before: what no
         # gateway can beat here (README, "Operator commands": disk-check).
         echo "== disk floor at $rate/s${pin[1]:+, on CPU $cpu}"
-        "${pin[@]}" "$bin" disk-check --data "${TMPDIR:-/tmp}" --rate "$rate" --seconds 5
+        "${pin[@]}" "$bin" disk-check --data "${TMPDIR:-/tmp}" --rate "$rate" --seconds 5 ||
+            echo "load.sh: disk-check failed (above); the run goes on without its floor" >&2
         # shellcheck disable=SC2086
         run_gateway fsync $extra
         echo "== fixed rate $rate/s, flush=fsync, sessions=2${extra:+, $extra}${pin[1]:+, gateway and load generator on CPU $cpu$why_cpu}"

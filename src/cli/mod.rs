@@ -1,9 +1,10 @@
 //! The operator commands of the `fixgw` binary other than `run` and `load`:
 //! `check-config`, `sessions`, `store set-seq` / `store reset`,
-//! `journal dump` / `journal verify` and `disk-check`. They live in the library so tests can
-//! call them; `main.rs` only parses the command line and dispatches. Each
-//! command writes its report to the `out` it is given and returns an error
-//! (printed by `main` with a non-zero exit) on any problem.
+//! `journal dump` / `journal verify` and `disk-check`. They live in the
+//! library so tests can call them; `main.rs` only parses the command line
+//! and dispatches. Each command writes its report to the `out` it is given
+//! and returns an error (printed by `main` with a non-zero exit) on any
+//! problem.
 
 pub mod check_config;
 pub mod disk_check;

@@ -168,7 +168,23 @@ fn open_db(dir: &Path, mode: FlushMode, fill_ahead: bool) -> Result<sled::Db, St
                 None
             })
     })
-    .map_err(|e| StoreError::Io(format!("{e} (is another fixgw using {}?)", dir.display())))
+    .map_err(|e| StoreError::Io(format!("{e}{}", open_hint(&e, dir))))
+}
+
+/// What to say after an error opening the store in `dir`: whether another
+/// process holds it, or the disk has no room (sled's recovery may need to
+/// write the end of the last segment), else nothing.
+fn open_hint(e: &sled::Error, dir: &Path) -> String {
+    match e {
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+            format!(" (is another fixgw using {}?)", dir.display())
+        }
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => format!(
+            " (the disk holding {} is full: free some space there; the store needs room to recover its last log segment)",
+            dir.display()
+        ),
+        _ => String::new(),
+    }
 }
 
 /// The batch records in a sled tree (`batches`), keyed by big-endian batch
@@ -712,6 +728,29 @@ mod tests {
         assert_eq!(segment_size(old.path()), 512 * 1024);
         let b = SledBackend::open(old.path(), FlushMode::Fsync).unwrap();
         assert_eq!(b.get(1).unwrap().as_deref(), Some(&b"old"[..]));
+    }
+
+    /// A snapshot file left half-written (the disk filled up, or the
+    /// process died while sled wrote one at start-up) does not make the
+    /// store unopenable: sled took it for the newest snapshot and refused
+    /// to open, corrupt (vendor/sled/FIXGW-PATCH.md change 11). It is
+    /// removed once a snapshot is written.
+    #[test]
+    fn a_partial_snapshot_file_does_not_stop_the_store_from_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = SledBackend::open(dir.path(), FlushMode::Fsync).unwrap();
+        for n in 1..=3 {
+            b.insert(n, &[n as u8; 100]).unwrap();
+        }
+        b.flush().unwrap();
+        drop(b);
+        let partial = dir.path().join("snap.FFFFFFFFFFFFFFFF.generating");
+        std::fs::write(&partial, b"part").unwrap();
+        let b = SledBackend::open(dir.path(), FlushMode::Fsync).unwrap();
+        for n in 1..=3 {
+            assert_eq!(b.get(n).unwrap().as_deref(), Some(&[n as u8; 100][..]));
+        }
+        assert!(!partial.exists(), "the partial snapshot is removed");
     }
 
     /// Waits until sled's log file in `dir` stops growing; returns its length.

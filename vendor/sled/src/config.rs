@@ -868,8 +868,14 @@ impl RunningConfig {
                 let path_buf = de.path();
                 let path = path_buf.as_path();
                 let path_str = &*path.to_string_lossy();
+                // fixgw (FIXGW-PATCH.md change 11): a snapshot still being
+                // written is `.generating` (write_snapshot); sled skipped
+                // only `.in___motion`, so a partial one (disk full, or a
+                // crash while writing) sorted last and was read as the
+                // newest, corrupt: the store could not be opened again.
                 if path_str.starts_with(&*absolute_path.to_string_lossy())
                     && !path_str.ends_with(".in___motion")
+                    && !path_str.ends_with(SNAPSHOT_IN_PROGRESS)
                 {
                     Some(path.to_path_buf())
                 } else {
@@ -889,6 +895,10 @@ impl RunningConfig {
         Ok(snap_dir.read_dir()?.filter_map(filter).collect())
     }
 }
+
+/// fixgw (FIXGW-PATCH.md change 11): the suffix of a snapshot file being
+/// written, renamed away once it is complete and synced.
+pub(crate) const SNAPSHOT_IN_PROGRESS: &str = ".generating";
 
 fn crate_version() -> (usize, usize) {
     let vsn = env!("CARGO_PKG_VERSION");

@@ -4,7 +4,8 @@ use zstd::block::{compress, decompress};
 use crate::*;
 
 use super::{
-    arr_to_u32, gc_blobs, pwrite_all, raw_segment_iter_from, u32_to_arr,
+    arr_to_u32, gc_blobs, pread_exact_or_eof, pwrite_all,
+    raw_segment_iter_from, u32_to_arr,
     u64_to_arr, BasedBuf, DiskPtr, LogIter, LogKind, LogOffset, Lsn,
     MessageKind,
 };
@@ -317,7 +318,6 @@ fn advance_snapshot(
                 let shred_len = config.segment_size
                     - usize::try_from(segment_progress).unwrap()
                     - 1;
-                let shred_zone = vec![MessageKind::Corrupted.into(); shred_len];
                 let shred_base =
                     offset + LogOffset::try_from(segment_progress).unwrap();
 
@@ -332,7 +332,7 @@ fn advance_snapshot(
                     shred_base,
                     shred_base + shred_len as LogOffset
                 );
-                pwrite_all(&config.file, &shred_zone, shred_base)?;
+                zero_range(&config.file, shred_base, shred_len)?;
                 config.file.sync_all()?;
             }
             (iterated_lsn, iter.segment_base.map(|bb| bb.offset))
@@ -416,11 +416,7 @@ fn advance_snapshot(
         // from being allocated which would duplicate its LSN, messing
         // up recovery in the future.
         io_fail!(config, "segment initial free zero");
-        pwrite_all(
-            &config.file,
-            &*vec![MessageKind::Corrupted.into(); config.segment_size],
-            *to_zero,
-        )?;
+        zero_range(&config.file, *to_zero, config.segment_size)?;
         if !config.temporary {
             config.file.sync_all()?;
         }
@@ -528,8 +524,11 @@ fn write_snapshot(config: &RunningConfig, snapshot: &Snapshot) -> Result<()> {
     let crc32: [u8; 4] = u32_to_arr(crc32(&bytes));
     let len_bytes: [u8; 8] = u64_to_arr(decompressed_len as u64);
 
-    let path_1_suffix =
-        format!("snap.{:016X}.generating", snapshot.stable_lsn.unwrap_or(0));
+    let path_1_suffix = format!(
+        "snap.{:016X}{}",
+        snapshot.stable_lsn.unwrap_or(0),
+        crate::config::SNAPSHOT_IN_PROGRESS
+    );
 
     let mut path_1 = config.get_path();
     path_1.push(path_1_suffix);
@@ -542,18 +541,29 @@ fn write_snapshot(config: &RunningConfig, snapshot: &Snapshot) -> Result<()> {
 
     let parent = path_1.parent().unwrap();
     std::fs::create_dir_all(parent)?;
-    let mut f =
-        std::fs::OpenOptions::new().write(true).create(true).open(&path_1)?;
+    let write = || -> Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path_1)?;
 
-    // write the snapshot bytes, followed by a crc64 checksum at the end
-    io_fail!(config, "snap write");
-    f.write_all(&*bytes)?;
-    io_fail!(config, "snap write len");
-    f.write_all(&len_bytes)?;
-    io_fail!(config, "snap write crc");
-    f.write_all(&crc32)?;
-    io_fail!(config, "snap write post");
-    f.sync_all()?;
+        // write the snapshot bytes, followed by a crc64 checksum at the end
+        io_fail!(config, "snap write");
+        f.write_all(&*bytes)?;
+        io_fail!(config, "snap write len");
+        f.write_all(&len_bytes)?;
+        io_fail!(config, "snap write crc");
+        f.write_all(&crc32)?;
+        io_fail!(config, "snap write post");
+        f.sync_all()?;
+        Ok(())
+    };
+    if let Err(e) = write() {
+        // fixgw (change 11): no partial snapshot is left behind.
+        let _ = std::fs::remove_file(&path_1);
+        return Err(e);
+    }
 
     trace!("wrote snapshot to {}", path_1.to_string_lossy());
 
@@ -581,5 +591,97 @@ fn write_snapshot(config: &RunningConfig, snapshot: &Snapshot) -> Result<()> {
             }
         }
     }
+    // fixgw (change 11): a partial snapshot left by a crash while writing
+    // one is not a candidate any more; it goes here.
+    if let Ok(entries) = parent.read_dir() {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("snap.")
+                && name.ends_with(crate::config::SNAPSHOT_IN_PROGRESS)
+            {
+                debug!("removing a partial snapshot file {:?}", entry.path());
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
     Ok(())
+}
+
+/// fixgw (FIXGW-PATCH.md change 10): makes `len` bytes at `base` read as
+/// `MessageKind::Corrupted` (zero), as sled's recovery wrote them, but
+/// writes only the chunks that do not read so already, and extends the
+/// file (sparse) where it ends before `base + len`. The tail of a log
+/// segment is usually zeros already (the prefill's, or a hole), and
+/// rewriting them needed free space: on a full disk a store could not be
+/// opened, by the gateway or an operator command, although the file held
+/// megabytes of zeros. The caller syncs the file afterwards: a chunk left
+/// unwritten read as zeros from the page cache, and a clean page is what
+/// the disk holds, a dirty one is written by that sync.
+fn zero_range(
+    file: &std::fs::File,
+    base: LogOffset,
+    len: usize,
+) -> std::io::Result<()> {
+    const CHUNK: usize = 128 * 1024;
+    // A hole, or the file's extension, reads as this.
+    const _: () = assert!(MessageKind::Corrupted as u8 == 0);
+    let mut buf = vec![0_u8; CHUNK.min(len)];
+    let end = base + LogOffset::try_from(len).unwrap();
+    let mut at = base;
+    while at < end {
+        let n = usize::try_from(end - at).unwrap().min(CHUNK);
+        let read = pread_exact_or_eof(file, &mut buf[..n], at)?;
+        if buf[..read].iter().any(|b| *b != 0) {
+            buf[..read].fill(0);
+            pwrite_all(file, &buf[..read], at)?;
+        }
+        if read < n {
+            // The file ends inside this chunk.
+            return file.set_len(end);
+        }
+        at += LogOffset::try_from(n).unwrap();
+    }
+    Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod zero_range_tests {
+    use std::os::unix::fs::{FileExt, MetadataExt};
+
+    use super::*;
+
+    #[test]
+    fn only_chunks_not_zero_are_written_and_a_short_file_is_extended() {
+        let path = std::env::temp_dir()
+            .join(format!("sled-zero-range-{}", std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        // 300 KiB, sparse, with a torn write inside the third chunk.
+        file.set_len(300 * 1024).unwrap();
+        file.write_all_at(b"torn", 260 * 1024).unwrap();
+        let blocks_before = file.metadata().unwrap().blocks();
+
+        zero_range(&file, 1000, 400 * 1024).unwrap();
+
+        let meta = file.metadata().unwrap();
+        assert_eq!(meta.len(), 1000 + 400 * 1024, "extended to the end");
+        let mut all = vec![1_u8; usize::try_from(meta.len()).unwrap()];
+        file.read_exact_at(&mut all, 0).unwrap();
+        assert!(all.iter().all(|b| *b == 0), "everything reads as zero");
+        // One 128 KiB chunk (256 sectors) was written, not 400 KiB (800).
+        assert!(
+            meta.blocks() <= blocks_before + 2 * 256,
+            "{} sectors allocated, {} before",
+            meta.blocks(),
+            blocks_before
+        );
+        drop(file);
+        std::fs::remove_file(path).unwrap();
+    }
 }

@@ -82,16 +82,25 @@ fn order(c: &mut Client, cl: &str, side: &str, px: &str) {
     c.limit_order(cl, side, "1", px, "AAPL");
 }
 
-/// The next application message (heartbeats skipped), within `timeout`.
-fn next_app(c: &mut Client, timeout: Duration) -> Option<Message> {
+/// The next message `wanted` takes, within `timeout` (others skipped).
+fn next_where(
+    c: &mut Client,
+    timeout: Duration,
+    wanted: impl Fn(&Message) -> bool,
+) -> Option<Message> {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.checked_duration_since(Instant::now())?;
         let m = c.recv(left)?;
-        if m.msg_type() != b"0" {
+        if wanted(&m) {
             return Some(m);
         }
     }
+}
+
+/// The next application message (heartbeats skipped), within `timeout`.
+fn next_app(c: &mut Client, timeout: Duration) -> Option<Message> {
+    next_where(c, timeout, |m| m.msg_type() != b"0")
 }
 
 /// A 24 MiB tmpfs (unmounted when dropped, so bind it first: it is then
@@ -237,14 +246,7 @@ fn a_full_disk_refuses_orders_keeps_sessions_and_resumes_when_space_returns() {
 
 /// The next message of type `msg_type` within `timeout`, skipping others.
 fn next_of(c: &mut Client, msg_type: &str, timeout: Duration) -> Option<Message> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let left = deadline.checked_duration_since(Instant::now())?;
-        let m = c.recv(left)?;
-        if m.msg_type() == msg_type.as_bytes() {
-            return Some(m);
-        }
-    }
+    next_where(c, timeout, |m| m.msg_type() == msg_type.as_bytes())
 }
 
 /// An OrigSendingTime (122) for a message resent now.

@@ -573,11 +573,13 @@ fn write_snapshot(config: &RunningConfig, snapshot: &Snapshot) -> Result<()> {
 
     trace!("renamed snapshot to {}", path_2.to_string_lossy());
 
-    // clean up any old snapshots
-    let candidates = config.get_snapshot_files()?;
-    for path in candidates {
-        let path_str = path.file_name().unwrap().to_str().unwrap();
-        if !path_2.to_string_lossy().ends_with(&*path_str) {
+    // clean up any old snapshots, and (fixgw, change 11) any partial one
+    // a crash left while writing it: no longer a candidate, it goes here.
+    let newest = path_2.file_name().unwrap();
+    for entry in parent.read_dir()?.flatten() {
+        let name = entry.file_name();
+        if name != newest && name.to_string_lossy().starts_with("snap.") {
+            let path = entry.path();
             debug!("removing old snapshot file {:?}", path);
 
             io_fail!(config, "snap write rm old");
@@ -588,20 +590,6 @@ fn write_snapshot(config: &RunningConfig, snapshot: &Snapshot) -> Result<()> {
                     "failed to remove old snapshot file, maybe snapshot race? {}",
                     e
                 );
-            }
-        }
-    }
-    // fixgw (change 11): a partial snapshot left by a crash while writing
-    // one is not a candidate any more; it goes here.
-    if let Ok(entries) = parent.read_dir() {
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with("snap.")
-                && name.ends_with(crate::config::SNAPSHOT_IN_PROGRESS)
-            {
-                debug!("removing a partial snapshot file {:?}", entry.path());
-                let _ = std::fs::remove_file(entry.path());
             }
         }
     }

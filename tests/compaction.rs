@@ -1,10 +1,12 @@
-//! The store compacted at start-up (`CompactStore`, with venue checkpoints),
-//! end to end with the real binary: records of sessions that reset since
+//! The store compacted (`CompactStore`, with venue checkpoints), end to end
+//! with the real binary. At start-up: records of sessions that reset since
 //! are deleted at the next start, the books and every session carry on, a
 //! resend still finds what the client may ask for, `journal verify` checks
 //! the rest from the checkpoint, a start that could only rebuild the venue
 //! from the deleted records is refused with the reason, and one under a
 //! configuration that only gained an instrument and a session restores.
+//! While running: the same records are deleted without a restart, and a
+//! kill afterwards loses nothing.
 
 mod common;
 
@@ -71,6 +73,44 @@ fn checkpoints_settle(data: &Path, before: u64) -> u64 {
     }
 }
 
+/// The first day: CLIENT1 sells 100 AAPL at 150, CLIENT2 buys 60 of them,
+/// CLIENT1 bids for 10 MSFT at 400.
+fn first_day(c1: &mut Client, c2: &mut Client) {
+    assert_eq!(order(c1, "S1", "2", "100", "150.00", "AAPL"), "0");
+    assert_eq!(order(c2, "B1", "1", "60", "150.00", "AAPL"), "0");
+    assert_eq!(c2.expect("8").get_str(150), Some("F"));
+    assert_eq!(c1.expect("8").get_str(150), Some("F"));
+    assert_eq!(order(c1, "M1", "1", "10", "400.00", "MSFT"), "0");
+}
+
+/// CLIENT2 takes what rests from both days (the books came back whole):
+/// AAPL sell 40 at 150, MSFT buy 10 at 400, and the second day's MSFT
+/// sell 5 at 401.
+fn trade_what_rests(c2: &mut Client) {
+    assert_eq!(order(c2, "B2", "1", "40", "150.00", "AAPL"), "0");
+    assert_eq!(c2.expect("8").get_str(150), Some("F"));
+    assert_eq!(order(c2, "S2", "2", "10", "400.00", "MSFT"), "0");
+    assert_eq!(c2.expect("8").get_str(150), Some("F"));
+    assert_eq!(order(c2, "B3", "1", "5", "401.00", "MSFT"), "0");
+    let fill = c2.expect("8");
+    assert_eq!(
+        (fill.get_str(150), fill.get_str(32)),
+        (Some("F"), Some("5"))
+    );
+}
+
+/// `journal verify` passes, replaying from the venue checkpoint.
+fn verifies_from_the_checkpoint(gw: &Gateway) {
+    let r = gw.fixgw_on(&["journal", "verify"]);
+    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+    assert!(
+        r.out
+            .contains("replayed from the venue checkpoint after it"),
+        "{}",
+        r.out
+    );
+}
+
 fn log_lines_with(gw: &Gateway, what: &str) -> Vec<String> {
     std::fs::read_to_string(&gw.log)
         .unwrap_or_default()
@@ -80,9 +120,9 @@ fn log_lines_with(gw: &Gateway, what: &str) -> Vec<String> {
         .collect()
 }
 
-/// `removed=N` of the last "store compacted" line.
-fn last_removed(gw: &Gateway) -> u64 {
-    let lines = log_lines_with(gw, "store compacted");
+/// `removed=N` of the last line with `what` ("store compacted").
+fn last_removed(gw: &Gateway, what: &str) -> u64 {
+    let lines = log_lines_with(gw, what);
     let line = lines.last().expect("a compaction was logged");
     let at = line.find("removed=").expect("removed=") + "removed=".len();
     line[at..]
@@ -93,16 +133,12 @@ fn last_removed(gw: &Gateway) -> u64 {
 }
 
 #[test]
-fn records_of_reset_sessions_are_deleted_at_start_up_and_the_venue_carries_on() {
+fn records_of_reset_sessions_are_deleted_and_the_venue_carries_on() {
     let dir = tempfile::tempdir().unwrap();
     let mut gw = Gateway::start(dir.path(), CFG);
     let mut c1 = logged_on(&gw, "CLIENT1");
     let mut c2 = logged_on(&gw, "CLIENT2");
-    assert_eq!(order(&mut c1, "S1", "2", "100", "150.00", "AAPL"), "0");
-    assert_eq!(order(&mut c2, "B1", "1", "60", "150.00", "AAPL"), "0");
-    assert_eq!(c2.expect("8").get_str(150), Some("F"));
-    assert_eq!(c1.expect("8").get_str(150), Some("F"));
-    assert_eq!(order(&mut c1, "M1", "1", "10", "400.00", "MSFT"), "0");
+    first_day(&mut c1, &mut c2);
     let first = checkpoints_settle(&gw.data, 0);
     drop((c1, c2));
     assert!(gw.sigterm(Duration::from_secs(10)).success());
@@ -118,13 +154,19 @@ fn records_of_reset_sessions_are_deleted_at_start_up_and_the_venue_carries_on() 
     assert!(gw.sigterm(Duration::from_secs(10)).success());
     let before = std::fs::read_to_string(&gw.log).unwrap();
 
-    // The next start deletes the first day's records.
+    // The first day's records are deleted: while the second day ran (its
+    // second checkpoint made the first the fallback), or else at the next
+    // start.
     gw.restart();
     assert!(
         log_lines_with(&gw, "venue restored from its checkpoint").len() >= 2,
         "{before}"
     );
-    let removed = last_removed(&gw);
+    let removed: u64 = ["store compacted while running", "store compacted: "]
+        .into_iter()
+        .filter(|what| !log_lines_with(&gw, what).is_empty())
+        .map(|what| last_removed(&gw, what))
+        .sum();
     assert!(
         removed > 0,
         "nothing compacted:\n{}",
@@ -148,29 +190,13 @@ fn records_of_reset_sessions_are_deleted_at_start_up_and_the_venue_carries_on() 
     let mut c2 = Client::connect(gw.port, "CLIENT2", "FIXGW");
     c2.seq = 2;
     c2.logon(&[]);
-    assert_eq!(order(&mut c2, "B2", "1", "40", "150.00", "AAPL"), "0");
-    assert_eq!(c2.expect("8").get_str(150), Some("F"));
-    assert_eq!(order(&mut c2, "S2", "2", "10", "400.00", "MSFT"), "0");
-    assert_eq!(c2.expect("8").get_str(150), Some("F"));
-    assert_eq!(order(&mut c2, "B3", "1", "5", "401.00", "MSFT"), "0");
-    let fill = c2.expect("8");
-    assert_eq!(
-        (fill.get_str(150), fill.get_str(32)),
-        (Some("F"), Some("5"))
-    );
+    trade_what_rests(&mut c2);
     let c1_next = c1.seq;
     drop((c1, c2));
     assert!(gw.sigterm(Duration::from_secs(10)).success());
 
     // `journal verify` replays what is left from the checkpoint.
-    let r = gw.fixgw_on(&["journal", "verify"]);
-    assert_eq!(r.code, 0, "{}{}", r.out, r.err);
-    assert!(
-        r.out
-            .contains("replayed from the venue checkpoint after it"),
-        "{}",
-        r.out
-    );
+    verifies_from_the_checkpoint(&gw);
 
     // A venue file that changes a lot size cannot take over the books
     // (their quantities are in lots): the start is refused, and says why.
@@ -241,4 +267,78 @@ fn records_of_reset_sessions_are_deleted_at_start_up_and_the_venue_carries_on() 
     // and matches what was sent.
     let r = gw.fixgw_on(&["journal", "verify"]);
     assert_eq!(r.code, 0, "{}{}", r.out, r.err);
+}
+
+#[test]
+fn records_of_reset_sessions_are_deleted_while_running_and_a_kill_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = Gateway::start(dir.path(), CFG);
+    let mut c1 = logged_on(&gw, "CLIENT1");
+    let mut c2 = logged_on(&gw, "CLIENT2");
+    first_day(&mut c1, &mut c2);
+    checkpoints_settle(&gw.data, 0);
+    for c in [&mut c1, &mut c2] {
+        c.send("5", &[]);
+        c.expect("5");
+    }
+    drop((c1, c2));
+
+    // A new day without a restart: both sessions log on again with
+    // ResetSeqNumFlag=Y, which voids what they were sent. Two orders, a
+    // checkpoint after each: the second makes the first the fallback, and
+    // the first day's records go.
+    let mut c1 = logged_on(&gw, "CLIENT1");
+    let mut c2 = logged_on(&gw, "CLIENT2");
+    assert_eq!(order(&mut c1, "X1", "2", "5", "401.00", "MSFT"), "0");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    while log_lines_with(&gw, "store compacted while running").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no compaction while running:\n{}",
+            std::fs::read_to_string(&gw.log).unwrap()
+        );
+        // Each order is an input: the shadow stores a checkpoint after it.
+        n += 1;
+        assert_eq!(
+            order(&mut c2, &format!("Y{n}"), "1", "1", "100.00", "AAPL"),
+            "0"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let removed = last_removed(&gw, "store compacted while running");
+    assert!(removed > 0, "{removed}");
+
+    // What CLIENT1 was sent since its reset can still be resent (its
+    // Logon is gap-filled).
+    c1.send("2", &[(7, "1"), (16, "0")]);
+    assert_eq!(c1.expect("4").get_str(123), Some("Y"));
+    let resent = c1.expect("8");
+    assert_eq!(
+        (resent.get_str(11), resent.get_str(43)),
+        (Some("X1"), Some("Y")),
+        "{resent:?}"
+    );
+    let (c1_next, c2_next) = (c1.seq, c2.seq);
+
+    // Killed now: the deletions were written with the next batches; the
+    // restart restores the venue from a checkpoint and the books are as
+    // they were (AAPL sell 40 and MSFT buy 10 from the first day, the
+    // second day's MSFT sell 5 and AAPL buy 1).
+    drop((c1, c2));
+    gw.kill9();
+    gw.restart();
+    let mut c1 = Client::connect(gw.port, "CLIENT1", "FIXGW");
+    c1.seq = c1_next;
+    c1.logon(&[]);
+    let mut c2 = Client::connect(gw.port, "CLIENT2", "FIXGW");
+    c2.seq = c2_next;
+    c2.logon(&[]);
+    trade_what_rests(&mut c2);
+    drop((c1, c2));
+    assert!(gw.sigterm(Duration::from_secs(10)).success());
+
+    // The journal was compacted: `journal verify` replays what is left
+    // from the checkpoint and checks every stored report against it.
+    verifies_from_the_checkpoint(&gw);
 }

@@ -236,6 +236,27 @@ pub struct Core {
     /// Without an inbox (tests driving the core by hand): no input waits,
     /// so flushes run on the core thread (see [`Core::start_flush`]).
     pub(crate) idle: bool,
+    /// Compaction while running (`CompactStore`), if on.
+    compaction: Option<Compaction>,
+}
+
+/// Records deleted per step while a compaction is under way: a step with
+/// input waiting deletes only every [`COMPACT_EVERY`]th time.
+const COMPACT_CHUNK: usize = 64;
+const COMPACT_EVERY: u64 = 32;
+
+/// The journal compacted while running: see [`Core::compact_while_running`].
+#[derive(Debug, Default)]
+struct Compaction {
+    /// The checkpoint start-up restored follows this batch, and it was the
+    /// newest stored: the next checkpoint makes it the fallback.
+    restored: Option<u64>,
+    /// Planned up to this batch.
+    upto: u64,
+    /// The plan under way: when it was made, how many records it deletes.
+    started: Option<(Instant, u64)>,
+    /// Steps since the last deletion.
+    steps: u64,
 }
 
 /// The store stopped writing.
@@ -333,7 +354,23 @@ impl Core {
             release_after: 0,
             inbox: None,
             idle: false,
+            compaction: None,
         }
+    }
+
+    /// Compacts the journal while running, as start-up does, each time the
+    /// shadow venue stores a checkpoint that makes a newer fallback (see
+    /// [`Core::with_checkpoints`]): the records up to that fallback that no
+    /// session needs are deleted. `restored`: the batch the checkpoint
+    /// start-up restored follows, when it was the newest one stored;
+    /// `upto`: how far start-up compacted.
+    pub fn compacting(mut self, restored: Option<u64>, upto: u64) -> Core {
+        self.compaction = Some(Compaction {
+            restored,
+            upto,
+            ..Compaction::default()
+        });
+        self
     }
 
     /// Pipelines the store (with `fsync` flushing; otherwise nothing
@@ -444,6 +481,7 @@ impl Core {
         self.flush_market_data(now);
         self.check_slow_consumers(now);
         self.commit_and_release(now);
+        self.compact_while_running(now);
         if batch_len > 0 {
             self.metrics.batches += 1;
             self.metrics.batch_size.observe(batch_len as f64);
@@ -480,6 +518,7 @@ impl Core {
                 venue.clone(),
                 inputs,
                 self.log.backend(),
+                self.compaction.as_ref().and_then(|c| c.restored),
             )?);
         }
         Ok(self)
@@ -493,6 +532,7 @@ impl Core {
                 venue.clone(),
                 inputs,
                 self.log.backend(),
+                self.compaction.as_ref().and_then(|c| c.restored),
             ));
         }
         self
@@ -897,6 +937,62 @@ impl Core {
             if !c.committed(self.log.last_written(), inputs, self.log.durable()) {
                 self.checkpointer = None;
             }
+        }
+    }
+
+    /// Plans a compaction when the shadow venue stored a checkpoint that
+    /// made a newer fallback, and deletes a chunk of the planned records:
+    /// every step with no input waiting, else every [`COMPACT_EVERY`]th.
+    /// The plan walks every session's resend index on this thread (once
+    /// per checkpoint); the deletions are written with the next batches and
+    /// durable with their flush.
+    fn compact_while_running(&mut self, now: UtcNanos) {
+        let idle = self.input_idle();
+        let Some(c) = self.compaction.as_mut() else {
+            return;
+        };
+        let fallback = self.checkpointer.as_ref().map_or(0, Checkpointer::fallback);
+        if fallback > c.upto && c.started.is_none() {
+            c.upto = fallback;
+            let started = Instant::now();
+            let planned = self
+                .log
+                .plan_compaction(fallback, self.entries.iter().map(|e| &e.store));
+            if planned > 0 {
+                tracing::info!(
+                    up_to_batch = fallback,
+                    records = planned,
+                    planned_us = started.elapsed().as_micros() as u64,
+                    "store compaction while running: deleting the records a checkpoint and its fallback cover and no session needs"
+                );
+                c.started = Some((started, planned));
+            }
+        }
+        let Some((started, planned)) = c.started else {
+            return;
+        };
+        c.steps += 1;
+        if self.store_down.is_some() || !(idle || c.steps >= COMPACT_EVERY) {
+            return;
+        }
+        c.steps = 0;
+        match self.log.compact_some(COMPACT_CHUNK) {
+            Ok(n) => self.metrics.compacted_records += n,
+            Err(e) => {
+                c.started = None;
+                tracing::warn!(error = %e, "store compaction stopped; the next start compacts the rest");
+                self.store_failed(e.to_string(), now);
+                return;
+            }
+        }
+        if self.log.compaction_pending() == 0 {
+            c.started = None;
+            tracing::info!(
+                up_to_batch = c.upto,
+                removed = planned,
+                took_ms = started.elapsed().as_millis() as u64,
+                "store compacted while running"
+            );
         }
     }
 

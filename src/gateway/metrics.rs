@@ -91,6 +91,8 @@ pub struct CoreMetrics {
     pub throttled: u64,
     /// Times the store stopped writing.
     pub store_failures: u64,
+    /// Batch records deleted by compaction while running.
+    pub compacted_records: u64,
 }
 
 impl CoreMetrics {
@@ -110,6 +112,7 @@ impl CoreMetrics {
             slow_consumers: 0,
             throttled: 0,
             store_failures: 0,
+            compacted_records: 0,
         }
     }
 }
@@ -219,6 +222,16 @@ impl CoreMetrics {
             "Times the store stopped writing (disk full, I/O error).",
         );
         let _ = writeln!(o, "fixgw_store_failures_total {}", self.store_failures);
+        counter(
+            &mut o,
+            "fixgw_store_compacted_records_total",
+            "Batch records deleted by compaction while running (CompactStore).",
+        );
+        let _ = writeln!(
+            &mut o,
+            "fixgw_store_compacted_records_total {}",
+            self.compacted_records
+        );
         let gauge = |o: &mut String, name: &str, help: &str, v: usize| {
             let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         };

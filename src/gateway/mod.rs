@@ -300,6 +300,9 @@ pub fn assemble(
     mut recovered: Recovered,
     now: crate::fix::time::UtcNanos,
 ) -> anyhow::Result<(Core, HashMap<SessionKey, Route>)> {
+    // While running: the checkpoint start-up restored, if it was the newest
+    // (the next one makes it the fallback), and how far start-up compacted.
+    let mut compaction = (None, 0);
     let (venue, replayed) = match venue {
         Some(v) => {
             let configured = v.config_text().to_string();
@@ -323,7 +326,11 @@ pub fn assemble(
                 )
             })?;
             if let (Some(restored), true) = (restored, settings.compact_store) {
-                compact(&mut log, &recovered, restored);
+                let newest = recovered.checkpoints.first().map(|c| c.after);
+                compaction = (
+                    (newest == Some(restored)).then_some(restored),
+                    compact(&mut log, &recovered, restored),
+                );
             }
             (Some(v), replayed)
         }
@@ -358,7 +365,15 @@ pub fn assemble(
             },
         );
     }
-    Ok((Core::new(entries, log, venue), known))
+    // Sessions no longer configured keep their records: a later
+    // configuration may bring them back.
+    log.keep_for(recovered.sessions.values());
+    let has_venue = venue.is_some();
+    let mut core = Core::new(entries, log, venue);
+    if settings.compact_store && has_venue {
+        core = core.compacting(compaction.0, compaction.1);
+    }
+    Ok((core, known))
 }
 
 /// Rebuilds the venue, under the configuration the store was last run
@@ -437,13 +452,13 @@ fn recover_venue(
 
 /// After the checkpoint after batch `restored` restored: deletes the
 /// records nothing needs any more, up to its fallback (see
-/// [`Recovered::compaction_bound`]).
-fn compact(log: &mut BatchLog, rec: &Recovered, restored: u64) {
+/// [`Recovered::compaction_bound`]). Returns that bound (0: none).
+fn compact(log: &mut BatchLog, rec: &Recovered, restored: u64) -> u64 {
     let Some(covered) = rec.compaction_bound(restored) else {
         tracing::info!(
             "store not compacted: the venue checkpoint that restored has no intact older one to fall back on yet"
         );
-        return;
+        return 0;
     };
     let started = std::time::Instant::now();
     match log.compact(covered, &rec.sessions) {
@@ -456,6 +471,7 @@ fn compact(log: &mut BatchLog, rec: &Recovered, restored: u64) {
         // A full disk, say: the records stay, for the next start.
         Err(e) => tracing::warn!(error = %e, "store not compacted"),
     }
+    covered
 }
 
 /// Rebuilds the venue's state by applying every journaled input again;

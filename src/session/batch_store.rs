@@ -74,6 +74,9 @@ pub struct BatchSessionStore {
     next_target: u64,
     created: UtcNanos,
     index: BTreeMap<u64, Loc>,
+    /// The records holding the messages in `index` (and perhaps some a
+    /// lowered MsgSeqNum replaced since), ascending: what compaction keeps.
+    records: Vec<u64>,
     pending: BTreeMap<u64, Bytes>,
     reset_pending: bool,
     dirty: bool,
@@ -92,6 +95,7 @@ impl BatchSessionStore {
             next_target: 1,
             created: now,
             index: BTreeMap::new(),
+            records: Vec::new(),
             pending: BTreeMap::new(),
             reset_pending: false,
             dirty: false,
@@ -114,6 +118,32 @@ impl BatchSessionStore {
     /// since.
     pub fn last_batch(&self) -> u64 {
         self.last_batch
+    }
+
+    /// A stored message is in the record `loc` says (records come in
+    /// batch order).
+    fn index_message(&mut self, seq: u64, loc: Loc) {
+        self.index.insert(seq, loc);
+        if self.records.last() != Some(&loc.batch) {
+            self.records.push(loc.batch);
+        }
+    }
+
+    /// A reset voided every stored message.
+    fn void_messages(&mut self) {
+        self.index.clear();
+        self.records.clear();
+    }
+
+    /// Adds the records this session needs among `range` to `out`: those
+    /// holding its stored messages, and its last state.
+    fn needed_records(&self, range: std::ops::RangeInclusive<u64>, out: &mut Vec<u64>) {
+        let from = self.records.partition_point(|b| b < range.start());
+        let to = self.records.partition_point(|b| b <= range.end());
+        out.extend(&self.records[from..to]);
+        if range.contains(&self.last_batch) {
+            out.push(self.last_batch);
+        }
     }
 
     /// Number of stored messages (committed).
@@ -254,12 +284,23 @@ pub struct BatchLog {
     spare: Vec<Vec<u8>>,
     /// Every batch up to this one is durable.
     durable: u64,
-    /// The batch numbers start-up found, as runs (first, last): what
-    /// [`BatchLog::compact`] looks through.
+    /// The batch numbers the log holds, as runs (first, last): what
+    /// [`BatchLog::plan_compaction`] looks through.
     runs: Vec<(u64, u64)>,
-    /// The records start-up found that reset a session: compaction keeps
-    /// them (see [`BatchLog::compact`]).
+    /// The records that reset a session: compaction keeps them (see
+    /// [`BatchLog::compact`]).
     resets: Vec<u64>,
+    /// Records that sessions no longer configured need (see
+    /// [`BatchLog::keep_for`]), sorted.
+    pinned: Vec<u64>,
+    /// Records planned for deletion, oldest first (see
+    /// [`BatchLog::compact_some`]).
+    doomed: VecDeque<u64>,
+    /// Deletions wait until a record with [`COMPACTED_VERSION`] is written:
+    /// the record numbered this (0: none to wait for).
+    doomed_after: u64,
+    /// The last plan looked at the records up to this one.
+    planned_upto: u64,
     /// The version records are written with.
     version: u8,
 }
@@ -384,10 +425,7 @@ impl BatchLog {
                 let first = rec.missing.map_or(next_batch, |m| m.0);
                 rec.missing = Some((first, batch - 1));
             }
-            match runs.last_mut() {
-                Some((_, last)) if *last + 1 == batch => *last = batch,
-                _ => runs.push((batch, batch)),
-            }
+            push_run(&mut runs, batch, batch);
             let mut keys: Vec<Arc<str>> = Vec::with_capacity(record.sessions.len());
             for d in &record.sessions {
                 let key: Arc<str> = Arc::from(d.key.as_str());
@@ -395,7 +433,7 @@ impl BatchLog {
                     BatchSessionStore::new(key.clone(), backend.clone(), d.created)
                 });
                 if d.reset {
-                    s.index.clear();
+                    s.void_messages();
                     if resets.last() != Some(&batch) {
                         resets.push(batch);
                     }
@@ -412,7 +450,7 @@ impl BatchLog {
                     StoreError::Corrupt(format!("batch {batch}: bad session index"))
                 })?;
                 if let Some(s) = rec.sessions.get_mut(&**key) {
-                    s.index.insert(
+                    s.index_message(
                         *seq,
                         Loc {
                             batch,
@@ -490,6 +528,10 @@ impl BatchLog {
                 durable: next_batch - 1,
                 runs,
                 resets,
+                pinned: Vec::new(),
+                doomed: VecDeque::new(),
+                doomed_after: 0,
+                planned_upto: 0,
                 version: if rec.missing.is_some() {
                     COMPACTED_VERSION
                 } else {
@@ -506,8 +548,9 @@ impl BatchLog {
         read_all_inputs(&*self.backend)
     }
 
-    /// Deletes the records start-up found that nothing needs any more, and
-    /// returns how many: those up to batch `covered`, whose inputs a venue
+    /// Deletes the records that nothing needs any more at once, and
+    /// returns how many (start-up: see [`BatchLog::plan_compaction`] for
+    /// which): those up to batch `covered`, whose inputs a venue
     /// checkpoint taken after it (or later) holds (the caller restored
     /// one), in
     /// which every stored message was voided by a later reset of its
@@ -524,46 +567,125 @@ impl BatchLog {
         covered: u64,
         sessions: &HashMap<String, BatchSessionStore>,
     ) -> Result<u64, StoreError> {
-        let upto = covered.min(self.next_batch.saturating_sub(2));
-        let mut needed: Vec<u64> = Vec::new();
-        for s in sessions.values() {
-            // In batch order: a record's messages are adjacent.
-            let messages = s.index.values().map(|l| l.batch);
-            for batch in messages.chain([s.last_batch]) {
-                if batch <= upto && needed.last() != Some(&batch) {
-                    needed.push(batch);
-                }
-            }
+        const CHUNK: usize = 10_000;
+        let planned = self.plan_compaction(covered, sessions.values());
+        if planned == 0 {
+            return Ok(0);
         }
-        needed.extend(self.resets.iter().filter(|b| **b <= upto));
-        needed.sort_unstable();
-        needed.dedup();
-        let result = self.remove_unneeded(upto, &needed);
+        let result = self.mark_compacted().and_then(|()| {
+            self.doomed_after = 0;
+            while self.compact_some(CHUNK)? > 0 {}
+            self.backend.flush()
+        });
         // Whatever was not removed stays; the next commit reopens first
         // (a sled that failed a write refuses the next).
         self.failed |= result.is_err();
-        self.runs.clear();
-        self.resets.clear();
-        result
+        self.doomed.clear();
+        result.map(|()| planned)
     }
 
-    fn remove_unneeded(&mut self, upto: u64, needed: &[u64]) -> Result<u64, StoreError> {
-        const CHUNK: usize = 10_000;
-        let doomed: Vec<u64> = self
-            .runs
-            .iter()
-            .flat_map(|&(first, last)| first..=last.min(upto))
-            .filter(|b| needed.binary_search(b).is_err())
-            .collect();
-        if doomed.is_empty() {
+    /// Plans the deletion of the records nothing needs any more, for
+    /// [`BatchLog::compact_some`] to carry out, and returns how many: those
+    /// up to batch `covered` (a venue checkpoint taken after it, or later,
+    /// holds their inputs, and it is not the newest checkpoint: that one
+    /// needs a fallback) in which every stored message was voided by a
+    /// later reset of its session and every session's state is superseded
+    /// by a later record (`sessions`: every session the log holds; those
+    /// no longer configured are given by [`BatchLog::keep_for`]). The newest
+    /// record always stays: the next batch number follows it. So does
+    /// every record that resets a session: an older record kept for
+    /// another session's messages may hold messages the reset voided,
+    /// which start-up's scan would otherwise index again. Afterwards the
+    /// journal can be replayed only from a checkpoint taken after
+    /// `covered` ([`Recovered::missing`]), so records are written with
+    /// [`COMPACTED_VERSION`] from now on, and no deletion is made before
+    /// the first of them.
+    pub fn plan_compaction<'a>(
+        &mut self,
+        covered: u64,
+        sessions: impl IntoIterator<Item = &'a BatchSessionStore>,
+    ) -> u64 {
+        let upto = covered.min(self.next_batch.saturating_sub(2));
+        // What the last plan kept stays needed unless a session reset
+        // since: only the records after it are looked at then.
+        let after = match self.resets.last() {
+            Some(r) if *r > self.planned_upto => 0,
+            _ => self.planned_upto,
+        };
+        self.planned_upto = self.planned_upto.max(upto);
+        if upto <= after {
+            return 0;
+        }
+        let range = after + 1..=upto;
+        let mut needed: Vec<u64> = Vec::new();
+        for s in sessions {
+            s.needed_records(range.clone(), &mut needed);
+        }
+        needed.extend(self.pinned.iter().chain(&self.resets));
+        needed.retain(|b| range.contains(b));
+        needed.sort_unstable();
+        needed.dedup();
+        let mut runs = Vec::with_capacity(self.runs.len());
+        let before = self.doomed.len();
+        for &(first, last) in &self.runs {
+            if first <= after {
+                push_run(&mut runs, first, last.min(after));
+            }
+            for b in first.max(after + 1)..=last.min(upto) {
+                if needed.binary_search(&b).is_ok() {
+                    push_run(&mut runs, b, b);
+                } else {
+                    self.doomed.push_back(b);
+                }
+            }
+            if last > upto {
+                push_run(&mut runs, first.max(upto + 1), last);
+            }
+        }
+        self.runs = runs;
+        let planned = (self.doomed.len() - before) as u64;
+        if planned > 0 && self.version != COMPACTED_VERSION {
+            self.version = COMPACTED_VERSION;
+            self.doomed_after = self.next_batch;
+        }
+        planned
+    }
+
+    /// Deletes up to `most` of the records [`BatchLog::plan_compaction`]
+    /// planned, and returns how many; none until a record written with
+    /// [`COMPACTED_VERSION`] precedes the deletions in the log (sled
+    /// recovers a prefix of its log: a store that lost a record then says
+    /// it was compacted). The deletions are durable with the next flush; a
+    /// crash before it leaves the records for the next compaction. A
+    /// failure drops the plan; the next commit reopens the store first.
+    pub fn compact_some(&mut self, most: usize) -> Result<u64, StoreError> {
+        if self.doomed.is_empty() || self.failed || self.next_batch <= self.doomed_after {
             return Ok(0);
         }
-        self.mark_compacted()?;
-        for chunk in doomed.chunks(CHUNK) {
-            self.backend.remove(chunk)?;
+        let n = most.min(self.doomed.len());
+        let chunk: Vec<u64> = self.doomed.drain(..n).collect();
+        if let Err(e) = self.backend.remove(&chunk) {
+            self.failed = true;
+            self.doomed.clear();
+            return Err(e);
         }
-        self.backend.flush()?;
-        Ok(doomed.len() as u64)
+        Ok(n as u64)
+    }
+
+    /// Records planned for deletion and not deleted yet.
+    pub fn compaction_pending(&self) -> usize {
+        self.doomed.len()
+    }
+
+    /// Keeps every record that these sessions need (those no longer
+    /// configured: a later configuration may bring them back, and their
+    /// clients may ask for their messages again).
+    pub fn keep_for<'a>(&mut self, sessions: impl IntoIterator<Item = &'a BatchSessionStore>) {
+        for s in sessions {
+            s.needed_records(0..=u64::MAX, &mut self.pinned);
+        }
+        self.pinned.sort_unstable();
+        self.pinned.dedup();
     }
 
     /// Before the first record is deleted: the newest record (which stays)
@@ -737,17 +859,21 @@ impl BatchLog {
             return Ok(false);
         }
         self.next_batch += 1;
+        push_run(&mut self.runs, batch, batch);
         let mut dirty = dirty;
         for s in dirty.iter_mut() {
             if s.reset_pending {
-                s.index.clear();
+                s.void_messages();
                 s.reset_pending = false;
+                if self.resets.last() != Some(&batch) {
+                    self.resets.push(batch);
+                }
             }
             s.reserved = s.next_sender + reserve;
             s.last_batch = batch;
         }
         for (si, seq, offset, len) in locs {
-            dirty[si].index.insert(seq, Loc { batch, offset, len });
+            dirty[si].index_message(seq, Loc { batch, offset, len });
         }
         for s in dirty.iter_mut() {
             s.pending.clear();
@@ -766,6 +892,14 @@ impl BatchLog {
     /// Number of the next batch record.
     pub fn next_batch(&self) -> u64 {
         self.next_batch
+    }
+}
+
+/// Adds batches `first..=last` to `runs`, after its last run.
+fn push_run(runs: &mut Vec<(u64, u64)>, first: u64, last: u64) {
+    match runs.last_mut() {
+        Some((_, l)) if *l + 1 >= first => *l = (*l).max(last),
+        _ => runs.push((first, last)),
     }
 }
 
@@ -1224,6 +1358,11 @@ mod tests {
         disk.durable().into_keys().collect()
     }
 
+    /// The version byte of each durable record.
+    fn versions(disk: &MemDisk) -> Vec<u8> {
+        disk.durable().values().map(|r| r[VERSION_AT]).collect()
+    }
+
     #[test]
     fn compaction_deletes_only_records_a_checkpoint_covers_and_no_session_needs() {
         let disk = MemDisk::new();
@@ -1250,9 +1389,6 @@ mod tests {
         assert_eq!(batches(&disk), [2, 4, 6, 7]);
         // The newest record is marked, so an older fixgw refuses the store
         // instead of replaying what is left as the whole journal.
-        let versions = |disk: &MemDisk| -> Vec<u8> {
-            disk.durable().values().map(|r| r[VERSION_AT]).collect()
-        };
         assert_eq!(versions(&disk), [2, 2, 2, COMPACTED_VERSION]);
         drop(log);
 
@@ -1325,6 +1461,71 @@ mod tests {
         assert_eq!(rec.sessions["A"].get_range(1, 9).unwrap(), []);
         assert_eq!(rec.sessions["A"].next_target_seq(), 5);
         assert_eq!(rec.sessions["B"].get_range(1, 9).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn compaction_while_running_deletes_after_a_compacted_record_and_keeps_what_sessions_need() {
+        let disk = MemDisk::new();
+        let (mut log, _) = reopen(&disk);
+        let mut a = log.new_session("A", 1);
+        let mut b = log.new_session("B", 1);
+        let mut gone = log.new_session("GONE", 1);
+        send(&mut log, &mut a, false, b"a1"); // 1
+        send(&mut log, &mut gone, false, b"g1"); // 2: a session later unconfigured
+        send(&mut log, &mut b, false, b"b1"); // 3: B never resets
+        send(&mut log, &mut a, false, b"a2"); // 4
+        send(&mut log, &mut a, true, b"a3"); // 5: A resets, voiding 1 and 4
+        send(&mut log, &mut a, false, b"a4"); // 6
+        log.backend().flush().unwrap();
+        log.flushed(6);
+        // The gateway no longer has GONE configured: its record stays.
+        log.keep_for([&gone]);
+        assert_eq!(log.plan_compaction(5, [&a, &b]), 2, "1 and 4");
+        assert_eq!(log.compaction_pending(), 2);
+        // Nothing is deleted before a record says the journal is compacted.
+        assert_eq!(log.compact_some(10).unwrap(), 0);
+        send(&mut log, &mut a, false, b"a5"); // 7, version 3
+        assert_eq!(log.compact_some(1).unwrap(), 1);
+        assert_eq!(log.compact_some(10).unwrap(), 1);
+        assert_eq!(log.compact_some(10).unwrap(), 0);
+        // Durable with the next flush; a crash before it loses them (the
+        // commits flush themselves here: they are not pipelined).
+        disk.crash();
+        assert_eq!(batches(&disk), [1, 2, 3, 4, 5, 6, 7]);
+        let (mut log, mut rec) = reopen(&disk);
+        assert_eq!(rec.missing, None);
+        let mut a = rec.sessions.remove("A").unwrap();
+        let b = &rec.sessions["B"];
+        let gone = &rec.sessions["GONE"];
+        assert_eq!(log.plan_compaction(5, [&a, b, gone]), 2);
+        send(&mut log, &mut a, false, b"a6"); // 8
+        while log.compact_some(1).unwrap() > 0 {}
+        log.backend().flush().unwrap();
+        assert_eq!(batches(&disk), [2, 3, 5, 6, 7, 8]);
+        assert_eq!(versions(&disk), [2, 2, 2, 2, 3, 3]);
+        // A later plan looks at what the last one kept, and at the records
+        // written since; A's reset in 5 stays, and B's message in 3.
+        send(&mut log, &mut a, true, b"a7"); // 9: voiding 5 to 8
+        send(&mut log, &mut a, false, b"a8"); // 10
+        assert_eq!(log.plan_compaction(9, [&a, b, gone]), 3, "6, 7 and 8");
+        send(&mut log, &mut a, false, b"a9"); // 11
+        while log.compact_some(64).unwrap() > 0 {}
+        log.backend().flush().unwrap();
+        assert_eq!(batches(&disk), [2, 3, 5, 9, 10, 11]);
+        drop(log);
+        let (log, rec) = reopen(&disk);
+        assert_eq!(log.next_batch(), 12);
+        assert_eq!(rec.missing, Some((1, 8)));
+        assert_eq!(
+            rec.sessions["A"].get_range(1, 9).unwrap(),
+            [
+                (1, Bytes::from_static(b"a7")),
+                (2, Bytes::from_static(b"a8")),
+                (3, Bytes::from_static(b"a9"))
+            ]
+        );
+        assert_eq!(rec.sessions["B"].get_range(1, 9).unwrap().len(), 1);
+        assert_eq!(rec.sessions["GONE"].get_range(1, 9).unwrap().len(), 1);
     }
 
     #[test]

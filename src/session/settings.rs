@@ -333,8 +333,10 @@ pub struct GatewaySettings {
     /// CheckpointInputs: journaled inputs between two venue checkpoints
     /// (0: none; start-up then replays the whole journal).
     pub checkpoint_inputs: u64,
-    /// CompactStore: with checkpoints, start-up deletes the records nothing
-    /// needs any more (`BatchLog::compact`); off, the whole journal stays.
+    /// CompactStore: with checkpoints, the records nothing needs any more
+    /// are deleted, at start-up (`BatchLog::compact`) and while running,
+    /// each time a checkpoint is stored (`Core::compacting`); off, the
+    /// whole journal stays.
     pub compact_store: bool,
     /// The raw file, for settings read by other layers.
     pub raw: Settings,

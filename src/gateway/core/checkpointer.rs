@@ -50,6 +50,14 @@ struct Shadow {
     discard: Vec<(Arc<str>, crate::session::OutboundMessage)>,
     /// A checkpoint taken after a batch not yet durable.
     pending: Option<Pending>,
+    /// The batch the last checkpoint this shadow stored follows (or the
+    /// one start-up restored, when that was the newest file): the next
+    /// one stored makes it the fallback.
+    last_stored: Option<u64>,
+    /// The batch the fallback checkpoint follows, once the shadow stored
+    /// the checkpoint that made it one (0: none): the journal up to it may
+    /// be compacted.
+    fallback: Arc<AtomicU64>,
 }
 
 /// A serialised checkpoint waiting for its batch to be durable.
@@ -61,7 +69,12 @@ struct Pending {
 }
 
 impl Shadow {
-    fn new(mut venue: Venue, every: u64, backend: Arc<dyn LogBackend>) -> Shadow {
+    fn new(
+        mut venue: Venue,
+        every: u64,
+        backend: Arc<dyn LogBackend>,
+        from: Option<u64>,
+    ) -> Shadow {
         venue.set_replaying(true);
         Shadow {
             venue,
@@ -70,6 +83,8 @@ impl Shadow {
             backend,
             discard: Vec::new(),
             pending: None,
+            last_stored: from,
+            fallback: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -106,14 +121,22 @@ impl Shadow {
         };
         let started = Instant::now();
         match self.backend.put_checkpoint(p.after, &p.state) {
-            Ok(()) => tracing::info!(
-                after_batch = p.after,
-                inputs = p.inputs,
-                bytes = p.state.len(),
-                serialised_ms = p.serialised.as_millis() as u64,
-                written_ms = started.elapsed().as_millis() as u64,
-                "venue checkpoint written"
-            ),
+            Ok(()) => {
+                tracing::info!(
+                    after_batch = p.after,
+                    inputs = p.inputs,
+                    bytes = p.state.len(),
+                    serialised_ms = p.serialised.as_millis() as u64,
+                    written_ms = started.elapsed().as_millis() as u64,
+                    "venue checkpoint written"
+                );
+                // The file it replaced is the fallback now: the one stored
+                // before (a failed store leaves it where it was, as the
+                // newest file, which a successful one renames).
+                if let Some(previous) = self.last_stored.replace(p.after) {
+                    self.fallback.store(previous, Ordering::Release);
+                }
+            }
             // A full disk, say: the one before stays, and the next try
             // comes after another interval (not at every batch).
             Err(e) => tracing::warn!(
@@ -143,6 +166,8 @@ enum Mode {
 /// The core's handle on the shadow venue.
 pub struct Checkpointer {
     mode: Mode,
+    /// See [`Checkpointer::fallback`].
+    fallback: Arc<AtomicU64>,
 }
 
 impl Drop for Checkpointer {
@@ -156,17 +181,21 @@ impl Drop for Checkpointer {
 
 impl Checkpointer {
     /// A shadow of `venue` (the state the core starts from) on its own
-    /// thread, checkpointing every `every` inputs.
+    /// thread, checkpointing every `every` inputs; `from`: the batch the
+    /// checkpoint start-up restored follows, if that was the newest one
+    /// stored (the next checkpoint makes it the fallback).
     pub fn spawn(
         venue: Venue,
         every: u64,
         backend: Arc<dyn LogBackend>,
+        from: Option<u64>,
     ) -> std::io::Result<Checkpointer> {
         let (batches, inbox) = mpsc::channel::<(u64, Vec<Bytes>)>();
         let backlog = Arc::new(AtomicU64::new(0));
         let durable = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let mut shadow = Shadow::new(venue, every, backend);
+        let mut shadow = Shadow::new(venue, every, backend, from);
+        let fallback = shadow.fallback.clone();
         let (behind, stopped, stored) = (backlog.clone(), stop.clone(), durable.clone());
         std::thread::Builder::new()
             .name("fixgw-checkpoint".into())
@@ -210,14 +239,30 @@ impl Checkpointer {
                 stop,
                 max_backlog: every.saturating_mul(2).max(MIN_BACKLOG),
             },
+            fallback,
         })
     }
 
     /// The same on the caller's thread: each hand-over applies at once.
-    pub fn inline(venue: Venue, every: u64, backend: Arc<dyn LogBackend>) -> Checkpointer {
+    pub fn inline(
+        venue: Venue,
+        every: u64,
+        backend: Arc<dyn LogBackend>,
+        from: Option<u64>,
+    ) -> Checkpointer {
+        let shadow = Shadow::new(venue, every, backend, from);
         Checkpointer {
-            mode: Mode::Inline(Box::new(Shadow::new(venue, every, backend))),
+            fallback: shadow.fallback.clone(),
+            mode: Mode::Inline(Box::new(shadow)),
         }
+    }
+
+    /// The batch the fallback checkpoint follows (0: none yet), once a
+    /// newer checkpoint was stored by this shadow: the journal up to it
+    /// may be compacted, as start-up would (the newest checkpoint needs it
+    /// as its fallback, and the records after it).
+    pub fn fallback(&self) -> u64 {
+        self.fallback.load(Ordering::Acquire)
     }
 
     /// Every batch up to `batch` is durable.

@@ -943,9 +943,9 @@ impl Core {
     /// Plans a compaction when the shadow venue stored a checkpoint that
     /// made a newer fallback, and deletes a chunk of the planned records:
     /// every step with no input waiting, else every [`COMPACT_EVERY`]th.
-    /// The plan walks every session's resend index on this thread (once
-    /// per checkpoint); the deletions are written with the next batches and
-    /// durable with their flush.
+    /// The plan runs on this thread, once per checkpoint (see
+    /// `BatchLog::plan_compaction`); the deletions are written with the
+    /// next batches and durable with their flush.
     fn compact_while_running(&mut self, now: UtcNanos) {
         let idle = self.input_idle();
         let Some(c) = self.compaction.as_mut() else {

@@ -73,6 +73,27 @@ fn checkpoints_settle(data: &Path, before: u64) -> u64 {
     }
 }
 
+/// The first day ends once its checkpoints are stored: both clients log
+/// out; the next day they log on again with ResetSeqNumFlag=Y, which voids
+/// what they were sent.
+fn next_day(gw: &Gateway, mut c1: Client, mut c2: Client) -> (Client, Client) {
+    checkpoints_settle(&gw.data, 0);
+    for c in [&mut c1, &mut c2] {
+        c.send("5", &[]);
+        c.expect("5");
+    }
+    drop((c1, c2));
+    (logged_on(gw, "CLIENT1"), logged_on(gw, "CLIENT2"))
+}
+
+/// Logged on again after a restart, carrying on from MsgSeqNum `seq`.
+fn reconnect(gw: &Gateway, comp_id: &str, seq: u64) -> Client {
+    let mut c = Client::connect(gw.port, comp_id, "FIXGW");
+    c.seq = seq;
+    c.logon(&[]);
+    c
+}
+
 /// The first day: CLIENT1 sells 100 AAPL at 150, CLIENT2 buys 60 of them,
 /// CLIENT1 bids for 10 MSFT at 400.
 fn first_day(c1: &mut Client, c2: &mut Client) {
@@ -122,14 +143,19 @@ fn log_lines_with(gw: &Gateway, what: &str) -> Vec<String> {
 
 /// `removed=N` of the last line with `what` ("store compacted").
 fn last_removed(gw: &Gateway, what: &str) -> u64 {
+    last_count(gw, what, "removed=").expect("a compaction was logged")
+}
+
+/// The number after `key` in the last log line with `what`, if any.
+fn last_count(gw: &Gateway, what: &str, key: &str) -> Option<u64> {
     let lines = log_lines_with(gw, what);
-    let line = lines.last().expect("a compaction was logged");
-    let at = line.find("removed=").expect("removed=") + "removed=".len();
-    line[at..]
+    let line = lines.last()?;
+    let at = line.find(key).expect(key) + key.len();
+    let n = line[at..]
         .split(|c: char| !c.is_ascii_digit())
         .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no count in {line}"))
+        .and_then(|n| n.parse().ok());
+    Some(n.unwrap_or_else(|| panic!("no count in {line}")))
 }
 
 #[test]
@@ -175,9 +201,7 @@ fn records_of_reset_sessions_are_deleted_and_the_venue_carries_on() {
 
     // The books are as they were: the AAPL sell's 40 and the MSFT buy rest,
     // and so does the second day's MSFT sell.
-    let mut c1 = Client::connect(gw.port, "CLIENT1", "FIXGW");
-    c1.seq = 3;
-    c1.logon(&[]);
+    let mut c1 = reconnect(&gw, "CLIENT1", 3);
     // What the session sent since its reset is still there to resend.
     c1.send("2", &[(7, "1"), (16, "0")]);
     assert_eq!(c1.expect("4").get_str(123), Some("Y"));
@@ -187,9 +211,7 @@ fn records_of_reset_sessions_are_deleted_and_the_venue_carries_on() {
         (Some("X1"), Some("Y")),
         "{resent:?}"
     );
-    let mut c2 = Client::connect(gw.port, "CLIENT2", "FIXGW");
-    c2.seq = 2;
-    c2.logon(&[]);
+    let mut c2 = reconnect(&gw, "CLIENT2", 2);
     trade_what_rests(&mut c2);
     let c1_next = c1.seq;
     drop((c1, c2));
@@ -250,9 +272,7 @@ fn records_of_reset_sessions_are_deleted_and_the_venue_carries_on() {
         "{}",
         std::fs::read_to_string(&gw.log).unwrap()
     );
-    let mut c1 = Client::connect(gw.port, "CLIENT1", "FIXGW");
-    c1.seq = c1_next;
-    c1.logon(&[]);
+    let mut c1 = reconnect(&gw, "CLIENT1", c1_next);
     assert_eq!(order(&mut c3, "N1", "2", "7", "20.00", "NEWSYM"), "0");
     assert_eq!(order(&mut c1, "N2", "1", "7", "20.00", "NEWSYM"), "0");
     assert_eq!(c1.expect("8").get_str(150), Some("F"));
@@ -276,19 +296,12 @@ fn records_of_reset_sessions_are_deleted_while_running_and_a_kill_loses_nothing(
     let mut c1 = logged_on(&gw, "CLIENT1");
     let mut c2 = logged_on(&gw, "CLIENT2");
     first_day(&mut c1, &mut c2);
-    checkpoints_settle(&gw.data, 0);
-    for c in [&mut c1, &mut c2] {
-        c.send("5", &[]);
-        c.expect("5");
-    }
-    drop((c1, c2));
+    let (mut c1, mut c2) = next_day(&gw, c1, c2);
 
     // A new day without a restart: both sessions log on again with
     // ResetSeqNumFlag=Y, which voids what they were sent. Two orders, a
     // checkpoint after each: the second makes the first the fallback, and
     // the first day's records go.
-    let mut c1 = logged_on(&gw, "CLIENT1");
-    let mut c2 = logged_on(&gw, "CLIENT2");
     assert_eq!(order(&mut c1, "X1", "2", "5", "401.00", "MSFT"), "0");
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut n = 0;
@@ -301,7 +314,7 @@ fn records_of_reset_sessions_are_deleted_while_running_and_a_kill_loses_nothing(
         // Each order is an input: the shadow stores a checkpoint after it.
         n += 1;
         assert_eq!(
-            order(&mut c2, &format!("Y{n}"), "1", "1", "100.00", "AAPL"),
+            order(&mut c2, &format!("Y{n}"), "1", "1", "130.00", "AAPL"),
             "0"
         );
         std::thread::sleep(Duration::from_millis(100));
@@ -328,17 +341,88 @@ fn records_of_reset_sessions_are_deleted_while_running_and_a_kill_loses_nothing(
     drop((c1, c2));
     gw.kill9();
     gw.restart();
-    let mut c1 = Client::connect(gw.port, "CLIENT1", "FIXGW");
-    c1.seq = c1_next;
-    c1.logon(&[]);
-    let mut c2 = Client::connect(gw.port, "CLIENT2", "FIXGW");
-    c2.seq = c2_next;
-    c2.logon(&[]);
+    let c1 = reconnect(&gw, "CLIENT1", c1_next);
+    let mut c2 = reconnect(&gw, "CLIENT2", c2_next);
     trade_what_rests(&mut c2);
     drop((c1, c2));
     assert!(gw.sigterm(Duration::from_secs(10)).success());
 
     // The journal was compacted: `journal verify` replays what is left
     // from the checkpoint and checks every stored report against it.
+    verifies_from_the_checkpoint(&gw);
+}
+
+#[test]
+fn a_kill_while_deleting_records_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = Gateway::start(dir.path(), CFG);
+    let mut c1 = logged_on(&gw, "CLIENT1");
+    let c2 = logged_on(&gw, "CLIENT2");
+    // A first day of 300 resting bids, one record each: deleting them takes
+    // several steps of the core.
+    const BIDS: usize = 300;
+    for i in 0..BIDS {
+        assert_eq!(
+            order(&mut c1, &format!("D{i}"), "1", "1", "130.00", "AAPL"),
+            "0"
+        );
+    }
+    let (mut c1, c2) = next_day(&gw, c1, c2);
+
+    // The second day: orders until the first day's records are planned
+    // for deletion, three more (each step deletes a chunk, each commit
+    // flushes the chunks deleted before it), then SIGKILL.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut bids = 0;
+    let mut after_plan = 0;
+    while after_plan < 3 {
+        bids += 1;
+        assert_eq!(
+            order(&mut c1, &format!("Y{bids}"), "1", "1", "129.00", "AAPL"),
+            "0"
+        );
+        let planned = last_count(&gw, "store compaction while running", "records=");
+        if planned.is_none_or(|n| n < BIDS as u64) {
+            assert!(
+                Instant::now() < deadline,
+                "no compaction while running:\n{}",
+                std::fs::read_to_string(&gw.log).unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        } else {
+            after_plan += 1;
+        }
+    }
+    let (c1_next, c2_next) = (c1.seq, c2.seq);
+    drop((c1, c2));
+    gw.kill9();
+
+    // Every bid of both days is still in the book: CLIENT2 sells into all
+    // of them, the first day's first (better price), and gets one fill
+    // each. Start-up deletes what the kill left of the first day (the
+    // deletions flushed before it stay deleted), unless the kill also
+    // caught the checkpoint thread between its renames: one checkpoint
+    // then, no fallback, nothing deleted at this start.
+    gw.restart();
+    let left = last_count(&gw, "store compacted: ", "removed=").unwrap_or(0);
+    assert!(left <= BIDS as u64 + 1, "{left}");
+    let c1 = reconnect(&gw, "CLIENT1", c1_next);
+    let mut c2 = reconnect(&gw, "CLIENT2", c2_next);
+    let total = BIDS + bids;
+    assert_eq!(
+        order(&mut c2, "SELL", "2", &total.to_string(), "129.00", "AAPL"),
+        "0"
+    );
+    let mut fills = Vec::new();
+    while fills.len() < total {
+        let er = c2.expect("8");
+        if er.get_str(11) == Some("SELL") && er.get_str(150) == Some("F") {
+            fills.push(er.get_str(31).unwrap_or_default().to_string());
+        }
+    }
+    assert_eq!(fills.iter().filter(|p| p.starts_with("130")).count(), BIDS);
+    assert_eq!(fills.iter().filter(|p| p.starts_with("129")).count(), bids);
+    drop((c1, c2));
+    assert!(gw.sigterm(Duration::from_secs(10)).success());
     verifies_from_the_checkpoint(&gw);
 }

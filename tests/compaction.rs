@@ -73,6 +73,14 @@ fn checkpoints_settle(data: &Path, before: u64) -> u64 {
     }
 }
 
+/// A gateway on `dir` with both clients logged on (ResetSeqNumFlag=Y).
+fn started(dir: &Path) -> (Gateway, Client, Client) {
+    let gw = Gateway::start(dir, CFG);
+    let c1 = logged_on(&gw, "CLIENT1");
+    let c2 = logged_on(&gw, "CLIENT2");
+    (gw, c1, c2)
+}
+
 /// The first day ends once its checkpoints are stored: both clients log
 /// out; the next day they log on again with ResetSeqNumFlag=Y, which voids
 /// what they were sent.
@@ -161,9 +169,7 @@ fn last_count(gw: &Gateway, what: &str, key: &str) -> Option<u64> {
 #[test]
 fn records_of_reset_sessions_are_deleted_and_the_venue_carries_on() {
     let dir = tempfile::tempdir().unwrap();
-    let mut gw = Gateway::start(dir.path(), CFG);
-    let mut c1 = logged_on(&gw, "CLIENT1");
-    let mut c2 = logged_on(&gw, "CLIENT2");
+    let (mut gw, mut c1, mut c2) = started(dir.path());
     first_day(&mut c1, &mut c2);
     let first = checkpoints_settle(&gw.data, 0);
     drop((c1, c2));
@@ -292,9 +298,7 @@ fn records_of_reset_sessions_are_deleted_and_the_venue_carries_on() {
 #[test]
 fn records_of_reset_sessions_are_deleted_while_running_and_a_kill_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut gw = Gateway::start(dir.path(), CFG);
-    let mut c1 = logged_on(&gw, "CLIENT1");
-    let mut c2 = logged_on(&gw, "CLIENT2");
+    let (mut gw, mut c1, mut c2) = started(dir.path());
     first_day(&mut c1, &mut c2);
     let (mut c1, mut c2) = next_day(&gw, c1, c2);
 
@@ -355,9 +359,7 @@ fn records_of_reset_sessions_are_deleted_while_running_and_a_kill_loses_nothing(
 #[test]
 fn a_kill_while_deleting_records_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut gw = Gateway::start(dir.path(), CFG);
-    let mut c1 = logged_on(&gw, "CLIENT1");
-    let c2 = logged_on(&gw, "CLIENT2");
+    let (mut gw, mut c1, c2) = started(dir.path());
     // A first day of 300 resting bids, one record each: deleting them takes
     // several steps of the core.
     const BIDS: usize = 300;

@@ -548,20 +548,10 @@ impl BatchLog {
         read_all_inputs(&*self.backend)
     }
 
-    /// Deletes the records that nothing needs any more at once, and
-    /// returns how many (start-up: see [`BatchLog::plan_compaction`] for
-    /// which): those up to batch `covered`, whose inputs a venue
-    /// checkpoint taken after it (or later) holds (the caller restored
-    /// one), in
-    /// which every stored message was voided by a later reset of its
-    /// session (`sessions`: every session the log holds, as start-up
-    /// recovered them) and every session's state is superseded by a later
-    /// record. The newest record always stays: the next batch number
-    /// follows it. So does every record that resets a session: an older
-    /// record kept for another session's messages may hold messages the
-    /// reset voided, which the scan would otherwise index again. Afterwards
-    /// the journal can be replayed only from a checkpoint taken after
-    /// `covered` ([`Recovered::missing`]).
+    /// Start-up's compaction: plans it (see [`BatchLog::plan_compaction`]
+    /// for which records go; `sessions`: every session the log holds, as
+    /// start-up recovered them), marks the newest record compacted, then
+    /// deletes every planned record at once and flushes. Returns how many.
     pub fn compact(
         &mut self,
         covered: u64,
